@@ -1,0 +1,103 @@
+/* The configuration: an immutable, reference-counted snapshot loaded from one INI file.
+ * Loading validates everything in one pass and reports every error as
+ * FILE:LINE: [section] key: reason. Live connections keep the snapshot they started on. */
+#ifndef MUX443_CONFIG_H
+#define MUX443_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "mux443/probe.h"
+
+#define CFG_DEFAULT_PATH "/etc/mux443/mux443.ini"
+
+struct cfg_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[64]; /* "127.0.0.1:443" / "[::1]:443", for logs */
+};
+
+struct cfg_addrlist {
+    struct cfg_addr *v;
+    size_t n;
+};
+
+struct cfg_listener {
+    char *name;
+    int line;
+    struct cfg_addrlist addrs;
+    bool proxy_in;        /* expects a PROXY v1/v2 header from a trusted load balancer */
+    double peek_timeout;  /* seconds allowed to recognise the client */
+    unsigned preread_max; /* bytes buffered while recognising */
+};
+
+enum cfg_balance { BALANCE_ROUNDROBIN = 0, BALANCE_SOURCE };
+
+struct cfg_backend {
+    char *name;
+    int line;
+    struct cfg_addrlist servers;
+    int proxy_protocol; /* 0 = none, 1 = v1, 2 = v2 */
+    double connect_timeout;
+    enum cfg_balance balance;
+    atomic_uint rr; /* round-robin cursor, shared by the workers (the only mutable field) */
+};
+
+struct cfg_strlist {
+    char **v;
+    size_t n;
+};
+
+struct cfg_route {
+    char *name; /* "[route NAME]" -> NAME; class-map entries are named after the class */
+    int line;
+    unsigned classes;                   /* bit (1u << CLASS_x) per class; 0 = any class */
+    struct cfg_strlist sni, alpn, host; /* sni/host may hold "*.example.com" */
+    char *path;                         /* prefix; NULL = any */
+    char *ufrag;                        /* server-ufrag prefix; NULL = any */
+    const struct cfg_backend *backend;
+    double idle_timeout;
+};
+
+struct cfg {
+    atomic_int refs;
+    char *path;
+    unsigned workers; /* resolved: "auto" = number of online CPUs */
+    int log_level;
+    double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
+    unsigned preread_max;
+    unsigned max_connections; /* 0 = unlimited */
+
+    struct cfg_listener *listeners;
+    size_t nlisteners;
+    struct cfg_backend *backends;
+    size_t nbackends;
+    struct cfg_route *routes; /* named rules in file order, then the class map */
+    size_t nroutes;
+    const struct cfg_route *route_default;    /* [route] default: unrecognised bytes */
+    const struct cfg_route *route_on_timeout; /* [route] on_timeout: silent clients */
+};
+
+/* Loads and validates `path`. Returns a snapshot holding one reference, or NULL after
+ * printing every error found to `errs` (one per line, FILE:LINE: [section] key: ...). */
+struct cfg *cfg_load(const char *path, FILE *errs);
+/* The same from an open stream; `name` is used in messages. */
+struct cfg *cfg_load_stream(FILE *in, const char *name, FILE *errs);
+
+struct cfg *cfg_ref(struct cfg *c);
+void cfg_unref(struct cfg *c); /* frees the snapshot with the last reference; NULL ok */
+
+const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name);
+const struct cfg_listener *cfg_listener_find(const struct cfg *c, const char *name);
+
+/* Prints the key table (section, key, type, default, help) as text: the reference that
+ * --help-config and the documentation are made from. */
+void cfg_print_reference(FILE *out);
+
+/* Fuzzing entry point: loads a config from memory, discarding messages. Returns 0. */
+int cfg_fuzz_load(const uint8_t *data, size_t size);
+
+#endif

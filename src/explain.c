@@ -1,0 +1,84 @@
+/* --explain: the same detection and route selection as a live connection (probe_detect,
+ * route_select), over bytes from stdin, printed for an operator. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mux443/explain.h"
+#include "mux443/log.h"
+#include "mux443/proxy_proto.h"
+#include "mux443/route.h"
+
+void cfg_addr_format(const struct sockaddr *sa, char *dst, size_t cap);
+
+static void field(FILE *out, const char *name, const void *s, size_t len)
+{
+    char esc[1200];
+    fprintf(out, "%-9s %s\n", name, len ? log_escape(esc, sizeof(esc), s, len) : "-");
+}
+
+int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
+{
+    const struct cfg_listener *l = listener ? cfg_listener_find(c, listener) : &c->listeners[0];
+    struct probe_out p;
+
+    if (!l) {
+        fprintf(stderr, "mux443: no listener named '%s' in %s\n", listener, c->path);
+        return 1;
+    }
+    uint8_t *buf = malloc(l->preread_max);
+    if (!buf)
+        fatal("out of memory");
+    size_t n = fread(buf, 1, l->preread_max, in), off = 0;
+
+    fprintf(out, "listener  %s\nbytes     %zu%s\n", l->name, n,
+            n == l->preread_max ? " (preread_max reached: the rest is ignored)" : "");
+    if (l->proxy_in) {
+        struct proxy_info pi;
+        const char *why = "incomplete";
+        char src[64];
+        if (proxy_parse(buf, n, &pi, &why) != PROBE_MATCH) {
+            fprintf(out, "proxy     expected a PROXY header: %s\nroute     - (closed)\n", why);
+            free(buf);
+            return 0;
+        }
+        cfg_addr_format((struct sockaddr *)&pi.src, src, sizeof(src));
+        fprintf(out, "proxy     %s (%zu header bytes)\n", pi.local ? "LOCAL" : src, pi.hdr_len);
+        off = pi.hdr_len;
+    }
+
+    enum probe_result r = probe_detect(buf + off, n - off, &p);
+    if (r == PROBE_AGAIN) {
+        /* A live connection would wait for more bytes, then hit peek_timeout. */
+        fprintf(out, "result    incomplete: a probe still wants more bytes\n");
+        memset(&p, 0, sizeof(p));
+        p.cls = CLASS_TIMEOUT;
+    }
+    char alpn[600];
+    fprintf(out, "class     %s\n", probe_class_name(p.cls));
+    if (p.why)
+        fprintf(out, "note      %s\n", p.why);
+    field(out, "sni", p.sni, p.sni_len);
+    probe_alpn_format(&p, alpn, sizeof(alpn));
+    field(out, "alpn", alpn, p.alpn_len ? strlen(alpn) : 0);
+    if (p.cls == CLASS_TLS)
+        fprintf(out, "%-9s 0x%04x%s\n", "version", p.tls_version,
+                p.tls_sslv2 ? " (SSLv2 hello)" : "");
+    field(out, "host", p.host, p.host_len);
+    field(out, "path", p.path, p.path_len);
+    field(out, "ufrag", p.ufrag, p.ufrag_len);
+    if (p.cufrag_len)
+        field(out, "client", p.cufrag, p.cufrag_len);
+
+    const struct cfg_route *rt = route_select(c, &p);
+    if (!rt) {
+        fprintf(out, "route     - (no route matches: the connection is closed)\n");
+    } else {
+        fprintf(out, "route     %s (%s:%d)\nbackend   %s:", rt->name, c->path, rt->line,
+                rt->backend->name);
+        for (size_t i = 0; i < rt->backend->servers.n; i++)
+            fprintf(out, " %s", rt->backend->servers.v[i].text);
+        fprintf(out, "\n");
+    }
+    free(buf);
+    return 0;
+}

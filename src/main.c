@@ -1,0 +1,109 @@
+/* Command line: run (foreground), check a configuration (-t), explain captured bytes
+ * (--explain), print the configuration reference. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mux443/config.h"
+#include "mux443/explain.h"
+#include "mux443/listener.h"
+#include "mux443/log.h"
+
+/* Exit status: 0 success, 1 invalid configuration, 2 usage error, 3 runtime failure. */
+enum { EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: mux443 [-c FILE] [-l LEVEL]       run in the foreground\n"
+            "       mux443 -t [-c FILE]                check the configuration\n"
+            "       mux443 --explain [-c FILE] [-L LISTENER] < first-bytes\n"
+            "       mux443 --help-config               list every configuration key\n"
+            "       mux443 -V | -h\n"
+            "FILE defaults to " CFG_DEFAULT_PATH ". Exit status: 0 ok, 1 invalid configuration,\n"
+            "2 usage error, 3 runtime failure (e.g. a port that cannot be bound).\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = CFG_DEFAULT_PATH, *level = NULL, *listener = NULL;
+    bool test = false, explain = false;
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"test", no_argument, NULL, 't'},
+                                         {"explain", no_argument, NULL, 'E'},
+                                         {"listener", required_argument, NULL, 'L'},
+                                         {"log-level", required_argument, NULL, 'l'},
+                                         {"help-config", no_argument, NULL, 'R'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int ch;
+
+    while ((ch = getopt_long(argc, argv, "c:tL:l:Vh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test = true;
+            break;
+        case 'E':
+            explain = true;
+            break;
+        case 'L':
+            listener = optarg;
+            break;
+        case 'l':
+            level = optarg;
+            break;
+        case 'R':
+            cfg_print_reference(stdout);
+            return 0;
+        case 'V':
+            printf("mux443 %s\n", MUX443_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc || (test && explain)) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (level && log_level_from_name(level) < 0) {
+        fprintf(stderr, "mux443: unknown log level '%s' (expected error, warn, info, debug)\n",
+                level);
+        return EXIT_USAGE;
+    }
+
+    struct cfg *c = cfg_load(path, stderr);
+    if (!c) {
+        fprintf(stderr, "mux443: %s: configuration is invalid\n", path);
+        return EXIT_CONFIG;
+    }
+    if (test) {
+        printf("mux443: %s: configuration is valid (%zu listeners, %zu backends, %zu routes)\n",
+               path, c->nlisteners, c->nbackends, c->nroutes);
+        cfg_unref(c);
+        return 0;
+    }
+    if (explain) {
+        int rc = explain_run(c, listener, stdin, stdout);
+        cfg_unref(c);
+        return rc ? EXIT_USAGE : 0;
+    }
+
+    log_set_level(level ? (enum log_level)log_level_from_name(level)
+                        : (enum log_level)c->log_level);
+    log_info("mux443 %s starting with %s", MUX443_VERSION, path);
+    if (workers_init(c) < 0)
+        return EXIT_RUNTIME;
+    int rc = workers_run();
+    cfg_unref(c);
+    return rc;
+}

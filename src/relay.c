@@ -1,0 +1,206 @@
+/* The relay pump: moves bytes between the two legs with back-pressure (a leg is read
+ * only while its previous bytes have all been written to the peer), explicit
+ * half-close, lazy buffers and the idle timeout. Knows nothing of TLS: legs have ops. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mux443/conn.h"
+#include "mux443/listener.h"
+#include "mux443/log.h"
+
+bool pend_reserve(struct pend *p, size_t want, size_t max)
+{
+    if (p->off && p->off == p->len)
+        p->off = p->len = 0;
+    if (p->cap - p->len >= want)
+        return true;
+    if (p->off) { /* compact before growing */
+        memmove(p->data, p->data + p->off, p->len - p->off);
+        p->len -= p->off;
+        p->off = 0;
+        if (p->cap - p->len >= want)
+            return true;
+    }
+    if (p->len >= max)
+        return false;
+    size_t cap = p->cap ? p->cap : want;
+    while (cap < p->len + want)
+        cap *= 2;
+    if (cap > max)
+        cap = max;
+    uint8_t *d = realloc(p->data, cap);
+    if (!d)
+        return false;
+    p->data = d;
+    p->cap = (uint32_t)cap;
+    return true;
+}
+
+void pend_release(struct pend *p)
+{
+    free(p->data);
+    memset(p, 0, sizeof(*p));
+}
+
+static const char *leg_name(const struct leg *l)
+{
+    return l == &l->conn->client ? "client" : "backend";
+}
+
+void conn_update_io(struct conn *c)
+{
+    struct ev_loop *loop = c->w->loop;
+    struct leg *legs[2] = {&c->client, &c->backend_leg};
+
+    for (int i = 0; i < 2; i++) {
+        struct leg *l = legs[i];
+        int ev = 0;
+        if (!l->rd_eof && l->pend.len == l->pend.off)
+            ev |= EV_READ;
+        if (l->peer->pend.len > l->peer->pend.off)
+            ev |= EV_WRITE;
+        if ((l->io.events & (EV_READ | EV_WRITE)) == ev && (ev == 0 || ev_is_active(&l->io)))
+            continue;
+        ev_io_stop(loop, &l->io);
+        ev_io_set(&l->io, l->fd, ev);
+        if (ev)
+            ev_io_start(loop, &l->io);
+    }
+}
+
+/* Writes what `from` has pending to its peer. Returns false if the connection closed. */
+static bool flush(struct leg *from)
+{
+    struct pend *p = &from->pend;
+    struct leg *to = from->peer;
+
+    while (p->len > p->off) {
+        ssize_t n = to->tp->write(to, p->data + p->off, p->len - p->off);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return true;
+            conn_close(from->conn, true, "%s write error: %s", leg_name(to), strerror(errno));
+            return false;
+        }
+        p->off += (uint32_t)n;
+        from->conn->last_io = ev_now(from->conn->w->loop);
+    }
+    pend_release(p); /* drained: an idle connection holds no buffer */
+    return true;
+}
+
+/* After `from` reached end of stream and all of its bytes went out: FIN to the peer. */
+static bool propagate_eof(struct leg *from)
+{
+    struct leg *to = from->peer;
+    if (!from->rd_eof || to->wr_shut || from->pend.len > from->pend.off)
+        return true;
+    to->wr_shut = true;
+    if (to->tp->shutdown_wr(to) < 0 && errno != ENOTCONN) {
+        conn_close(from->conn, true, "%s shutdown error: %s", leg_name(to), strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* Reads once from `from` and passes the bytes straight on; what the peer cannot take now
+ * is kept in from->pend, which stops reading `from` until it has drained. */
+static bool forward(struct leg *from)
+{
+    struct conn *c = from->conn;
+    uint8_t *buf = c->w->scratch;
+    ssize_t n = from->tp->read(from, buf, RELAY_BUF);
+
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return true;
+        conn_close(c, true, "%s read error: %s", leg_name(from), strerror(errno));
+        return false;
+    }
+    if (n == 0) {
+        from->rd_eof = true;
+        return propagate_eof(from);
+    }
+    from->bytes += (uint64_t)n;
+    c->last_io = ev_now(c->w->loop);
+    struct leg *to = from->peer;
+    ssize_t w = to->tp->write(to, buf, (size_t)n);
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            conn_close(c, true, "%s write error: %s", leg_name(to), strerror(errno));
+            return false;
+        }
+        w = 0;
+    }
+    if (w < n) {
+        if (!pend_reserve(&from->pend, (size_t)(n - w), RELAY_BUF)) {
+            conn_close(c, true, "out of memory");
+            return false;
+        }
+        memcpy(from->pend.data + from->pend.len, buf + w, (size_t)(n - w));
+        from->pend.len += (uint32_t)(n - w);
+    }
+    return true;
+}
+
+static bool finished(const struct conn *c)
+{
+    return c->client.rd_eof && c->backend_leg.rd_eof && c->client.wr_shut && c->backend_leg.wr_shut;
+}
+
+void relay_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct leg *l = io->data;
+    struct conn *c = l->conn;
+
+    (void)loop;
+    if (revents & EV_WRITE) {
+        if (!flush(l->peer) || !propagate_eof(l->peer))
+            return;
+    }
+    if ((revents & EV_READ) && !l->rd_eof && l->pend.len == l->pend.off) {
+        if (!forward(l))
+            return;
+    }
+    if (finished(c)) {
+        conn_close(c, false, "done");
+        return;
+    }
+    conn_update_io(c);
+}
+
+static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct conn *c = t->data;
+    ev_tstamp idle = c->route->idle_timeout;
+    ev_tstamp left = c->last_io + idle - ev_now(loop);
+
+    (void)revents;
+    if (left <= 0) {
+        conn_close(c, false, "idle timeout (%.0fs)", idle);
+        return;
+    }
+    /* libev's cheap idle timer: re-arm for the remaining time instead of on every byte. */
+    t->repeat = left;
+    ev_timer_again(loop, t);
+}
+
+void relay_start(struct conn *c)
+{
+    struct ev_loop *loop = c->w->loop;
+
+    c->last_io = ev_now(loop);
+    ev_io_stop(loop, &c->client.io);
+    ev_io_init(&c->client.io, relay_io_cb, c->client.fd, 0);
+    c->client.io.data = &c->client;
+    ev_io_init(&c->backend_leg.io, relay_io_cb, c->backend_leg.fd, 0);
+    c->backend_leg.io.data = &c->backend_leg;
+    ev_init(&c->timer, idle_cb);
+    c->timer.repeat = c->route->idle_timeout;
+    ev_timer_again(loop, &c->timer);
+    /* The preread first flight goes out first, byte-exact. */
+    if (!flush(&c->client))
+        return;
+    conn_update_io(c);
+}

@@ -1,0 +1,67 @@
+/* Route selection: walks the snapshot's ordered rules (named rules in file order, then
+ * the [route] class map) and returns the first whose every criterion matches. */
+#include <string.h>
+#include <strings.h>
+
+#include "mux443/route.h"
+
+bool route_name_match(const char *pattern, const char *name, size_t len)
+{
+    if (len && name[len - 1] == '.')
+        len--;
+    if (pattern[0] == '*' && pattern[1] == '.') {
+        size_t sl = strlen(pattern + 1); /* ".example.com" */
+        return len > sl && strncasecmp(name + len - sl, pattern + 1, sl) == 0;
+    }
+    return strlen(pattern) == len && strncasecmp(pattern, name, len) == 0;
+}
+
+static bool any_name(const struct cfg_strlist *l, const char *name, size_t len)
+{
+    if (!len)
+        return false;
+    for (size_t i = 0; i < l->n; i++)
+        if (route_name_match(l->v[i], name, len))
+            return true;
+    return false;
+}
+
+static bool any_alpn(const struct cfg_strlist *l, const struct probe_out *p)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (probe_alpn_offers(p, l->v[i], strlen(l->v[i])))
+            return true;
+    return false;
+}
+
+static bool prefix(const char *pfx, const char *s, size_t len)
+{
+    size_t pl = strlen(pfx);
+    return pl <= len && memcmp(pfx, s, pl) == 0;
+}
+
+static bool route_matches(const struct cfg_route *r, const struct probe_out *p)
+{
+    if (r->classes ? !(r->classes & (1u << p->cls))
+                   : (p->cls == CLASS_UNKNOWN || p->cls == CLASS_TIMEOUT))
+        return false;
+    if (r->sni.n && !any_name(&r->sni, p->sni, p->sni_len))
+        return false;
+    if (r->alpn.n && !any_alpn(&r->alpn, p))
+        return false;
+    if (r->host.n && !any_name(&r->host, p->host, p->host_len))
+        return false;
+    if (r->path && !prefix(r->path, p->path, p->path_len))
+        return false;
+    if (r->ufrag && !prefix(r->ufrag, p->ufrag, p->ufrag_len))
+        return false;
+    return true;
+}
+
+const struct cfg_route *route_select(const struct cfg *c, const struct probe_out *p)
+{
+    for (size_t i = 0; i < c->nroutes; i++)
+        if (route_matches(&c->routes[i], p))
+            return &c->routes[i];
+    return NULL;
+}
