@@ -15,10 +15,11 @@
 
 #include "mux443/config.h"
 #include "mux443/log.h"
+#include "mux443/tls.h"
 
-enum sec_kind { SEC_MAIN, SEC_LISTENER, SEC_BACKEND, SEC_ROUTEMAP, SEC_RULE, SEC_UNKNOWN };
-static const char *const sec_names[] = {"mux443", "listener NAME", "backend NAME", "route",
-                                        "route NAME"};
+enum sec_kind { SEC_MAIN, SEC_LISTENER, SEC_BACKEND, SEC_ROUTEMAP, SEC_RULE, SEC_TLS, SEC_UNKNOWN };
+static const char *const sec_names[] = {"mux443", "listener NAME", "backend NAME",
+                                        "route",  "route NAME",    "tls] or [tls NAME"};
 
 enum key_type {
     K_ADDRS,   /* comma list of IP:PORT / [IPv6]:PORT; the key may repeat */
@@ -69,6 +70,10 @@ struct raw_routemap {
     struct ref cls[CLASS_COUNT];
 };
 
+struct raw_tls {
+    struct cfg_tls t;
+};
+
 struct key_def {
     enum sec_kind sec;
     const char *name;
@@ -85,6 +90,7 @@ struct key_def {
 #define B(f) offsetof(struct raw_backend, b.f)
 #define R(f) offsetof(struct raw_rule, f)
 #define C(i) offsetof(struct raw_routemap, cls[i])
+#define T(f) offsetof(struct raw_tls, t.f)
 
 static const struct key_def keys[] = {
     {SEC_MAIN, "listen", K_ADDRS, M(listen), 0, 0, NULL, NULL,
@@ -149,8 +155,18 @@ static const struct key_def keys[] = {
     {SEC_RULE, "ufrag", K_STRING, R(r.ufrag), 0, 0, NULL, NULL, "ICE-TCP server ufrag prefix."},
     {SEC_RULE, "backend", K_BACKEND, R(backend), 0, 0, NULL, NULL,
      "Backend for connections this rule matches (required)."},
+    {SEC_RULE, "tls", K_ENUM, R(r.tls), 0, 0, "any|yes|no", "any",
+     "yes: only clients that used TLS (a rule for class tls passes it through; for other "
+     "classes mux443 terminated it); no: only plain-text clients."},
     {SEC_RULE, "idle_timeout", K_SECONDS, R(r.idle_timeout), 1, 604800, NULL, NULL,
      "As in [mux443], for this route."},
+
+    {SEC_TLS, "cert", K_STRLIST, T(certs), 0, 0, NULL, NULL,
+     "PEM certificate chain files, leaf first (required); repeat for RSA + ECDSA."},
+    {SEC_TLS, "key", K_STRLIST, T(keys), 0, 0, NULL, NULL,
+     "PEM private key files, one per cert, in the same order (required)."},
+    {SEC_TLS, "default", K_BOOL, T(is_default), 0, 0, NULL, NULL,
+     "Serve clients without SNI, or whose SNI no certificate covers; yes for [tls]."},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -272,8 +288,6 @@ static bool split_hostport(char *buf, char **host, char **port)
     return v >= 1 && v <= 65535;
 }
 
-void cfg_addr_format(const struct sockaddr *sa, char *dst, size_t cap);
-
 /* Off while fuzzing: a fuzzer must not send DNS queries. */
 static bool resolve_names = true;
 
@@ -379,7 +393,7 @@ static char *next_item(char **cursor)
     return trim(s);
 }
 
-static void strlist_add(struct cfg_strlist *l, const char *s)
+void cfg_strlist_add(struct cfg_strlist *l, const char *s)
 {
     l->v = xrealloc(l->v, l->n + 1, sizeof(char *));
     l->v[l->n++] = xstrdup(s);
@@ -503,7 +517,7 @@ static void set_value(struct parse *ps, struct section *sec, const struct key_de
         while ((item = next_item(&cur))) {
             if (!*item || strpbrk(item, " \t"))
                 BAD("bad list item (got '%s', expected words separated by commas)", item);
-            strlist_add(l, item);
+            cfg_strlist_add(l, item);
         }
         return;
     }
@@ -564,6 +578,11 @@ static void *section_object(struct parse *ps, enum sec_kind kind, const char *na
         o->r.idle_timeout = -1;
         return o;
     }
+    case SEC_TLS: {
+        struct raw_tls *o = xcalloc(1, sizeof(*o));
+        o->t.name = xstrdup(name ? name : "");
+        return o;
+    }
     default:
         return NULL;
     }
@@ -600,7 +619,8 @@ static void section_begin(struct parse *ps, char *title)
     } kinds[] = {{"mux443", SEC_MAIN, SEC_UNKNOWN},
                  {"listener", SEC_UNKNOWN, SEC_LISTENER},
                  {"backend", SEC_UNKNOWN, SEC_BACKEND},
-                 {"route", SEC_ROUTEMAP, SEC_RULE}};
+                 {"route", SEC_ROUTEMAP, SEC_RULE},
+                 {"tls", SEC_TLS, SEC_TLS}};
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         if (strcmp(kindbuf, kinds[i].word) != 0)
             continue;
@@ -615,7 +635,8 @@ static void section_begin(struct parse *ps, char *title)
     }
     if (sec->kind == SEC_UNKNOWN) {
         perr(ps, ps->line, sec, NULL,
-             "unknown section (expected mux443, listener NAME, backend NAME, route, route NAME)");
+             "unknown section (expected mux443, listener NAME, backend NAME, route, route NAME, "
+             "tls, tls NAME)");
         return;
     }
     if (name && *name && !valid_name(name)) {
@@ -653,7 +674,7 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
         const struct key_def *k = &keys[i];
         if (k->sec != sec->kind || strcmp(k->name, name) != 0)
             continue;
-        bool repeatable = k->type == K_ADDRS || k->type == K_SERVERS;
+        bool repeatable = k->type == K_ADDRS || k->type == K_SERVERS || k->type == K_STRLIST;
         if (sec->key_line[i] && !repeatable) {
             perr(ps, line, sec, name, "duplicate key (first set on line %d)", sec->key_line[i]);
             return 1;
@@ -764,39 +785,107 @@ static const struct cfg_backend *resolve_backend(struct parse *ps, struct cfg *c
     return b;
 }
 
+static int key_line_of(const struct section *sec, const char *key)
+{
+    for (size_t k = 0; k < NKEYS; k++)
+        if (keys[k].sec == sec->kind && strcmp(keys[k].name, key) == 0)
+            return sec->key_line[k] ? sec->key_line[k] : sec->line;
+    return sec->line;
+}
+
 static void check_rule(struct parse *ps, const struct section *sec, struct cfg_route *r)
 {
-    const unsigned tls = 1u << CLASS_TLS, web = (1u << CLASS_HTTP) | (1u << CLASS_WEBSOCKET);
+    const unsigned web = (1u << CLASS_HTTP) | (1u << CLASS_WEBSOCKET);
     const unsigned ice = 1u << CLASS_ICE_TCP;
+
+    /* sni/alpn alone mean a ClientHello (passthrough); with other classes they match the
+     * names the client sent in the TLS that mux443 terminated. */
+    if ((r->sni.n || r->alpn.n) && !r->classes)
+        r->classes = 1u << CLASS_TLS;
+    if ((r->sni.n || r->alpn.n) && r->tls == TLSM_NO)
+        perr(ps, key_line_of(sec, r->sni.n ? "sni" : "alpn"), sec, r->sni.n ? "sni" : "alpn",
+             "never matches: tls = no excludes every client that sends SNI or ALPN");
     struct {
         bool used;
         unsigned allowed;
         const char *key, *what;
-    } c[] = {{r->sni.n || r->alpn.n, tls, r->sni.n ? "sni" : "alpn", "tls"},
-             {r->host.n || r->path, web, r->host.n ? "host" : "path", "http, websocket"},
+    } c[] = {{r->host.n || r->path, web, r->host.n ? "host" : "path", "http, websocket"},
              {r->ufrag != NULL, ice, "ufrag", "ice-tcp"}};
-
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         if (!c[i].used)
             continue;
-        int kl = 0;
-        for (size_t k = 0; k < NKEYS; k++)
-            if (keys[k].sec == SEC_RULE && strcmp(keys[k].name, c[i].key) == 0)
-                kl = sec->key_line[k];
         if (!r->classes)
             r->classes = c[i].allowed; /* criteria imply the class */
         else if (r->classes & ~c[i].allowed)
-            perr(ps, kl, sec, c[i].key, "only applies to class %s", c[i].what);
+            perr(ps, key_line_of(sec, c[i].key), sec, c[i].key, "only applies to class %s",
+                 c[i].what);
     }
     if (r->path && r->path[0] != '/')
-        perr(ps, sec->line, sec, "path", "must start with '/' (got '%s')", r->path);
+        perr(ps, key_line_of(sec, "path"), sec, "path", "must start with '/' (got '%s')", r->path);
+}
+
+/* Loads the certificates of a [tls] section into the snapshot. */
+static void build_tls(struct parse *ps, struct cfg *c, struct section *sec)
+{
+    struct cfg_tls *t = &c->tls[c->ntls++];
+    char err[512];
+    bool bad_key;
+
+    *t = ((struct raw_tls *)sec->obj)->t;
+    memset(sec->obj, 0, sizeof(struct raw_tls));
+    t->line = sec->line;
+    t->cert_line = key_line_of(sec, "cert");
+    t->key_line = key_line_of(sec, "key");
+    /* [tls] is the default certificate unless it says otherwise; [tls NAME] only if it
+     * says so. */
+    if (!*t->name && key_line_of(sec, "default") == sec->line)
+        t->is_default = true;
+    if (!t->certs.n) {
+        perr(ps, sec->line, sec, "cert", "missing (every [tls] section needs cert and key)");
+        return;
+    }
+    if (t->keys.n != t->certs.n) {
+        perr(ps, t->key_line, sec, "key",
+             "%zu key file(s) for %zu cert file(s): give one key "
+             "per certificate, in the same order",
+             t->keys.n, t->certs.n);
+        return;
+    }
+    if (!tls_ctx_build(t, c, err, sizeof(err), &bad_key))
+        perr(ps, bad_key ? t->key_line : t->cert_line, sec, bad_key ? "key" : "cert", "%s", err);
+    else if (t->is_default && c->tls_default)
+        perr(ps, key_line_of(sec, "default"), sec, "default",
+             "a default certificate is already set on line %d", c->tls_default->line);
+    else if (t->is_default)
+        c->tls_default = t;
+}
+
+/* The ALPN protocols mux443 may select when it terminates TLS: only what some route
+ * behind it takes (no h2: mux443 relays HTTP/1.1 to its backends). */
+static void build_alpn(struct cfg *c)
+{
+    unsigned classes = 0;
+    for (size_t i = 0; i < c->nroutes; i++)
+        classes |= c->routes[i].classes ? c->routes[i].classes : ~0u;
+    const char *protos[] = {(classes & ((1u << CLASS_HTTP) | (1u << CLASS_WEBSOCKET))) ? "http/1.1"
+                                                                                       : NULL,
+                            (classes & (1u << CLASS_STUN)) ? "stun.turn" : NULL,
+                            (classes & (1u << CLASS_STUN)) ? "stun.nat-discovery" : NULL};
+    for (size_t i = 0; i < sizeof(protos) / sizeof(protos[0]); i++) {
+        if (!protos[i])
+            continue;
+        size_t n = strlen(protos[i]);
+        c->alpn[c->alpn_len++] = (uint8_t)n;
+        memcpy(c->alpn + c->alpn_len, protos[i], n);
+        c->alpn_len += (unsigned)n;
+    }
 }
 
 static struct cfg *build(struct parse *ps)
 {
     struct cfg *c = xcalloc(1, sizeof(*c));
     struct raw_main *m = ps->main;
-    size_t nl = 0, nb = 0, nr = 0;
+    size_t nl = 0, nb = 0, nr = 0, nt = 0;
 
     atomic_init(&c->refs, 1);
     c->path = xstrdup(ps->file);
@@ -813,11 +902,13 @@ static struct cfg *build(struct parse *ps)
         nl += ps->secs[i]->kind == SEC_LISTENER;
         nb += ps->secs[i]->kind == SEC_BACKEND;
         nr += ps->secs[i]->kind == SEC_RULE;
+        nt += ps->secs[i]->kind == SEC_TLS;
     }
     nl += m->listen.n > 0;
     c->listeners = xcalloc(nl, sizeof(*c->listeners));
     c->backends = xcalloc(nb, sizeof(*c->backends));
     c->routes = xcalloc(nr + CLASS_COUNT, sizeof(*c->routes));
+    c->tls = xcalloc(nt, sizeof(*c->tls));
 
     if (m->listen.n) {
         struct cfg_listener *l = &c->listeners[c->nlisteners++];
@@ -896,16 +987,21 @@ static struct cfg *build(struct parse *ps)
         if (!ref->name)
             continue;
         struct cfg_route *r = &c->routes[c->nroutes++];
-        r->name = xstrdup(probe_class_name((enum mux_class)cls));
+        /* Named after the [route] key: "http", ..., "default", "on_timeout". */
+        r->map = true;
+        c->route_map[cls] = r;
+        r->name = xstrdup(cls == CLASS_UNKNOWN   ? "default"
+                          : cls == CLASS_TIMEOUT ? "on_timeout"
+                                                 : probe_class_name((enum mux_class)cls));
         r->line = ref->line;
         r->classes = 1u << cls;
         r->idle_timeout = c->idle_timeout;
         r->backend = resolve_backend(ps, c, mapsec, r->name, ref);
-        if (cls == CLASS_UNKNOWN)
-            c->route_default = r;
-        else if (cls == CLASS_TIMEOUT)
-            c->route_on_timeout = r;
     }
+    build_alpn(c);
+    for (size_t i = 0; i < ps->nsecs; i++)
+        if (ps->secs[i]->kind == SEC_TLS)
+            build_tls(ps, c, ps->secs[i]);
     if (c->nroutes == 0)
         perr(ps, 1, NULL, NULL, "no routes: add a [route] section, or every connection is closed");
     for (size_t i = 0; i < c->nbackends; i++)
@@ -933,6 +1029,15 @@ static void free_route(struct cfg_route *r)
     free(r->ufrag);
 }
 
+static void free_tls(struct cfg_tls *t)
+{
+    tls_ctx_free(t);
+    free(t->name);
+    free_strlist(&t->certs);
+    free_strlist(&t->keys);
+    free_strlist(&t->names);
+}
+
 static void cfg_free(struct cfg *c)
 {
     for (size_t i = 0; i < c->nlisteners; i++) {
@@ -945,6 +1050,9 @@ static void cfg_free(struct cfg *c)
     }
     for (size_t i = 0; i < c->nroutes; i++)
         free_route(&c->routes[i]);
+    for (size_t i = 0; i < c->ntls; i++)
+        free_tls(&c->tls[i]);
+    free(c->tls);
     free(c->listeners);
     free(c->backends);
     free(c->routes);
@@ -962,6 +1070,10 @@ static void parse_free(struct parse *ps)
             free_route(&rr->r);
             free(rr->backend.name);
             free(rr);
+        } else if (sec->kind == SEC_TLS) {
+            if (sec->obj)
+                free_tls(&((struct raw_tls *)sec->obj)->t);
+            free(sec->obj);
         } else if (sec->kind == SEC_LISTENER || sec->kind == SEC_BACKEND) {
             free(sec->obj);
         }

@@ -13,8 +13,7 @@
 #include "mux443/log.h"
 #include "mux443/proxy_proto.h"
 #include "mux443/route.h"
-
-void cfg_addr_format(const struct sockaddr *sa, char *dst, size_t cap);
+#include "mux443/tls.h"
 
 #define PREREAD_FIRST 4096 /* most first flights fit: Chromium's ClientHello is ~2 KB */
 
@@ -102,23 +101,126 @@ static void conn_describe(struct conn *c, const struct probe_out *p)
     c->desc = n ? strdup(buf) : NULL;
 }
 
-/* Detection is over: pick the route and start connecting, or close. */
-static void conn_route(struct conn *c, const struct probe_out *p)
+const char *conn_class_name(const struct conn *c)
+{
+    if (c->terminated) {
+        switch (c->cls) {
+        case CLASS_HTTP:
+            return "https";
+        case CLASS_WEBSOCKET:
+            return "wss";
+        case CLASS_STUN:
+            return "turns";
+        default:
+            return c->cls == CLASS_NONE      ? "tls"
+                   : c->cls == CLASS_TIMEOUT ? "tls-timeout"
+                                             : "tls-unknown";
+        }
+    }
+    return c->cls == CLASS_NONE ? "none" : probe_class_name(c->cls);
+}
+
+static void handshake_cb(struct ev_loop *loop, ev_io *io, int revents);
+
+/* Waits on the client socket for `events` with callback cb (during detection). */
+static void client_watch(struct conn *c, void (*cb)(struct ev_loop *, ev_io *, int), int events)
 {
     struct ev_loop *loop = c->w->loop;
+    ev_io_stop(loop, &c->client.io);
+    ev_io_init(&c->client.io, cb, c->client.fd, events);
+    c->client.io.data = c;
+    ev_io_start(loop, &c->client.io);
+}
+
+/* The route wants TLS terminated with certificate section t: hand the ClientHello to
+ * OpenSSL and run the handshake; what comes out is detected again (preread_cb). */
+static void conn_terminate(struct conn *c, const struct cfg_tls *t, const struct probe_out *p)
+{
+    struct pend *b = &c->client.pend;
+
+    c->hello = malloc(sizeof(*c->hello));
+    if (!c->hello || !tls_leg_start(&c->client, t->ctx, b->data, b->len)) {
+        conn_close(c, true, "out of memory starting TLS");
+        return;
+    }
+    memcpy(c->hello, p, sizeof(*p));
+    pend_release(b); /* OpenSSL holds the bytes now; the buffer will carry plain text */
+    c->state = CONN_HANDSHAKE;
+    handshake_cb(c->w->loop, &c->client.io, 0);
+}
+
+static void handshake_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct conn *c = io->data;
+    const char *why = NULL;
+
+    (void)revents;
+    int r = tls_handshake(&c->client, &why);
+    if (r < 0) {
+        conn_close(c, true, "TLS handshake failed: %s", why);
+        return;
+    }
+    if (r == 0) {
+        client_watch(c, handshake_cb, c->client.tp->wants(&c->client));
+        return;
+    }
+    c->terminated = true;
+    c->state = CONN_PREREAD;
+    if (log_debug_enabled()) {
+        char alpn[64];
+        bool tx, rx;
+        tls_leg_alpn(&c->client, alpn, sizeof(alpn));
+        tls_leg_ktls(&c->client, &tx, &rx);
+        log_debug("conn=%llu TLS %s established, alpn=\"%s\", kTLS send %s receive %s",
+                  (unsigned long long)c->id, tls_leg_version(&c->client), alpn, tx ? "on" : "off",
+                  rx ? "on" : "off");
+    }
+    /* A fresh peek_timeout for the first bytes inside, which may already be decrypted. */
+    ev_timer_stop(loop, &c->timer);
+    ev_timer_set(&c->timer, c->lst->peek_timeout, 0);
+    ev_timer_start(loop, &c->timer);
+    client_watch(c, preread_cb, EV_READ);
+    preread_cb(loop, &c->client.io, 0);
+}
+
+/* Detection is over: pick the route and start connecting (or terminate TLS), or close. */
+static void conn_route(struct conn *c, struct probe_out *p)
+{
+    struct ev_loop *loop = c->w->loop;
+    const struct cfg_tls *term = NULL;
 
     c->cls = p->cls;
+    if (c->terminated) {
+        /* Rules may match the names the client sent in its ClientHello. */
+        memcpy(p->sni, c->hello->sni, sizeof(p->sni));
+        p->sni_len = c->hello->sni_len;
+        memcpy(p->alpn, c->hello->alpn, sizeof(p->alpn));
+        p->alpn_len = c->hello->alpn_len;
+        free(c->hello);
+        c->hello = NULL;
+        c->route = route_select(c->cfg, p, VIA_TERMINATED);
+    } else if (p->cls == CLASS_TLS) {
+        c->route = route_tls_hello(c->cfg, p, &term);
+    } else {
+        c->route = route_select(c->cfg, p, VIA_PLAIN);
+    }
     conn_describe(c, p);
-    c->route = route_select(c->cfg, p);
+    if (term) {
+        conn_terminate(c, term, p);
+        return;
+    }
     if (!c->route) {
         if (p->cls == CLASS_UNKNOWN)
-            conn_close(c, true, "unrecognised protocol: %s, and no [route] default",
-                       p->why ? p->why : "no probe matched");
+            conn_close(c, true, "unrecognised protocol%s: %s%s", c->terminated ? " inside TLS" : "",
+                       p->why ? p->why : "no probe matched",
+                       c->terminated ? "" : ", and no [route] default");
         else if (p->cls == CLASS_TIMEOUT)
-            conn_close(c, true, "peek timeout after %u bytes, and no [route] on_timeout",
-                       c->client.pend.len);
+            conn_close(c, true, "peek timeout after %u bytes%s", c->client.pend.len,
+                       c->terminated ? " inside TLS" : ", and no [route] on_timeout");
+        else if (p->cls == CLASS_TLS)
+            conn_close(c, true, "no certificate for this SNI and no [route] tls or default");
         else
-            conn_close(c, true, "no route for class %s", probe_class_name(p->cls));
+            conn_close(c, true, "no route for class %s", conn_class_name(c));
         return;
     }
     c->backend = c->route->backend;
@@ -164,6 +266,8 @@ static bool conn_proxy_header(struct conn *c, bool *ready)
     return true;
 }
 
+/* Reads the client's first bytes (plain, or decrypted inside terminated TLS) until the
+ * probes decide, the buffer is full, or peek_timeout fires. */
 static void preread_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct conn *c = io->data;
@@ -173,46 +277,60 @@ static void preread_cb(struct ev_loop *loop, ev_io *io, int revents)
 
     (void)loop;
     (void)revents;
-    /* Start small, double while the first flight is incomplete (len < max here: a full
-     * buffer has already been routed). */
-    if (!pend_reserve(b, b->len ? b->len : PREREAD_FIRST, max)) {
-        conn_close(c, true, "out of memory during detection");
-        return;
-    }
-    ssize_t n = c->client.tp->read(&c->client, b->data + b->len, b->cap - b->len);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return;
-        conn_close(c, true, "client error during detection: %s", strerror(errno));
-        return;
-    }
-    if (n == 0) {
-        conn_close(c, true, "client closed during detection after %u bytes", b->len);
-        return;
-    }
-    b->len += (uint32_t)n;
-    c->client.bytes += (uint64_t)n;
-
-    if (!c->proxy_done) {
-        bool ready;
-        if (!conn_proxy_header(c, &ready))
-            return;
-        if (!ready) {
-            if (b->len >= max)
-                conn_close(c, true, "PROXY header longer than preread_max");
+    do {
+        /* Start small, double while the first flight is incomplete (len < max here: a
+         * full buffer has already been routed). */
+        if (!pend_reserve(b, b->len ? b->len : PREREAD_FIRST, max)) {
+            conn_close(c, true, "out of memory during detection");
             return;
         }
-        if (b->len == 0)
+        ssize_t n = c->client.tp->read(&c->client, b->data + b->len, b->cap - b->len);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                conn_close(c, true, "client error during detection: %s", strerror(errno));
+                return;
+            }
+            /* TLS may need to write before it can read on. */
+            int ev = EV_READ | c->client.tp->wants(&c->client);
+            if ((c->client.io.events & (EV_READ | EV_WRITE)) != ev)
+                client_watch(c, preread_cb, ev);
             return;
-    }
-    enum probe_result r = probe_detect(b->data, b->len, &p);
-    if (r == PROBE_AGAIN) {
-        if (b->len < max)
+        }
+        if (n == 0) {
+            conn_close(c, true, "client closed during detection after %u bytes", b->len);
             return;
-        p.cls = CLASS_UNKNOWN;
-        p.why = "preread_max reached before the first message was complete";
-    }
-    conn_route(c, &p);
+        }
+        b->len += (uint32_t)n;
+        c->client.bytes += (uint64_t)n;
+
+        if (!c->proxy_done) {
+            bool ready;
+            if (!conn_proxy_header(c, &ready))
+                return;
+            if (!ready) {
+                if (b->len >= max) {
+                    conn_close(c, true, "PROXY header longer than preread_max");
+                    return;
+                }
+                continue;
+            }
+            if (b->len == 0)
+                continue;
+        }
+        enum probe_result r = probe_detect(b->data, b->len, &p);
+        if (r == PROBE_AGAIN && b->len < max)
+            continue;
+        if (r == PROBE_AGAIN) {
+            p.cls = CLASS_UNKNOWN;
+            p.why = "preread_max reached before the first message was complete";
+        }
+        if (c->terminated && p.cls == CLASS_TLS) {
+            p.cls = CLASS_UNKNOWN;
+            p.why = "TLS inside TLS";
+        }
+        conn_route(c, &p);
+        return;
+    } while (c->client.tp->pending(&c->client)); /* decrypted bytes wait for no event */
 }
 
 static void peek_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -228,6 +346,10 @@ static void peek_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     memset(&p, 0, sizeof(p));
     p.cls = CLASS_TIMEOUT;
+    if (c->state == CONN_HANDSHAKE) {
+        conn_close(c, true, "peek timeout during the TLS handshake");
+        return;
+    }
     conn_route(c, &p);
 }
 
@@ -318,9 +440,9 @@ void conn_close(struct conn *c, bool failure, const char *fmt, ...)
     (failure ? log_warnx : log_info)(
         "conn=%llu client=%s listener=%s class=%s%s route=%s backend=%s server=%s bytes_in=%llu "
         "bytes_out=%llu dur=%.3f reason=\"%s\"",
-        (unsigned long long)c->id, c->peer_text, c->lst->name,
-        c->cls == CLASS_NONE ? "none" : probe_class_name(c->cls), c->desc ? c->desc : "",
-        c->route ? c->route->name : "-", c->backend ? c->backend->name : "-",
+        (unsigned long long)c->id, c->peer_text, c->lst->name, conn_class_name(c),
+        c->desc ? c->desc : "", c->route ? c->route->name : "-",
+        c->backend ? c->backend->name : "-",
         c->server && c->backend_leg.fd >= 0 ? c->server->text : "-",
         (unsigned long long)c->client.bytes, (unsigned long long)c->backend_leg.bytes,
         ev_now(w->loop) - c->started, log_escape(esc, sizeof(esc), reason, strlen(reason)));
@@ -343,6 +465,7 @@ void conn_close(struct conn *c, bool failure, const char *fmt, ...)
     if (c->next)
         c->next->prev = c->prev;
     cfg_unref(c->cfg);
+    free(c->hello);
     free(c->desc);
     free(c);
     worker_conn_closed(w);

@@ -8,8 +8,6 @@
 #include "mux443/proxy_proto.h"
 #include "mux443/route.h"
 
-void cfg_addr_format(const struct sockaddr *sa, char *dst, size_t cap);
-
 static void field(FILE *out, const char *name, const void *s, size_t len)
 {
     char esc[1200];
@@ -69,8 +67,15 @@ int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
     if (p.cufrag_len)
         field(out, "client", p.cufrag, p.cufrag_len);
 
-    const struct cfg_route *rt = route_select(c, &p);
-    if (!rt) {
+    const struct cfg_tls *term = NULL;
+    const struct cfg_route *rt =
+        p.cls == CLASS_TLS ? route_tls_hello(c, &p, &term) : route_select(c, &p, VIA_PLAIN);
+    if (term) {
+        fprintf(out,
+                "tls       terminate with [tls%s%s] (%s:%d); the route is chosen from the "
+                "bytes inside\n",
+                *term->name ? " " : "", term->name, c->path, term->line);
+    } else if (!rt) {
         fprintf(out, "route     - (no route matches: the connection is closed)\n");
     } else {
         fprintf(out, "route     %s (%s:%d)\nbackend   %s:", rt->name, c->path, rt->line,

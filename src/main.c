@@ -9,6 +9,7 @@
 #include "mux443/explain.h"
 #include "mux443/listener.h"
 #include "mux443/log.h"
+#include "mux443/tls.h"
 
 /* Exit status: 0 success, 1 invalid configuration, 2 usage error, 3 runtime failure. */
 enum { EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
@@ -81,6 +82,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
 
+    tls_global_init();
     struct cfg *c = cfg_load(path, stderr);
     if (!c) {
         fprintf(stderr, "mux443: %s: configuration is invalid\n", path);
@@ -101,6 +103,12 @@ int main(int argc, char **argv)
     log_set_level(level ? (enum log_level)log_level_from_name(level)
                         : (enum log_level)c->log_level);
     log_info("mux443 %s starting with %s", MUX443_VERSION, path);
+    if (c->ntls)
+        log_info("kernel TLS: %s",
+                 tls_ktls_available()
+                     ? "available: terminated TLS records are handled by the kernel"
+                     : "not offered by this kernel (module tls not loaded): "
+                       "records are encrypted in user space");
     if (workers_init(c) < 0)
         return EXIT_RUNTIME;
     int rc = workers_run();

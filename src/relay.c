@@ -60,6 +60,7 @@ void conn_update_io(struct conn *c)
             ev |= EV_READ;
         if (l->peer->pend.len > l->peer->pend.off)
             ev |= EV_WRITE;
+        ev |= l->tp->wants(l); /* TLS: a read that must write first, or the reverse */
         if ((l->io.events & (EV_READ | EV_WRITE)) == ev && (ev == 0 || ev_is_active(&l->io)))
             continue;
         ev_io_stop(loop, &l->io);
@@ -153,15 +154,29 @@ void relay_io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct leg *l = io->data;
     struct conn *c = l->conn;
+    /* TLS may have parked a read behind a write or the reverse: then retry both. */
+    bool crossed = l->tp->wants(l) != 0;
 
     (void)loop;
-    if (revents & EV_WRITE) {
-        if (!flush(l->peer) || !propagate_eof(l->peer))
+    if ((revents & EV_WRITE) || crossed) {
+        struct leg *o = l->peer;
+        if (!flush(o) || !propagate_eof(o))
             return;
+        /* The peer leg stopped reading for back-pressure with decrypted bytes still
+         * inside its transport: no socket event will say so, take them now. */
+        while (!o->rd_eof && o->pend.len == o->pend.off && o->tp->pending(o))
+            if (!forward(o))
+                return;
     }
-    if ((revents & EV_READ) && !l->rd_eof && l->pend.len == l->pend.off) {
-        if (!forward(l))
-            return;
+    if ((revents & EV_READ) || crossed) {
+        /* Decrypted bytes already inside the transport raise no socket event: take them
+         * now, as far as back-pressure allows. */
+        do {
+            if (l->rd_eof || l->pend.len > l->pend.off)
+                break;
+            if (!forward(l))
+                return;
+        } while (l->tp->pending(l));
     }
     if (finished(c)) {
         conn_close(c, false, "done");

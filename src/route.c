@@ -4,6 +4,7 @@
 #include <strings.h>
 
 #include "mux443/route.h"
+#include "mux443/tls.h"
 
 bool route_name_match(const char *pattern, const char *name, size_t len)
 {
@@ -40,10 +41,13 @@ static bool prefix(const char *pfx, const char *s, size_t len)
     return pl <= len && memcmp(pfx, s, pl) == 0;
 }
 
-static bool route_matches(const struct cfg_route *r, const struct probe_out *p)
+/* tls_used: the client spoke TLS (a ClientHello being passed through, or terminated). */
+static bool route_matches(const struct cfg_route *r, const struct probe_out *p, bool tls_used)
 {
     if (r->classes ? !(r->classes & (1u << p->cls))
                    : (p->cls == CLASS_UNKNOWN || p->cls == CLASS_TIMEOUT))
+        return false;
+    if ((r->tls == TLSM_YES && !tls_used) || (r->tls == TLSM_NO && tls_used))
         return false;
     if (r->sni.n && !any_name(&r->sni, p->sni, p->sni_len))
         return false;
@@ -58,10 +62,26 @@ static bool route_matches(const struct cfg_route *r, const struct probe_out *p)
     return true;
 }
 
-const struct cfg_route *route_select(const struct cfg *c, const struct probe_out *p)
+const struct cfg_route *route_select(const struct cfg *c, const struct probe_out *p,
+                                     enum route_via via)
 {
+    if (via == VIA_TERMINATED && (p->cls == CLASS_UNKNOWN || p->cls == CLASS_TIMEOUT))
+        return NULL;
     for (size_t i = 0; i < c->nroutes; i++)
-        if (route_matches(&c->routes[i], p))
+        if (route_matches(&c->routes[i], p, via == VIA_TERMINATED))
             return &c->routes[i];
     return NULL;
+}
+
+const struct cfg_route *route_tls_hello(const struct cfg *c, const struct probe_out *p,
+                                        const struct cfg_tls **terminate)
+{
+    *terminate = NULL;
+    for (size_t i = 0; i < c->nroutes; i++)
+        if (!c->routes[i].map && route_matches(&c->routes[i], p, true))
+            return &c->routes[i];
+    /* An SSLv2-format hello cannot be terminated (TLS 1.2+ only): pass it on. */
+    if (!p->tls_sslv2 && (*terminate = tls_find(c, p->sni, p->sni_len)))
+        return NULL;
+    return c->route_map[CLASS_TLS] ? c->route_map[CLASS_TLS] : c->route_map[CLASS_UNKNOWN];
 }

@@ -35,10 +35,24 @@ static void plain_release(struct leg *l)
     (void)l;
 }
 
+static int plain_wants(const struct leg *l)
+{
+    (void)l;
+    return 0;
+}
+
+static size_t plain_pending(const struct leg *l)
+{
+    (void)l;
+    return 0;
+}
+
 const struct transport_ops transport_plain = {
     .name = "plain",
     .read = plain_read,
     .write = plain_write,
     .shutdown_wr = plain_shutdown_wr,
     .release = plain_release,
+    .wants = plain_wants,
+    .pending = plain_pending,
 };

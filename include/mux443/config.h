@@ -51,6 +51,19 @@ struct cfg_strlist {
     size_t n;
 };
 
+enum cfg_tls_match { TLSM_ANY = 0, TLSM_YES, TLSM_NO };
+
+/* A [tls] or [tls NAME] section: certificate chains + keys (RSA and/or ECDSA) served for
+ * the names in their certificates. */
+struct cfg_tls {
+    char *name; /* "" for the unnamed [tls] */
+    int line, cert_line, key_line;
+    struct cfg_strlist certs, keys; /* parallel: keys.v[i] belongs to certs.v[i] */
+    bool is_default;                /* serves clients without SNI or with an SNI no other covers */
+    struct cfg_strlist names;       /* from the certificates' SAN (CN if no SAN) */
+    struct ssl_ctx_st *ctx;
+};
+
 struct cfg_route {
     char *name; /* "[route NAME]" -> NAME; class-map entries are named after the class */
     int line;
@@ -58,6 +71,8 @@ struct cfg_route {
     struct cfg_strlist sni, alpn, host; /* sni/host may hold "*.example.com" */
     char *path;                         /* prefix; NULL = any */
     char *ufrag;                        /* server-ufrag prefix; NULL = any */
+    int tls;  /* enum cfg_tls_match: the client used TLS (passthrough or terminated) or not */
+    bool map; /* an entry of the [route] class map (tried after the named rules) */
     const struct cfg_backend *backend;
     double idle_timeout;
 };
@@ -77,8 +92,14 @@ struct cfg {
     size_t nbackends;
     struct cfg_route *routes; /* named rules in file order, then the class map */
     size_t nroutes;
-    const struct cfg_route *route_default;    /* [route] default: unrecognised bytes */
-    const struct cfg_route *route_on_timeout; /* [route] on_timeout: silent clients */
+    /* The class map by class; [CLASS_UNKNOWN] is `default`, [CLASS_TIMEOUT] `on_timeout`. */
+    const struct cfg_route *route_map[CLASS_COUNT];
+
+    struct cfg_tls *tls;
+    size_t ntls;
+    const struct cfg_tls *tls_default;
+    uint8_t alpn[64]; /* ALPN we accept when terminating, wire format, our preference order */
+    unsigned alpn_len;
 };
 
 /* Loads and validates `path`. Returns a snapshot holding one reference, or NULL after
@@ -86,6 +107,10 @@ struct cfg {
 struct cfg *cfg_load(const char *path, FILE *errs);
 /* The same from an open stream; `name` is used in messages. */
 struct cfg *cfg_load_stream(FILE *in, const char *name, FILE *errs);
+
+void cfg_strlist_add(struct cfg_strlist *l, const char *s);
+/* "127.0.0.1:443" / "[::1]:443". */
+void cfg_addr_format(const struct sockaddr *sa, char *dst, size_t cap);
 
 struct cfg *cfg_ref(struct cfg *c);
 void cfg_unref(struct cfg *c); /* frees the snapshot with the last reference; NULL ok */

@@ -35,7 +35,7 @@ struct leg {
     bool wr_shut;     /* we sent FIN on this leg */
 };
 
-enum conn_state { CONN_PREREAD, CONN_CONNECTING, CONN_RELAY };
+enum conn_state { CONN_PREREAD, CONN_HANDSHAKE, CONN_CONNECTING, CONN_RELAY };
 
 struct worker;
 
@@ -55,11 +55,16 @@ struct conn {
     struct sockaddr_storage local_addr; /* what the client connected to */
     char peer_text[64];
     enum mux_class cls;
-    bool proxy_done; /* inbound PROXY header consumed (or not expected) */
+    bool proxy_done;         /* inbound PROXY header consumed (or not expected) */
+    bool terminated;         /* mux443 terminated the client TLS: cls is what was inside */
+    struct probe_out *hello; /* the ClientHello findings, kept during termination */
     unsigned first, attempt;
     char *desc;               /* escaped ` sni="..." host="..."` fields for the close log */
     struct conn *prev, *next; /* the worker's list, for draining */
 };
+
+/* "https", "wss", "turns" for classes found inside terminated TLS, else the class name. */
+const char *conn_class_name(const struct conn *c);
 
 /* Takes ownership of an accepted socket. */
 void conn_accept(struct worker *w, const struct cfg_listener *lst, int fd,

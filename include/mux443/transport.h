@@ -17,8 +17,14 @@ struct transport_ops {
     int (*shutdown_wr)(struct leg *l);
     /* Releases transport state; the caller closes the descriptor. */
     void (*release)(struct leg *l);
+    /* Socket events the transport itself needs now (TLS: a read that must first write, or
+     * a write that must first read); 0 for plain TCP. */
+    int (*wants)(const struct leg *l);
+    /* Bytes already decrypted and readable without waiting for the socket. */
+    size_t (*pending)(const struct leg *l);
 };
 
 extern const struct transport_ops transport_plain;
+extern const struct transport_ops transport_tls; /* tls.c */
 
 #endif

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Installs the Debian packages mux443 needs that are missing: `build` for compiling,
+# `demo` adds the demo backends, `test` adds everything the test suite drives.
+# Only calls apt-get when something is missing; needs root (or sudo) then.
+set -eu
+
+build="build-essential cmake pkg-config libssl-dev libev-dev libhttp-parser-dev libinih-dev"
+demo="coturn python3 python3-websockets openssl curl"
+test="clang libclang-rt-dev libcmocka-dev procps iproute2"
+
+case "${1:-build}" in
+build) want="$build" ;;
+demo) want="$build $demo" ;;
+test) want="$build $demo $test" ;;
+*) echo "usage: $0 [build|demo|test]" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "installing:$missing" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
