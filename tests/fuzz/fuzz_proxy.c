@@ -1,0 +1,43 @@
+/* libFuzzer target for proxy_parse, plus proxy_build round trips of parsed addresses:
+ * a header we build from what we parsed must parse back to the same addresses. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_check.h"
+#include "mux443/proxy_proto.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct proxy_info a, b;
+    const char *why = NULL;
+    uint8_t *copy = malloc(size ? size : 1);
+    uint8_t hdr[PROXY_HDR_MAX];
+    enum probe_result r;
+
+    if (copy == NULL)
+        return 0;
+    memcpy(copy, data, size);
+    r = proxy_parse(copy, size, &a, &why);
+    FUZZ_CHECK(r == PROBE_AGAIN || r == PROBE_MATCH || r == PROBE_NOMATCH);
+    if (r == PROBE_NOMATCH)
+        FUZZ_CHECK(why != NULL);
+    if (r == PROBE_MATCH) {
+        FUZZ_CHECK(a.hdr_len > 0 && a.hdr_len <= size);
+        for (int v = 1; v <= 2; v++) {
+            size_t n = proxy_build(hdr, sizeof(hdr), v, (struct sockaddr *)&a.src,
+                                   (struct sockaddr *)&a.dst);
+
+            FUZZ_CHECK(n > 0 && n <= sizeof(hdr));
+            FUZZ_CHECK(proxy_parse(hdr, n, &b, &why) == PROBE_MATCH && b.hdr_len == n);
+            FUZZ_CHECK(b.local == a.local);
+            if (!a.local)
+                FUZZ_CHECK(memcmp(&a.src, &b.src, sizeof(a.src)) == 0 &&
+                           memcmp(&a.dst, &b.dst, sizeof(a.dst)) == 0);
+        }
+    }
+    free(copy);
+    return 0;
+}

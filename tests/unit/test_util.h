@@ -1,0 +1,46 @@
+/* Helpers shared by the unit tests: loading captured vectors, re-framing TLS hellos into
+ * other record layouts, and the checks every probe result must pass. */
+#ifndef MUX443_TEST_UTIL_H
+#define MUX443_TEST_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mux443/probe.h"
+
+typedef enum probe_result (*tu_probe_fn)(const uint8_t *p, size_t n, struct probe_out *out);
+
+/* Reads tests/vectors/NAME (directory from $MUX443_VECTORS or the build-time default);
+ * fails the test when missing. The caller frees. */
+uint8_t *tu_load(const char *name, size_t *len);
+
+/* Runs fn over an exact-size heap copy of p[0..n), so ASan sees any over-read. */
+enum probe_result tu_run(tu_probe_fn fn, const uint8_t *p, size_t n, struct probe_out *out);
+
+/* Checks the invariants of any probe result (lengths in bounds, NUL-terminated strings,
+ * ALPN wire format sound, class consistent with the result). */
+void tu_check_sane(enum probe_result r, const struct probe_out *out, size_t n);
+
+/* Feeds every prefix p[0..k), k < n, then p[0..n): prefixes must answer AGAIN, except
+ * that once `early` bytes are in, a MATCH equal to the full one is allowed (STUN
+ * matches on its header). The full buffer must give `want`; *full gets its output. */
+void tu_check_prefixes(tu_probe_fn fn, const uint8_t *p, size_t n, size_t early,
+                       enum probe_result want, struct probe_out *full);
+
+/* True when two MATCH outputs carry the same routing fields (consumed excluded). */
+bool tu_same_fields(const struct probe_out *a, const struct probe_out *b);
+
+/* Concatenates the payloads of the TLS records in p (which must be well formed). */
+size_t tu_tls_payload(const uint8_t *p, size_t n, uint8_t *hs, size_t cap);
+/* Wraps a handshake byte string into handshake records of at most chunk bytes each.
+ * Returns the bytes written (0 if cap is too small). */
+size_t tu_tls_records(const uint8_t *hs, size_t hs_len, size_t chunk, uint8_t *out, size_t cap);
+/* Builds a ClientHello handshake message (header included) with the given extension
+ * block contents; exts == NULL means no extension block at all. */
+size_t tu_client_hello(const uint8_t *exts, size_t exts_len, uint8_t *hs, size_t cap);
+
+/* Deterministic PRNG for corruption tests (xorshift64*). */
+uint64_t tu_rand(uint64_t *state);
+
+#endif
