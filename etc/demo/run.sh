@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# mux443 demo: installs what is missing (Debian 12), builds mux443, starts real
+# backends on the loopback ports of etc/mux443.ini, runs mux443 on port 8443, prints
+# commands that show every route working, and tails mux443's log. Ctrl-C stops it all.
+#
+#   etc/demo/run.sh            (as root, or a user with sudo for the package step)
+#
+# Backends: web (HTTP) 18080, WebSocket signalling 18081, coturn (TURN, PROXY v2 on
+# --tcp-proxy-port 13479), ICE-TCP media workers 14444 + 14445, an HTTPS server
+# (openssl s_server -www, throwaway self-signed certificate) 18443 for TLS passthrough.
+# Logs, certificate and pids live in build/demo/. Safe to run again: processes left by
+# an earlier run (recorded by pid in build/demo/pids) are stopped first.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=$REPO/build
+STATE=$BUILD/demo
+CONF=$REPO/etc/mux443.ini
+PY=/usr/bin/python3 # Debian's python: python3-websockets is installed for it
+PEERS=$REPO/tests/peers
+PACKAGES="build-essential cmake pkg-config libssl-dev libev-dev libhttp-parser-dev libinih-dev
+          coturn python3 python3-websockets openssl curl"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() {
+    printf 'demo: %s\n' "$*" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------- 1. packages
+missing=()
+for p in $PACKAGES; do
+    dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    say "installing missing packages: ${missing[*]}"
+    SUDO=()
+    if (($(id -u) != 0)); then
+        command -v sudo >/dev/null || die "not root and no sudo: install ${missing[*]} first"
+        SUDO=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# ---------------------------------------------------------------- 2. build
+say "building mux443 in $BUILD"
+# The test suite needs more (cmocka, ...): leave it out unless it can be built.
+tests=OFF
+pkg-config --exists cmocka 2>/dev/null && tests=ON
+cmake -S "$REPO" -B "$BUILD" -DMUX443_TESTS=$tests >/dev/null
+cmake --build "$BUILD" -j2 >/dev/null
+MUX443=$BUILD/mux443
+[[ -x $MUX443 ]] || die "build did not produce $MUX443"
+"$MUX443" -t -c "$CONF" >/dev/null || die "$CONF is invalid (see above)"
+
+# ---------------------------------------------------------------- 3. state, old run
+mkdir -p "$STATE"
+PIDFILE=$STATE/pids
+if [[ -s $PIDFILE ]]; then
+    say "stopping processes left by an earlier run"
+    while read -r pid name; do
+        # Only a pid whose command still looks like ours (the pid may have been reused).
+        if [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$name"; then
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done <"$PIDFILE"
+    for _ in $(seq 50); do
+        alive=0
+        while read -r pid name; do kill -0 "$pid" 2>/dev/null && alive=1; done <"$PIDFILE"
+        ((alive)) || break
+        sleep 0.1
+    done
+fi
+: >"$PIDFILE"
+
+PIDS=()
+cleanup() {
+    trap - EXIT INT TERM
+    set +e # stop everything, whatever fails on the way
+    echo >&2
+    say "stopping the demo"
+    local pid
+    [[ -n ${TAIL:-} ]] && kill -TERM "$TAIL" 2>/dev/null
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    # Forget the pids, unless a newer run has already taken the file over.
+    local first=""
+    [[ -s $PIDFILE ]] && read -r first _ <"$PIDFILE"
+    [[ -z $first || " ${PIDS[*]} " == *" $first "* ]] && : >"$PIDFILE"
+    return 0
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+# start NAME MATCH CMD...: CMD in the background, output in $STATE/NAME.log; MATCH is
+# a word of its command line (checked before a later run kills the pid).
+start() {
+    local name=$1 match=$2
+    shift 2
+    : >"$STATE/$name.log"
+    "$@" >"$STATE/$name.log" 2>&1 &
+    PIDS+=($!)
+    echo "$! $match" >>"$PIDFILE"
+}
+
+# wait_for NAME REGEX: until the log shows REGEX (20 s deadline).
+wait_for() {
+    local name=$1 re=$2 deadline=$((SECONDS + 20)) pid=${PIDS[-1]}
+    until grep -Eq -- "$re" "$STATE/$name.log"; do
+        if ((SECONDS >= deadline)) || ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 30 "$STATE/$name.log" >&2
+            die "$name did not become ready (log: $STATE/$name.log)"
+        fi
+        sleep 0.1
+    done
+}
+
+port_busy() { "$PY" -c 'import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))) != 0)' "$1"; }
+for p in 8443 18080 18081 13479 14444 14445 18443; do
+    port_busy "$p" && die "port $p is in use by another program: stop it first (ss -ltnp 'sport = :$p')"
+done
+
+# ---------------------------------------------------------------- 4. backends
+say "starting the backends"
+if [[ ! -s $STATE/web-tls.crt ]]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj "/CN=demo.test" -addext "subjectAltName=DNS:demo.test,DNS:localhost,IP:127.0.0.1" \
+        -keyout "$STATE/web-tls.key" -out "$STATE/web-tls.crt" 2>/dev/null
+fi
+start web http_server.py "$PY" "$PEERS/http_server.py" web 18080
+wait_for web ready
+start signalling ws_echo.py "$PY" "$PEERS/ws_echo.py" signalling 18081
+wait_for signalling ready
+start media-1 ice_tcp.py "$PY" "$PEERS/ice_tcp.py" media-1 14444
+wait_for media-1 ready
+start media-2 ice_tcp.py "$PY" "$PEERS/ice_tcp.py" media-2 14445
+wait_for media-2 ready
+start web-tls s_server openssl s_server -accept 127.0.0.1:18443 -cert "$STATE/web-tls.crt" \
+    -key "$STATE/web-tls.key" -www
+wait_for web-tls ACCEPT
+# coturn: plain TURN/TCP only behind mux443, on its PROXY-protocol port; UDP on 13478.
+start coturn turnserver turnserver -n --listening-ip=127.0.0.1 --listening-port=13478 \
+    --tcp-proxy-port=13479 --relay-ip=127.0.0.1 --min-port=49160 --max-port=49200 \
+    --lt-cred-mech --user=demo:demo --realm=mux443.demo --no-tls --no-dtls --no-cli \
+    --allow-loopback-peers --log-file=stdout --simple-log --verbose --pidfile="$STATE/coturn.pid" \
+    --db="$STATE/turndb"
+wait_for coturn 'TCP listener opened on : 127.0.0.1:13479'
+
+# ---------------------------------------------------------------- 5. mux443
+say "starting mux443 on $CONF"
+start mux443 "$MUX443" "$MUX443" -c "$CONF"
+wait_for mux443 'ready:'
+
+V=$REPO/tests/vectors
+cat <<TXT
+
+mux443 is listening on 127.0.0.1:8443 and [::1]:8443. Try, from another terminal:
+
+  # HTTP -> web (18080)
+  curl http://127.0.0.1:8443/hello
+
+  # WebSocket -> signalling (18081)
+  $PY $PEERS/ws_client.py ws://127.0.0.1:8443/ws 'hello'
+
+  # TLS passthrough -> openssl s_server -www (18443): its own certificate, CN=demo.test
+  curl -sk https://127.0.0.1:8443/ | head -n 5
+  openssl s_client -connect 127.0.0.1:8443 -servername demo.test </dev/null 2>/dev/null | grep subject=
+
+  # TURN over TCP -> coturn (PROXY v2: coturn logs the real client address 127.0.0.2)
+  turnutils_uclient -t -y -n 3 -m 1 -L 127.0.0.2 -p 8443 -u demo -w demo 127.0.0.1
+  grep 'remote 127.0.0.2' $STATE/coturn.log | tail -n 2
+
+  # ICE-TCP -> media workers (14444, 14445): Chromium's first ICE check, ufrag dptM
+  $PY $PEERS/client.py 127.0.0.1 8443 --file $V/chromium-ice-tcp-binding.bin --frame
+
+  # What would mux443 do with these bytes?
+  $MUX443 --explain -c $CONF < $V/chromium-clienthello-sni.bin
+
+Logs: $STATE/*.log     Ctrl-C stops everything.
+---------------------------------------------------------------- mux443 log
+TXT
+tail -n +1 -f "$STATE/mux443.log" --pid="${PIDS[-1]}" &
+TAIL=$!
+wait "$TAIL" || true
