@@ -148,7 +148,21 @@ stop() {
     unset "PIDS[$name]"
 }
 
-# mux_conf NAME: prints the path of a fresh config file $T/NAME.ini (write it after).
+# wait_exit NAME SECONDS: waits for NAME's process to exit by itself (fails after the
+# deadline); sets STOP_RC to its exit status.
+wait_exit() {
+    local name=$1 secs=$2 pid deadline
+    pid=${PIDS[$name]}
+    deadline=$((SECONDS + secs))
+    while kill -0 "$pid" 2>/dev/null; do
+        ((SECONDS < deadline)) || fail "$name (pid $pid) still running after ${secs}s"
+        sleep 0.05
+    done
+    STOP_RC=0
+    wait "$pid" 2>/dev/null || STOP_RC=$?
+    unset "PIDS[$name]"
+}
+
 # start_mux NAME CONFIG: runs mux443 -c CONFIG, waits for `ready:`.
 start_mux() {
     local name=$1 conf=$2
