@@ -39,9 +39,9 @@ unsigned backend_first(const struct cfg_backend *b, const struct sockaddr *clien
     return atomic_fetch_add_explicit(rr, 1, memory_order_relaxed) % b->servers.n;
 }
 
-const struct cfg_addr *backend_server(const struct cfg_backend *b, unsigned first, unsigned attempt)
+unsigned backend_index(const struct cfg_backend *b, unsigned first, unsigned attempt)
 {
-    return &b->servers.v[(first + attempt) % b->servers.n];
+    return (first + attempt) % (unsigned)b->servers.n;
 }
 
 int backend_connect(const struct cfg_addr *a)

@@ -4,7 +4,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <grp.h>
 #include <netdb.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 
 #include "mux443/config.h"
 #include "mux443/log.h"
+#include "mux443/metrics.h"
 #include "mux443/tls.h"
 
 enum sec_kind { SEC_MAIN, SEC_LISTENER, SEC_BACKEND, SEC_ROUTEMAP, SEC_RULE, SEC_TLS, SEC_UNKNOWN };
@@ -50,7 +53,9 @@ struct raw_main {
     unsigned workers;
     int log_level;
     double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
-    unsigned preread_max, max_connections;
+    unsigned preread_max, max_connections, max_per_client;
+    char *user, *group;
+    struct cfg_addrlist admin;
 };
 
 struct raw_listener {
@@ -111,6 +116,15 @@ static const struct key_def keys[] = {
      "On SIGTERM/SIGINT, how long open connections may finish before they are closed."},
     {SEC_MAIN, "max_connections", K_UINT, M(max_connections), 0, 10000000, NULL, "0",
      "Connections open at once, all workers together; 0 = no limit."},
+    {SEC_MAIN, "max_connections_per_client", K_UINT, M(max_per_client), 0, 10000000, NULL, "0",
+     "Connections open at once from one client address (after PROXY); 0 = no limit."},
+    {SEC_MAIN, "admin", K_ADDRS, M(admin), 0, 0, NULL, NULL,
+     "Admin HTTP listener (/healthz /metrics /routes /ufrags), e.g. 127.0.0.1:9443; off when "
+     "unset. Keep it on loopback: it has no authentication."},
+    {SEC_MAIN, "user", K_STRING, M(user), 0, 0, NULL, NULL,
+     "After binding, switch to this user (and its group); mux443 exits if it cannot."},
+    {SEC_MAIN, "group", K_STRING, M(group), 0, 0, NULL, NULL,
+     "Group to switch to (default: the user's own group)."},
 
     {SEC_LISTENER, "listen", K_ADDRS, L(addrs), 0, 0, NULL, NULL,
      "Addresses of this listener (required)."},
@@ -120,15 +134,32 @@ static const struct key_def keys[] = {
      "As in [mux443], for this listener."},
     {SEC_LISTENER, "preread_max", K_SIZE, L(preread_max), 1024, 262144, NULL, NULL,
      "As in [mux443], for this listener."},
+    {SEC_LISTENER, "max_connections", K_UINT, L(max_connections), 0, 10000000, NULL, "0",
+     "Connections open at once on this listener; 0 = no limit."},
 
     {SEC_BACKEND, "server", K_SERVERS, B(servers), 0, 0, NULL, NULL,
-     "HOST:PORT of each server, in failover order (required); may repeat."},
+     "HOST:PORT of each server, in failover order (required); may repeat. "
+     "HOST:PORT ufrag_prefix=P sends ICE-TCP whose server ufrag starts with P there."},
     {SEC_BACKEND, "proxy_protocol", K_ENUM, B(proxy_protocol), 0, 0, "none|v1|v2", "none",
      "Send a PROXY header with the client's address first (coturn --tcp-proxy-port: v2)."},
     {SEC_BACKEND, "connect_timeout", K_SECONDS, B(connect_timeout), 0.01, 300, NULL, NULL,
      "As in [mux443], for this backend."},
-    {SEC_BACKEND, "balance", K_ENUM, B(balance), 0, 0, "roundrobin|source", "roundrobin",
-     "roundrobin: each connection to the next server; source: by a hash of the client IP."},
+    {SEC_BACKEND, "balance", K_ENUM, B(balance), 0, 0, "roundrobin|source|ufrag", "roundrobin",
+     "roundrobin: each connection to the next server; source: by a hash of the client IP; "
+     "ufrag: ICE-TCP to the server owning the ufrag (registered, prefix, or found by "
+     "fan-out)."},
+    {SEC_BACKEND, "health", K_ENUM, B(health), 0, 0, "none|tcp|stun|http", "none",
+     "Active check of each server: a TCP connect, a STUN Binding request, or an HTTP GET."},
+    {SEC_BACKEND, "health_path", K_STRING, B(health_path), 0, 0, NULL, "/",
+     "Path of the HTTP health check; 2xx and 3xx count as healthy."},
+    {SEC_BACKEND, "health_interval", K_SECONDS, B(health_interval), 0.1, 3600, NULL, "5s",
+     "Time between checks of one server."},
+    {SEC_BACKEND, "health_timeout", K_SECONDS, B(health_timeout), 0.05, 60, NULL, "2s",
+     "Time a check may take."},
+    {SEC_BACKEND, "health_rise", K_UINT, B(health_rise), 1, 100, NULL, "2",
+     "Consecutive passes that bring a failed server back."},
+    {SEC_BACKEND, "health_fall", K_UINT, B(health_fall), 1, 100, NULL, "3",
+     "Consecutive failures that take a server out of service."},
 
     {SEC_ROUTEMAP, "tls", K_BACKEND, C(CLASS_TLS), 0, 0, NULL, NULL, "Backend for TLS."},
     {SEC_ROUTEMAP, "http", K_BACKEND, C(CLASS_HTTP), 0, 0, NULL, NULL, "Backend for HTTP."},
@@ -246,6 +277,17 @@ static char *trim(char *s)
     while (e > s && isspace((unsigned char)e[-1]))
         *--e = '\0';
     return s;
+}
+
+/* RFC 8445 ice-char: ALPHA / DIGIT / "+" / "/". */
+static bool valid_ufrag(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '+' && *s != '/')
+            return false;
+    return true;
 }
 
 static bool valid_name(const char *s)
@@ -455,15 +497,31 @@ static void set_value(struct parse *ps, struct section *sec, const struct key_de
         cur = vbuf;
         while ((item = next_item(&cur))) {
             struct cfg_addr a;
-            if (strpbrk(item, " \t"))
-                BAD("unexpected space in '%s' (expected %s)", item,
-                    type_expect(k, ebuf, sizeof(ebuf)));
+            char *opts = strpbrk(item, " \t"), *prefix = NULL;
+            if (opts) {
+                *opts++ = '\0';
+                opts = trim(opts);
+                /* The only server option: ufrag_prefix=P (ICE-TCP, static ufrag routing). */
+                if (k->type != K_SERVERS || strncmp(opts, "ufrag_prefix=", 13) != 0 ||
+                    !valid_ufrag(opts + 13))
+                    BAD("unexpected '%s' after '%s' (expected %s%s)", opts, item,
+                        type_expect(k, ebuf, sizeof(ebuf)),
+                        k->type == K_SERVERS ? ", optionally followed by ufrag_prefix=P with "
+                                               "P made of ALPHA DIGIT + /"
+                                             : "");
+                prefix = opts + 13;
+            }
             if (!parse_addr(item, k->type == K_SERVERS, &a, &why))
                 BAD("%s (got '%s', expected %s)", why, item, type_expect(k, ebuf, sizeof(ebuf)));
+            if (k->type == K_SERVERS) {
+                struct cfg_backend *b = &((struct raw_backend *)sec->obj)->b;
+                b->ufrag_prefix = xrealloc(b->ufrag_prefix, l->n + 1, sizeof(char *));
+                b->ufrag_prefix[l->n] = prefix ? xstrdup(prefix) : NULL;
+            }
             l->v = xrealloc(l->v, l->n + 1, sizeof(*l->v));
             l->v[l->n++] = a;
         }
-        if (k->sec == SEC_MAIN)
+        if (k->sec == SEC_MAIN && k->off == M(listen))
             ps->main->listen_line = line;
         return;
     }
@@ -787,6 +845,8 @@ static const struct cfg_backend *resolve_backend(struct parse *ps, struct cfg *c
 
 static int key_line_of(const struct section *sec, const char *key)
 {
+    if (!sec)
+        return 1;
     for (size_t k = 0; k < NKEYS; k++)
         if (keys[k].sec == sec->kind && strcmp(keys[k].name, key) == 0)
             return sec->key_line[k] ? sec->key_line[k] : sec->line;
@@ -881,6 +941,32 @@ static void build_alpn(struct cfg *c)
     }
 }
 
+/* [mux443] keys that need more than a range check: the account to switch to, the admin
+ * address. */
+static void build_main(struct parse *ps, struct cfg *c)
+{
+    struct raw_main *m = ps->main;
+    const struct section *sec = NULL;
+    for (size_t i = 0; i < ps->nsecs; i++)
+        if (ps->secs[i]->kind == SEC_MAIN)
+            sec = ps->secs[i];
+
+    if (m->user) {
+        if (!getpwnam(m->user))
+            perr(ps, key_line_of(sec, "user"), sec, "user", "no such user (got '%s')", m->user);
+        c->user = xstrdup(m->user);
+    }
+    if (m->group) {
+        if (!getgrnam(m->group))
+            perr(ps, key_line_of(sec, "group"), sec, "group", "no such group (got '%s')", m->group);
+        c->group = xstrdup(m->group);
+    }
+    if (m->admin.n > 1)
+        perr(ps, key_line_of(sec, "admin"), sec, "admin", "one address only (got %zu)", m->admin.n);
+    c->admin = m->admin;
+    m->admin = (struct cfg_addrlist){0};
+}
+
 static struct cfg *build(struct parse *ps)
 {
     struct cfg *c = xcalloc(1, sizeof(*c));
@@ -897,6 +983,8 @@ static struct cfg *build(struct parse *ps)
     c->idle_timeout = m->idle_timeout;
     c->drain_timeout = m->drain_timeout;
     c->max_connections = m->max_connections;
+    c->max_per_client = m->max_per_client;
+    build_main(ps, c);
 
     for (size_t i = 0; i < ps->nsecs; i++) {
         nl += ps->secs[i]->kind == SEC_LISTENER;
@@ -928,17 +1016,24 @@ static struct cfg *build(struct parse *ps)
             b->line = sec->line;
             if (b->connect_timeout < 0)
                 b->connect_timeout = c->connect_timeout;
-            if (!b->servers.n)
+            if (!b->servers.n && key_line_of(sec, "server") == sec->line)
                 perr(ps, sec->line, sec, "server", "missing (every backend needs a server)");
+            /* Counters and health state persist across reloads, keyed by name. */
+            b->mx = xcalloc(b->servers.n, sizeof(*b->mx));
+            for (size_t k = 0; k < b->servers.n; k++)
+                b->mx[k] = mx_server_get(b->name, b->servers.v[k].text);
+            if (b->health == HEALTH_HTTP && b->health_path[0] != '/')
+                perr(ps, key_line_of(sec, "health_path"), sec, "health_path",
+                     "must start with '/' (got '%s')", b->health_path);
         } else if (sec->kind == SEC_LISTENER) {
             struct cfg_listener *l = &c->listeners[c->nlisteners++];
-            *l = ((struct raw_listener *)sec->obj)->l;
+            memcpy(l, &((struct raw_listener *)sec->obj)->l, sizeof(*l));
             l->line = sec->line;
             if (l->peek_timeout < 0)
                 l->peek_timeout = c->peek_timeout;
             if (!l->preread_max)
                 l->preread_max = c->preread_max;
-            if (!l->addrs.n)
+            if (!l->addrs.n && key_line_of(sec, "listen") == sec->line)
                 perr(ps, sec->line, sec, "listen", "missing (every listener needs an address)");
         }
     }
@@ -970,6 +1065,7 @@ static struct cfg *build(struct parse *ps)
         *r = rr->r;
         memset(&rr->r, 0, sizeof(rr->r));
         r->line = sec->line;
+        r->mx = mx_route_get(r->name);
         if (r->idle_timeout < 0)
             r->idle_timeout = c->idle_timeout;
         check_rule(ps, sec, r);
@@ -997,6 +1093,7 @@ static struct cfg *build(struct parse *ps)
         r->classes = 1u << cls;
         r->idle_timeout = c->idle_timeout;
         r->backend = resolve_backend(ps, c, mapsec, r->name, ref);
+        r->mx = mx_route_get(r->name);
     }
     build_alpn(c);
     for (size_t i = 0; i < ps->nsecs; i++)
@@ -1045,9 +1142,18 @@ static void cfg_free(struct cfg *c)
         free(c->listeners[i].addrs.v);
     }
     for (size_t i = 0; i < c->nbackends; i++) {
-        free(c->backends[i].name);
-        free(c->backends[i].servers.v);
+        struct cfg_backend *b = &c->backends[i];
+        for (size_t k = 0; b->ufrag_prefix && k < b->servers.n; k++)
+            free(b->ufrag_prefix[k]);
+        free(b->ufrag_prefix);
+        free(b->health_path);
+        free(b->name);
+        free(b->servers.v);
+        free(b->mx);
     }
+    free(c->user);
+    free(c->group);
+    free(c->admin.v);
     for (size_t i = 0; i < c->nroutes; i++)
         free_route(&c->routes[i]);
     for (size_t i = 0; i < c->ntls; i++)
@@ -1083,6 +1189,9 @@ static void parse_free(struct parse *ps)
     for (int i = 0; i < CLASS_COUNT; i++)
         free(ps->routemap->cls[i].name);
     free(ps->main->listen.v);
+    free(ps->main->admin.v);
+    free(ps->main->user);
+    free(ps->main->group);
     free(ps->main);
     free(ps->routemap);
     free(ps->secs);
@@ -1181,19 +1290,61 @@ const struct cfg_listener *cfg_listener_find(const struct cfg *c, const char *na
     return NULL;
 }
 
-void cfg_print_reference(FILE *out)
+/* Writes s for troff: a leading '.' or '\'' would start a request, '\\' an escape, '-'
+ * should be a real minus in option-like words. */
+static void man_text(FILE *out, const char *s)
+{
+    if (*s == '.' || *s == '\'')
+        fputs("\\&", out);
+    for (; *s; s++) {
+        if (*s == '\\')
+            fputs("\\e", out);
+        else if (*s == '-')
+            fputs("\\-", out);
+        else
+            fputc(*s, out);
+    }
+}
+
+void cfg_print_reference(FILE *out, bool man)
 {
     char ebuf[128];
+
+    if (man)
+        fputs(".TH MUX443.INI 5 \"\" \"mux443 " MUX443_VERSION "\" \"File Formats\"\n"
+              ".SH NAME\nmux443.ini \\- configuration of mux443\n"
+              ".SH DESCRIPTION\n"
+              "One INI file configures mux443. Sections and keys are listed below; this page is "
+              "generated from the table the parser uses. Durations take a suffix ms, s, m or "
+              "h (seconds without one); sizes take k or m. Lists are separated by commas; "
+              "list keys may repeat. Check a file with \\fBmux443 \\-t \\-c\\fR "
+              "\\fIFILE\\fR: every error is printed as FILE:LINE: [section] key: reason.\n",
+              out);
     for (int s = SEC_MAIN; s < SEC_UNKNOWN; s++) {
-        fprintf(out, "[%s]\n", sec_names[s]);
+        fprintf(out, man ? ".SH [%s]\n" : "[%s]\n", sec_names[s]);
         for (size_t i = 0; i < NKEYS; i++) {
             const struct key_def *k = &keys[i];
             if ((int)k->sec != s)
                 continue;
-            fprintf(out, "  %-16s %s; default: %s\n  %-16s %s\n", k->name,
-                    type_expect(k, ebuf, sizeof(ebuf)), k->dflt ? k->dflt : "none", "", k->help);
+            if (!man) {
+                fprintf(out, "  %-16s %s; default: %s\n  %-16s %s\n", k->name,
+                        type_expect(k, ebuf, sizeof(ebuf)), k->dflt ? k->dflt : "none", "",
+                        k->help);
+                continue;
+            }
+            fputs(".TP\n\\fB", out);
+            man_text(out, k->name);
+            fputs("\\fR = ", out);
+            man_text(out, type_expect(k, ebuf, sizeof(ebuf)));
+            fputs(" (default: ", out);
+            man_text(out, k->dflt ? k->dflt : "none");
+            fputs(")\n", out);
+            man_text(out, k->help);
+            fputc('\n', out);
         }
     }
+    if (man)
+        fputs(".SH SEE ALSO\n.BR mux443 (8)\n", out);
 }
 
 int cfg_fuzz_load(const uint8_t *data, size_t size)

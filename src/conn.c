@@ -5,12 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mux443/backend.h"
 #include "mux443/conn.h"
 #include "mux443/listener.h"
+#include "mux443/limits.h"
 #include "mux443/log.h"
+#include "mux443/metrics.h"
 #include "mux443/proxy_proto.h"
 #include "mux443/route.h"
 #include "mux443/tls.h"
@@ -33,9 +36,62 @@ static void leg_init(struct leg *l, struct conn *c, struct leg *peer, int fd)
     l->io.data = l;
 }
 
-void conn_accept(struct worker *w, const struct cfg_listener *lst, int fd,
-                 const struct sockaddr *peer, socklen_t peerlen)
+/* Logs a refusal at most once per second per limit: a flood must not flood the log
+ * (per-client refusals are limited per address instead, by limits.c). */
+static void refuse_log(enum mx_refuse why, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void refuse_log(enum mx_refuse why, const char *fmt, ...)
 {
+    static _Atomic long last[MXR_COUNT];
+    char msg[256];
+    va_list ap;
+    long now = (long)time(NULL);
+
+    MX_INC(mx.refused[why]);
+    if (atomic_exchange(&last[why], now) == now)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_warnx("%s", msg);
+}
+
+/* The per-client limit, once the client's real address is known (after PROXY). */
+static bool conn_admit_client(struct conn *c)
+{
+    bool log_it;
+    if (!limits_acquire((struct sockaddr *)&c->peer_addr, c->cfg->max_per_client, &log_it)) {
+        MX_INC(mx.refused[MXR_PER_CLIENT]);
+        if (log_it)
+            log_warnx("client %s: max_connections_per_client (%u) reached: refusing its new "
+                      "connections (logged once per %ds)",
+                      c->peer_text, c->cfg->max_per_client, LIMITS_LOG_INTERVAL);
+        return false;
+    }
+    c->limit_held = c->cfg->max_per_client != 0;
+    return true;
+}
+
+void conn_accept(struct worker *w, struct cfg_listener *lst, int fd, const struct sockaddr *peer,
+                 socklen_t peerlen)
+{
+    unsigned max = w->cfg->max_connections;
+
+    MX_INC(mx.accepted);
+    if (max && atomic_load(&listener_open_conns) >= max) {
+        refuse_log(MXR_MAX_CONNECTIONS, "max_connections (%u) reached: refusing new connections",
+                   max);
+        close(fd);
+        return;
+    }
+    if (lst->max_connections && atomic_load(&lst->open) >= lst->max_connections) {
+        refuse_log(MXR_LISTENER_MAX,
+                   "listener %s: max_connections (%u) reached: refusing new "
+                   "connections",
+                   lst->name, lst->max_connections);
+        close(fd);
+        return;
+    }
     struct conn *c = calloc(1, sizeof(*c));
     socklen_t sl = sizeof(c->local_addr);
 
@@ -54,8 +110,16 @@ void conn_accept(struct worker *w, const struct cfg_listener *lst, int fd,
     memcpy(&c->peer_addr, peer, peerlen < sizeof(c->peer_addr) ? peerlen : sizeof(c->peer_addr));
     getsockname(fd, (struct sockaddr *)&c->local_addr, &sl);
     cfg_addr_format(peer, c->peer_text, sizeof(c->peer_text));
+    if (!lst->proxy_in && !conn_admit_client(c)) {
+        cfg_unref(c->cfg);
+        free(c);
+        close(fd);
+        return;
+    }
     leg_init(&c->client, c, &c->backend_leg, fd);
     leg_init(&c->backend_leg, c, &c->client, -1);
+    atomic_fetch_add(&listener_open_conns, 1);
+    atomic_fetch_add(&lst->open, 1);
 
     c->next = w->conns;
     if (w->conns)
@@ -157,6 +221,7 @@ static void handshake_cb(struct ev_loop *loop, ev_io *io, int revents)
     (void)revents;
     int r = tls_handshake(&c->client, &why);
     if (r < 0) {
+        MX_INC(mx.tls_failures);
         conn_close(c, true, "TLS handshake failed: %s", why);
         return;
     }
@@ -166,6 +231,7 @@ static void handshake_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
     c->terminated = true;
     c->state = CONN_PREREAD;
+    MX_INC(mx.tls_handshakes);
     if (log_debug_enabled()) {
         char alpn[64];
         bool tx, rx;
@@ -209,6 +275,16 @@ static void conn_route(struct conn *c, struct probe_out *p)
         conn_terminate(c, term, p);
         return;
     }
+    /* Detection is final here: count it once. */
+    c->mx_cls = mx_class_of(conn_class_name(c));
+    MX_INC(mx.conns_total[c->mx_cls]);
+    atomic_fetch_add(&mx.conns_open[c->mx_cls], 1);
+    MX_INC(mx.detect[p->cls == CLASS_TIMEOUT   ? MXD_TIMEOUT
+                     : p->cls != CLASS_UNKNOWN ? MXD_MATCHED
+                     : c->preread_full         ? MXD_PREREAD_LIMIT
+                                               : MXD_UNKNOWN]);
+    if (c->route)
+        MX_INC(c->route->mx->conns);
     if (!c->route) {
         if (p->cls == CLASS_UNKNOWN)
             conn_close(c, true, "unrecognised protocol%s: %s%s", c->terminated ? " inside TLS" : "",
@@ -245,6 +321,7 @@ static bool conn_proxy_header(struct conn *c, bool *ready)
     case PROBE_AGAIN:
         return true;
     case PROBE_NOMATCH:
+        MX_INC(mx.detect[MXD_PROXY_ERROR]);
         conn_close(c, true, "listener %s expects a PROXY header: %s", c->lst->name, why);
         return false;
     case PROBE_MATCH:
@@ -262,6 +339,10 @@ static bool conn_proxy_header(struct conn *c, bool *ready)
     memmove(b->data, b->data + pi.hdr_len, b->len - pi.hdr_len);
     b->len -= (uint32_t)pi.hdr_len;
     c->proxy_done = true;
+    if (!conn_admit_client(c)) {
+        conn_close(c, true, "max_connections_per_client reached for %s", c->peer_text);
+        return false;
+    }
     *ready = true;
     return true;
 }
@@ -297,6 +378,7 @@ static void preread_cb(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
         if (n == 0) {
+            MX_INC(mx.detect[MXD_CLOSED]);
             conn_close(c, true, "client closed during detection after %u bytes", b->len);
             return;
         }
@@ -323,6 +405,7 @@ static void preread_cb(struct ev_loop *loop, ev_io *io, int revents)
         if (r == PROBE_AGAIN) {
             p.cls = CLASS_UNKNOWN;
             p.why = "preread_max reached before the first message was complete";
+            c->preread_full = true;
         }
         if (c->terminated && p.cls == CLASS_TLS) {
             p.cls = CLASS_UNKNOWN;
@@ -347,27 +430,37 @@ static void peek_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
     memset(&p, 0, sizeof(p));
     p.cls = CLASS_TIMEOUT;
     if (c->state == CONN_HANDSHAKE) {
+        MX_INC(mx.tls_failures_timeout);
         conn_close(c, true, "peek timeout during the TLS handshake");
         return;
     }
     conn_route(c, &p);
 }
 
-/* Tries the next server of the pool; `failure` says why the previous one failed. */
+/* Tries the next server of the pool that is in service; `failure` says why the previous
+ * one failed. */
 static void connect_next(struct conn *c, const char *failure)
 {
     struct ev_loop *loop = c->w->loop;
     const struct cfg_backend *b = c->backend;
+    const char *prev = c->server ? c->server->text : NULL;
 
+    if (failure && c->server)
+        MX_INC(b->mx[c->server - b->servers.v]->connect_failures);
     while (c->attempt < b->servers.n) {
-        const struct cfg_addr *a = backend_server(b, c->first, c->attempt++);
+        unsigned idx = backend_index(b, c->first, c->attempt++);
+        if (atomic_load(&b->mx[idx]->down))
+            continue; /* taken out of service by its health checks */
+        const struct cfg_addr *a = &b->servers.v[idx];
         if (failure)
             log_info("conn=%llu backend %s server %s: %s; trying %s", (unsigned long long)c->id,
-                     b->name, c->server->text, failure, a->text);
+                     b->name, prev, failure, a->text);
         c->server = a;
         int fd = backend_connect(a);
         if (fd < 0) {
             failure = strerror(errno);
+            prev = a->text;
+            MX_INC(b->mx[idx]->connect_failures);
             continue;
         }
         c->backend_leg.fd = fd;
@@ -378,8 +471,12 @@ static void connect_next(struct conn *c, const char *failure)
         ev_timer_start(loop, &c->timer);
         return;
     }
-    conn_close(c, true, "backend %s: all %zu servers failed (last %s: %s)", b->name, b->servers.n,
-               c->server ? c->server->text : "-", failure ? failure : "?");
+    if (!failure)
+        conn_close(c, true, "backend %s: all %zu servers are out of service (health checks)",
+                   b->name, b->servers.n);
+    else
+        conn_close(c, true, "backend %s: all servers failed (last %s: %s)", b->name,
+                   prev ? prev : "-", failure);
 }
 
 static void connect_failed(struct conn *c, const char *why)
@@ -414,6 +511,7 @@ static void connect_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
     ev_io_stop(loop, &c->backend_leg.io);
     ev_timer_stop(loop, &c->timer);
+    MX_INC(c->backend->mx[c->server - c->backend->servers.v]->connects);
     if (c->backend->proxy_protocol) {
         uint8_t hdr[PROXY_HDR_MAX];
         size_t n = proxy_build(hdr, sizeof(hdr), c->backend->proxy_protocol,
@@ -458,6 +556,16 @@ void conn_close(struct conn *c, bool failure, const char *fmt, ...)
         }
         pend_release(&l->pend);
     }
+    if (c->mx_cls != MXC_NONE)
+        atomic_fetch_sub(&mx.conns_open[c->mx_cls], 1);
+    if (c->route) {
+        MX_ADD(c->route->mx->bytes_in, c->client.bytes);
+        MX_ADD(c->route->mx->bytes_out, c->backend_leg.bytes);
+    }
+    if (c->limit_held)
+        limits_release((struct sockaddr *)&c->peer_addr);
+    atomic_fetch_sub(&listener_open_conns, 1);
+    atomic_fetch_sub(&((struct cfg_listener *)c->lst)->open, 1);
     if (c->prev)
         c->prev->next = c->next;
     else

@@ -1,8 +1,7 @@
 /* Workers and listening sockets: each worker thread runs its own libev loop over its own
- * SO_REUSEPORT sockets (the kernel spreads connections); the main thread handles signals
- * and drain. */
+ * SO_REUSEPORT sockets (the kernel spreads connections). The main thread binds, handles
+ * signals (reload, drain), runs the admin listener and the health checks. */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -12,15 +11,31 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "mux443/admin.h"
 #include "mux443/conn.h"
+#include "mux443/health.h"
 #include "mux443/listener.h"
 #include "mux443/log.h"
+#include "mux443/metrics.h"
 
 atomic_uint listener_open_conns;
 
 static struct worker *workers;
 static unsigned nworkers;
-static struct cfg *run_cfg;
+static struct ev_loop *main_loop;
+static const char *cfg_path;
+
+/* The snapshot new connections get, as seen by the main thread (admin, reload). */
+static pthread_mutex_t current_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct cfg *current;
+
+struct cfg *admin_cfg_get(void)
+{
+    pthread_mutex_lock(&current_lock);
+    struct cfg *c = cfg_ref(current);
+    pthread_mutex_unlock(&current_lock);
+    return c;
+}
 
 static int open_listen_socket(const struct cfg_addr *a)
 {
@@ -44,16 +59,69 @@ fail:;
     return -1;
 }
 
+/* The listening sockets one worker should have for snapshot c, reusing the sockets of
+ * `old` bound to the same addresses (so a reload never closes a listener it keeps).
+ * Returns NULL after logging when an address cannot be bound (new sockets are closed). */
+static struct lsock *lsocks_for(struct worker *w, struct cfg *c, const struct lsock *old,
+                                size_t nold, size_t *n)
+{
+    size_t total = 0, k = 0;
+    for (size_t i = 0; i < c->nlisteners; i++)
+        total += c->listeners[i].addrs.n;
+    struct lsock *v = calloc(total ? total : 1, sizeof(*v));
+    if (!v)
+        return NULL;
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        struct cfg_listener *l = &c->listeners[i];
+        for (size_t a = 0; a < l->addrs.n; a++, k++) {
+            v[k].lst = l;
+            v[k].addr = &l->addrs.v[a];
+            v[k].w = w;
+            v[k].fd = -1;
+            for (size_t j = 0; j < nold; j++)
+                if (old[j].fd >= 0 && strcmp(old[j].addr->text, v[k].addr->text) == 0)
+                    v[k].fd = old[j].fd;
+            if (v[k].fd < 0 && (v[k].fd = open_listen_socket(v[k].addr)) < 0) {
+                log_warn("listener %s: cannot listen on %s", l->name, v[k].addr->text);
+                for (size_t j = 0; j < k; j++) {
+                    bool reused = false;
+                    for (size_t o = 0; o < nold; o++)
+                        reused |= old[o].fd == v[j].fd;
+                    if (!reused)
+                        close(v[j].fd);
+                }
+                free(v);
+                return NULL;
+            }
+        }
+    }
+    *n = total;
+    return v;
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents);
+
+static void lsocks_start(struct worker *w)
+{
+    for (size_t i = 0; i < w->nlsocks; i++) {
+        ev_io_init(&w->lsocks[i].io, accept_cb, w->lsocks[i].fd, EV_READ);
+        ev_io_start(w->loop, &w->lsocks[i].io);
+    }
+}
+
+static void lsocks_stop(struct worker *w)
+{
+    for (size_t i = 0; i < w->nlsocks; i++)
+        ev_io_stop(w->loop, &w->lsocks[i].io);
+}
 
 static void accept_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct worker *w = t->data;
+    (void)loop;
     (void)revents;
-    if (w->stopping)
-        return;
-    for (size_t i = 0; i < w->nlsocks; i++)
-        ev_io_start(loop, &w->lsocks[i].io);
+    if (!w->stopping)
+        lsocks_start(w);
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -74,8 +142,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                 /* Out of descriptors: keep serving open connections, retry accepting in a
                  * moment instead of spinning on a listener that stays readable. */
                 log_warn("worker %u: accept on %s paused for 1s", w->id, ls->addr->text);
-                for (size_t k = 0; k < w->nlsocks; k++)
-                    ev_io_stop(loop, &w->lsocks[k].io);
+                lsocks_stop(w);
                 ev_timer_set(&w->accept_pause, 1.0, 0);
                 ev_timer_start(loop, &w->accept_pause);
                 return;
@@ -83,18 +150,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             log_warn("worker %u: accept on %s", w->id, ls->addr->text);
             return;
         }
-        unsigned max = w->cfg->max_connections;
-        if (max && atomic_load(&listener_open_conns) >= max) {
-            static _Atomic long last_log;
-            long now = (long)ev_now(loop);
-            if (atomic_exchange(&last_log, now) != now)
-                log_warnx("max_connections (%u) reached: refusing new connections", max);
-            close(fd);
-            continue;
-        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        atomic_fetch_add(&listener_open_conns, 1);
         conn_accept(w, ls->lst, fd, (struct sockaddr *)&ss, sl);
     }
 }
@@ -102,7 +159,6 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 void worker_conn_closed(struct worker *w)
 {
     w->nconns--;
-    atomic_fetch_sub(&listener_open_conns, 1);
     if (w->stopping && w->nconns == 0)
         ev_break(w->loop, EVBREAK_ALL);
 }
@@ -116,20 +172,51 @@ static void drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
         conn_close(w->conns, true, "drain timeout");
 }
 
-/* Main thread asked this worker to stop: close the listeners, let connections finish. */
+/* Applies a new snapshot handed over by the main thread: listeners it no longer has are
+ * closed, kept ones continue on the same socket, connections keep their own snapshot. */
+static void worker_apply(struct worker *w, struct cfg *c, struct lsock *v, size_t n)
+{
+    lsocks_stop(w);
+    for (size_t i = 0; i < w->nlsocks; i++) {
+        bool kept = false;
+        for (size_t k = 0; k < n; k++)
+            kept |= v[k].fd == w->lsocks[i].fd;
+        if (!kept)
+            close(w->lsocks[i].fd);
+    }
+    free(w->lsocks);
+    w->lsocks = v;
+    w->nlsocks = n;
+    cfg_unref(w->cfg);
+    w->cfg = c;
+    if (!w->stopping && !ev_is_active(&w->accept_pause))
+        lsocks_start(w);
+}
+
+/* Main thread -> worker: a new snapshot to apply, or stop (drain). */
 static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
     struct worker *w = a->data;
     (void)revents;
-    if (w->stopping)
+
+    /* Applied under the lock: once the main thread sees the mailbox empty, this worker's
+     * sockets are settled and it may read them to prepare the next reload. */
+    pthread_mutex_lock(&w->mbox_lock);
+    if (w->mbox_cfg)
+        worker_apply(w, w->mbox_cfg, w->mbox_lsocks, w->mbox_n);
+    w->mbox_cfg = NULL;
+    w->mbox_lsocks = NULL;
+    bool stop = w->mbox_stop;
+    pthread_mutex_unlock(&w->mbox_lock);
+
+    if (!stop || w->stopping)
         return;
     w->stopping = true;
     ev_timer_stop(loop, &w->accept_pause);
-    for (size_t i = 0; i < w->nlsocks; i++) {
-        ev_io_stop(loop, &w->lsocks[i].io);
+    lsocks_stop(w);
+    for (size_t i = 0; i < w->nlsocks; i++)
         close(w->lsocks[i].fd);
-        w->lsocks[i].fd = -1;
-    }
+    w->nlsocks = 0;
     if (w->nconns == 0) {
         ev_break(loop, EVBREAK_ALL);
         return;
@@ -139,7 +226,6 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
     ev_timer_start(loop, &w->drain_timer);
 }
 
-static struct ev_loop *main_loop;
 static ev_async main_worker_done;
 static atomic_uint workers_done;
 
@@ -163,52 +249,39 @@ static void worker_done_cb(struct ev_loop *loop, ev_async *a, int revents)
 static void raise_nofile(void)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rlim_t old = rl.rlim_cur;
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
-            log_info("open files limit raised from %llu to %llu", (unsigned long long)old,
-                     (unsigned long long)rl.rlim_max);
-    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (old < rl.rlim_max && setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        rl.rlim_cur = old;
+    log_info("open files limit: %llu (hard limit %llu)", (unsigned long long)rl.rlim_cur,
+             (unsigned long long)rl.rlim_max);
 }
 
-int workers_init(struct cfg *c)
+int workers_init(struct cfg *c, const char *path)
 {
-    size_t naddrs = 0;
-
     raise_nofile();
-    run_cfg = c;
+    cfg_path = path;
+    current = cfg_ref(c);
     nworkers = c->workers;
     workers = calloc(nworkers, sizeof(*workers));
-    for (size_t i = 0; i < c->nlisteners; i++)
-        naddrs += c->listeners[i].addrs.n;
+    if (!workers)
+        return -1;
     for (unsigned i = 0; i < nworkers; i++) {
         struct worker *w = &workers[i];
         w->id = i;
         w->cfg = cfg_ref(c);
         w->loop = ev_loop_new(EVFLAG_AUTO);
         w->scratch = malloc(RELAY_BUF);
-        w->lsocks = calloc(naddrs, sizeof(*w->lsocks));
-        if (!w->loop || !w->scratch || !w->lsocks) {
+        pthread_mutex_init(&w->mbox_lock, NULL);
+        if (!w->loop || !w->scratch) {
             log_error("worker %u: out of memory", i);
             return -1;
         }
-        for (size_t li = 0; li < c->nlisteners; li++) {
-            const struct cfg_listener *l = &c->listeners[li];
-            for (size_t ai = 0; ai < l->addrs.n; ai++) {
-                struct lsock *ls = &w->lsocks[w->nlsocks++];
-                ls->lst = l;
-                ls->addr = &l->addrs.v[ai];
-                ls->w = w;
-                ls->fd = open_listen_socket(ls->addr);
-                if (ls->fd < 0) {
-                    log_warn("listener %s: cannot listen on %s", l->name, ls->addr->text);
-                    return -1;
-                }
-                ev_io_init(&ls->io, accept_cb, ls->fd, EV_READ);
-                ev_io_start(w->loop, &ls->io);
-            }
-        }
+        if (!(w->lsocks = lsocks_for(w, c, NULL, 0, &w->nlsocks)))
+            return -1;
+        lsocks_start(w);
         ev_async_init(&w->wake, wake_cb);
         w->wake.data = w;
         ev_async_start(w->loop, &w->wake);
@@ -218,35 +291,137 @@ int workers_init(struct cfg *c)
     return 0;
 }
 
-static int signals_seen;
+/* SIGHUP: load and validate the file again (certificates included); on success every
+ * worker switches to the new snapshot and its listeners, connections keep theirs. */
+static void reload(void)
+{
+    char *errs = NULL;
+    size_t errlen = 0;
+    FILE *ef = open_memstream(&errs, &errlen);
+    struct cfg *c = ef ? cfg_load(cfg_path, ef) : NULL;
+    if (ef)
+        fclose(ef);
+    if (!c) {
+        for (char *line = strtok(errs ? errs : (char *)"", "\n"); line; line = strtok(NULL, "\n"))
+            log_warnx("reload: %s", line);
+        log_warnx("reload: %s is invalid: the running configuration stays in force", cfg_path);
+        MX_INC(mx.reloads_failed);
+        free(errs);
+        return;
+    }
+    free(errs);
+    if (c->workers != nworkers)
+        log_warnx("reload: workers = %u needs a restart; keeping %u", c->workers, nworkers);
+
+    /* Workers change their sockets only when the main thread posts an update: with every
+     * mailbox empty, their socket lists are stable and can be read here. */
+    bool busy = false;
+    for (unsigned i = 0; i < nworkers; i++) {
+        pthread_mutex_lock(&workers[i].mbox_lock);
+        busy |= workers[i].mbox_cfg != NULL;
+        pthread_mutex_unlock(&workers[i].mbox_lock);
+    }
+    if (busy) {
+        log_warnx("reload: the previous reload is still being applied: send SIGHUP again");
+        MX_INC(mx.reloads_failed);
+        cfg_unref(c);
+        return;
+    }
+    struct lsock **v = calloc(nworkers, sizeof(*v));
+    size_t *n = calloc(nworkers, sizeof(*n));
+    bool ok = v && n;
+    for (unsigned i = 0; ok && i < nworkers; i++) {
+        v[i] = lsocks_for(&workers[i], c, workers[i].lsocks, workers[i].nlsocks, &n[i]);
+        ok = v[i] != NULL;
+    }
+    if (!ok) {
+        log_warnx("reload: a listener cannot be bound: the running configuration stays in "
+                  "force");
+        MX_INC(mx.reloads_failed);
+        /* Sockets opened for the aborted reload: those not shared with the running set. */
+        for (unsigned i = 0; v && i < nworkers && v[i]; i++) {
+            for (size_t k = 0; k < n[i]; k++) {
+                bool running = false;
+                for (size_t o = 0; o < workers[i].nlsocks; o++)
+                    running |= workers[i].lsocks[o].fd == v[i][k].fd;
+                if (!running)
+                    close(v[i][k].fd);
+            }
+            free(v[i]);
+        }
+        free(v);
+        free(n);
+        cfg_unref(c);
+        return;
+    }
+    for (unsigned i = 0; i < nworkers; i++) {
+        struct worker *w = &workers[i];
+        pthread_mutex_lock(&w->mbox_lock);
+        w->mbox_cfg = cfg_ref(c);
+        w->mbox_lsocks = v[i];
+        w->mbox_n = n[i];
+        pthread_mutex_unlock(&w->mbox_lock);
+        ev_async_send(w->loop, &w->wake);
+    }
+    free(v);
+    free(n);
+    pthread_mutex_lock(&current_lock);
+    struct cfg *old = current;
+    current = c;
+    pthread_mutex_unlock(&current_lock);
+    health_configure(main_loop, c);
+    log_set_level((enum log_level)c->log_level);
+    MX_INC(mx.reloads_ok);
+    log_info("reload: %s loaded (%zu listeners, %zu backends, %zu routes, %zu certificates)",
+             cfg_path, c->nlisteners, c->nbackends, c->nroutes, c->ntls);
+    cfg_unref(old);
+}
+
+static int stop_signals;
 
 static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 {
+    (void)loop;
     (void)revents;
-    if (++signals_seen > 1) {
+    if (s->signum == SIGHUP) {
+        if (!stop_signals)
+            reload();
+        return;
+    }
+    if (++stop_signals > 1) {
         log_warnx("second signal: exiting at once");
         _exit(0);
     }
+    atomic_store(&mx.ready, 0);
     log_info("signal %d: draining (up to %.0fs), new connections refused", s->signum,
-             run_cfg->drain_timeout);
-    for (unsigned i = 0; i < nworkers; i++)
+             current->drain_timeout);
+    for (unsigned i = 0; i < nworkers; i++) {
+        pthread_mutex_lock(&workers[i].mbox_lock);
+        workers[i].mbox_stop = true;
+        pthread_mutex_unlock(&workers[i].mbox_lock);
         ev_async_send(workers[i].loop, &workers[i].wake);
-    (void)loop; /* the main loop keeps running: a second signal must still be seen */
+    }
+    /* The main loop keeps running until the workers are done: a second signal is seen. */
 }
 
 int workers_run(void)
 {
     struct ev_loop *loop = main_loop = ev_default_loop(EVFLAG_AUTO);
-    ev_signal sigterm, sigint;
+    ev_signal sigterm, sigint, sighup;
     char addrs[512] = "";
 
     signal(SIGPIPE, SIG_IGN);
     ev_signal_init(&sigterm, signal_cb, SIGTERM);
     ev_signal_init(&sigint, signal_cb, SIGINT);
+    ev_signal_init(&sighup, signal_cb, SIGHUP);
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sigint);
+    ev_signal_start(loop, &sighup);
     ev_async_init(&main_worker_done, worker_done_cb);
     ev_async_start(loop, &main_worker_done);
+    if (current->admin.n && admin_start(loop, &current->admin.v[0]) < 0)
+        return 3;
+    health_configure(loop, current);
 
     /* Workers must not take the signals: block them before creating the threads. */
     sigset_t set, old;
@@ -265,17 +440,23 @@ int workers_run(void)
         snprintf(addrs + n, sizeof(addrs) - n, "%s%s", i ? ", " : "",
                  workers[0].lsocks[i].addr->text);
     }
+    atomic_store(&mx.ready, 1);
     log_info("ready: listening on %s with %u worker%s", addrs, nworkers, nworkers == 1 ? "" : "s");
     ev_run(loop, 0); /* until every worker has drained */
     for (unsigned i = 0; i < nworkers; i++)
         pthread_join(workers[i].thread, NULL);
     log_info("all connections closed: exiting");
+    health_configure(loop, NULL);
     for (unsigned i = 0; i < nworkers; i++) {
-        ev_loop_destroy(workers[i].loop);
-        cfg_unref(workers[i].cfg);
-        free(workers[i].scratch);
-        free(workers[i].lsocks);
+        struct worker *w = &workers[i];
+        ev_loop_destroy(w->loop);
+        cfg_unref(w->cfg);
+        cfg_unref(w->mbox_cfg);
+        free(w->mbox_lsocks);
+        free(w->scratch);
+        free(w->lsocks);
     }
     free(workers);
+    cfg_unref(current);
     return 0;
 }

@@ -1,6 +1,9 @@
 /* Command line: run (foreground), check a configuration (-t), explain captured bytes
  * (--explain), print the configuration reference. */
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,35 @@
 /* Exit status: 0 success, 1 invalid configuration, 2 usage error, 3 runtime failure. */
 enum { EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
 
+/* After binding: become `user` (and `group`). Either it works and root cannot be
+ * regained, or mux443 exits: it never runs on as root when told not to. */
+static void drop_privileges(const struct cfg *c)
+{
+    if (!c->user)
+        return;
+    struct passwd *pw = getpwnam(c->user);
+    if (!pw)
+        fatalx("user %s: no such user", c->user);
+    gid_t gid = pw->pw_gid;
+    if (c->group) {
+        struct group *gr = getgrnam(c->group);
+        if (!gr)
+            fatalx("group %s: no such group", c->group);
+        gid = gr->gr_gid;
+    }
+    if (geteuid() != 0) {
+        if (geteuid() != pw->pw_uid)
+            log_warnx("not started as root: running as uid %u, not switching to user %s",
+                      (unsigned)geteuid(), c->user);
+        return;
+    }
+    if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(pw->pw_uid) != 0)
+        fatal("cannot switch to user %s", c->user);
+    if (pw->pw_uid != 0 && (setuid(0) == 0 || seteuid(0) == 0))
+        fatalx("switched to user %s but could become root again: refusing to run", c->user);
+    log_info("running as user %s (uid %u, gid %u)", c->user, (unsigned)pw->pw_uid, (unsigned)gid);
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -21,6 +53,7 @@ static void usage(FILE *f)
             "       mux443 -t [-c FILE]                check the configuration\n"
             "       mux443 --explain [-c FILE] [-L LISTENER] < first-bytes\n"
             "       mux443 --help-config               list every configuration key\n"
+            "       mux443 --man-config                the same as the mux443.ini(5) page\n"
             "       mux443 -V | -h\n"
             "FILE defaults to " CFG_DEFAULT_PATH ". Exit status: 0 ok, 1 invalid configuration,\n"
             "2 usage error, 3 runtime failure (e.g. a port that cannot be bound).\n");
@@ -36,6 +69,7 @@ int main(int argc, char **argv)
                                          {"listener", required_argument, NULL, 'L'},
                                          {"log-level", required_argument, NULL, 'l'},
                                          {"help-config", no_argument, NULL, 'R'},
+                                         {"man-config", no_argument, NULL, 'M'},
                                          {"version", no_argument, NULL, 'V'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -59,7 +93,8 @@ int main(int argc, char **argv)
             level = optarg;
             break;
         case 'R':
-            cfg_print_reference(stdout);
+        case 'M':
+            cfg_print_reference(stdout, ch == 'M');
             return 0;
         case 'V':
             printf("mux443 %s\n", MUX443_VERSION);
@@ -109,8 +144,9 @@ int main(int argc, char **argv)
                      ? "available: terminated TLS records are handled by the kernel"
                      : "not offered by this kernel (module tls not loaded): "
                        "records are encrypted in user space");
-    if (workers_init(c) < 0)
+    if (workers_init(c, path) < 0)
         return EXIT_RUNTIME;
+    drop_privileges(c);
     int rc = workers_run();
     cfg_unref(c);
     return rc;

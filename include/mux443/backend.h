@@ -10,9 +10,8 @@
 /* Index of the first server to try for a new connection from `client`. */
 unsigned backend_first(const struct cfg_backend *b, const struct sockaddr *client);
 
-/* The server to use on attempt `attempt` (0-based) when starting at `first`. */
-const struct cfg_addr *backend_server(const struct cfg_backend *b, unsigned first,
-                                      unsigned attempt);
+/* Index of the server to use on attempt `attempt` (0-based) when starting at `first`. */
+unsigned backend_index(const struct cfg_backend *b, unsigned first, unsigned attempt);
 
 /* Starts a non-blocking connect to `a`. Returns the socket (connect in progress or done),
  * or -1 with errno set when it failed at once (e.g. ECONNREFUSED, ENETUNREACH). */

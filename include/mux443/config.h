@@ -29,20 +29,32 @@ struct cfg_listener {
     char *name;
     int line;
     struct cfg_addrlist addrs;
-    bool proxy_in;        /* expects a PROXY v1/v2 header from a trusted load balancer */
-    double peek_timeout;  /* seconds allowed to recognise the client */
-    unsigned preread_max; /* bytes buffered while recognising */
+    bool proxy_in;            /* expects a PROXY v1/v2 header from a trusted load balancer */
+    double peek_timeout;      /* seconds allowed to recognise the client */
+    unsigned preread_max;     /* bytes buffered while recognising */
+    unsigned max_connections; /* 0 = no limit */
+    atomic_uint open;         /* connections open under this snapshot's listener */
 };
 
-enum cfg_balance { BALANCE_ROUNDROBIN = 0, BALANCE_SOURCE };
+enum cfg_balance { BALANCE_ROUNDROBIN = 0, BALANCE_SOURCE, BALANCE_UFRAG };
+enum cfg_health { HEALTH_NONE = 0, HEALTH_TCP, HEALTH_STUN, HEALTH_HTTP };
+
+struct mx_route;
+struct mx_server;
 
 struct cfg_backend {
     char *name;
     int line;
     struct cfg_addrlist servers;
-    int proxy_protocol; /* 0 = none, 1 = v1, 2 = v2 */
+    struct mx_server **mx; /* per server: counters and health state (metrics registry) */
+    char **ufrag_prefix;   /* per server: `ufrag_prefix=` option, or NULL */
+    int proxy_protocol;    /* 0 = none, 1 = v1, 2 = v2 */
     double connect_timeout;
     enum cfg_balance balance;
+    int health; /* enum cfg_health */
+    char *health_path;
+    double health_interval, health_timeout;
+    unsigned health_rise, health_fall;
     atomic_uint rr; /* round-robin cursor, shared by the workers (the only mutable field) */
 };
 
@@ -75,6 +87,7 @@ struct cfg_route {
     bool map; /* an entry of the [route] class map (tried after the named rules) */
     const struct cfg_backend *backend;
     double idle_timeout;
+    struct mx_route *mx; /* counters (metrics registry) */
 };
 
 struct cfg {
@@ -84,7 +97,10 @@ struct cfg {
     int log_level;
     double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
     unsigned preread_max;
-    unsigned max_connections; /* 0 = unlimited */
+    unsigned max_connections;  /* 0 = unlimited */
+    unsigned max_per_client;   /* 0 = unlimited */
+    char *user, *group;        /* drop privileges to these after binding; NULL = stay */
+    struct cfg_addrlist admin; /* 0 or 1 address */
 
     struct cfg_listener *listeners;
     size_t nlisteners;
@@ -118,9 +134,9 @@ void cfg_unref(struct cfg *c); /* frees the snapshot with the last reference; NU
 const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name);
 const struct cfg_listener *cfg_listener_find(const struct cfg *c, const char *name);
 
-/* Prints the key table (section, key, type, default, help) as text: the reference that
- * --help-config and the documentation are made from. */
-void cfg_print_reference(FILE *out);
+/* Prints the key table (section, key, type, default, help): as text (--help-config) or as
+ * the mux443.ini(5) manual page (--man-config), so the documentation cannot drift. */
+void cfg_print_reference(FILE *out, bool man);
 
 /* Fuzzing entry point: loads a config from memory, discarding messages. Returns 0. */
 int cfg_fuzz_load(const uint8_t *data, size_t size);

@@ -58,6 +58,9 @@ struct conn {
     bool proxy_done;         /* inbound PROXY header consumed (or not expected) */
     bool terminated;         /* mux443 terminated the client TLS: cls is what was inside */
     struct probe_out *hello; /* the ClientHello findings, kept during termination */
+    bool preread_full;       /* detection gave up at preread_max */
+    bool limit_held;         /* counted by limits_acquire */
+    int mx_cls;              /* enum mx_class once counted, MXC_NONE before */
     unsigned first, attempt;
     char *desc;               /* escaped ` sni="..." host="..."` fields for the close log */
     struct conn *prev, *next; /* the worker's list, for draining */
@@ -66,9 +69,10 @@ struct conn {
 /* "https", "wss", "turns" for classes found inside terminated TLS, else the class name. */
 const char *conn_class_name(const struct conn *c);
 
-/* Takes ownership of an accepted socket. */
-void conn_accept(struct worker *w, const struct cfg_listener *lst, int fd,
-                 const struct sockaddr *peer, socklen_t peerlen);
+/* Takes ownership of an accepted socket: admission (max_connections, the listener's and
+ * the per-client limits), then detection. */
+void conn_accept(struct worker *w, struct cfg_listener *lst, int fd, const struct sockaddr *peer,
+                 socklen_t peerlen);
 
 /* The only way a connection ends: logs one line with the reason, closes both sockets,
  * frees everything. `c` is invalid afterwards: callers return at once. */

@@ -15,7 +15,7 @@
 struct lsock {
     ev_io io;
     int fd;
-    const struct cfg_listener *lst;
+    struct cfg_listener *lst; /* in the worker's snapshot (its open count is mutable) */
     const struct cfg_addr *addr;
     struct worker *w;
 };
@@ -27,7 +27,12 @@ struct worker {
     struct cfg *cfg; /* snapshot for new connections (a reference) */
     struct lsock *lsocks;
     size_t nlsocks;
-    ev_async wake;         /* main thread -> worker: stop */
+    ev_async wake; /* main thread -> worker: the mailbox below has something */
+    pthread_mutex_t mbox_lock;
+    struct cfg *mbox_cfg;      /* a new snapshot to apply (a reference), with ... */
+    struct lsock *mbox_lsocks; /* ... its listening sockets */
+    size_t mbox_n;
+    bool mbox_stop;        /* drain */
     ev_timer accept_pause; /* accept stopped after EMFILE/ENFILE, resumes on this timer */
     ev_timer drain_timer;
     bool stopping;
@@ -42,9 +47,10 @@ extern atomic_uint listener_open_conns;
 
 /* Binds every listener address once per worker (SO_REUSEPORT). Returns 0, or -1 after
  * logging what could not be bound. */
-int workers_init(struct cfg *c);
-/* Starts the worker threads, waits for SIGTERM/SIGINT (drain) in the calling thread,
- * joins the workers. Returns the process exit status. */
+int workers_init(struct cfg *c, const char *path);
+/* Starts the worker threads and runs the main loop (signals: SIGHUP reloads `path`,
+ * SIGTERM/SIGINT drain; admin listener; health checks) until the workers have drained.
+ * Returns the process exit status. */
 int workers_run(void);
 
 /* Called by conn.c when a connection closes (drain bookkeeping). */
