@@ -53,7 +53,8 @@ struct raw_main {
     unsigned workers;
     int log_level;
     double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
-    unsigned preread_max, max_connections, max_per_client;
+    unsigned preread_max, max_connections, max_per_client, fanout_max;
+    double ufrag_ttl, ufrag_grace, fanout_timeout;
     char *user, *group;
     struct cfg_addrlist admin;
 };
@@ -118,6 +119,14 @@ static const struct key_def keys[] = {
      "Connections open at once, all workers together; 0 = no limit."},
     {SEC_MAIN, "max_connections_per_client", K_UINT, M(max_per_client), 0, 10000000, NULL, "0",
      "Connections open at once from one client address (after PROXY); 0 = no limit."},
+    {SEC_MAIN, "ufrag_ttl", K_SECONDS, M(ufrag_ttl), 1, 604800, NULL, "10m",
+     "A ufrag registered or learnt by fan-out, with no connection, is forgotten after this."},
+    {SEC_MAIN, "ufrag_grace", K_SECONDS, M(ufrag_grace), 0, 86400, NULL, "30s",
+     "After the last ICE-TCP connection of a ufrag closes, keep its entry this long."},
+    {SEC_MAIN, "fanout_timeout", K_SECONDS, M(fanout_timeout), 0.05, 60, NULL, "2s",
+     "How long a fan-out waits for a media server to answer the Binding request."},
+    {SEC_MAIN, "fanout_max", K_UINT, M(fanout_max), 1, 100000, NULL, "256",
+     "Fan-outs in progress at once (each opens a connection to every server of the pool)."},
     {SEC_MAIN, "admin", K_ADDRS, M(admin), 0, 0, NULL, NULL,
      "Admin HTTP listener (/healthz /metrics /routes /ufrags), e.g. 127.0.0.1:9443; off when "
      "unset. Keep it on loopback: it has no authentication."},
@@ -984,6 +993,10 @@ static struct cfg *build(struct parse *ps)
     c->drain_timeout = m->drain_timeout;
     c->max_connections = m->max_connections;
     c->max_per_client = m->max_per_client;
+    c->ufrag_ttl = m->ufrag_ttl;
+    c->ufrag_grace = m->ufrag_grace;
+    c->fanout_timeout = m->fanout_timeout;
+    c->fanout_max = m->fanout_max;
     build_main(ps, c);
 
     for (size_t i = 0; i < ps->nsecs; i++) {

@@ -11,12 +11,14 @@
 #include "mux443/backend.h"
 #include "mux443/conn.h"
 #include "mux443/listener.h"
+#include "mux443/fanout.h"
 #include "mux443/limits.h"
 #include "mux443/log.h"
 #include "mux443/metrics.h"
 #include "mux443/proxy_proto.h"
 #include "mux443/route.h"
 #include "mux443/tls.h"
+#include "mux443/ufrag.h"
 
 #define PREREAD_FIRST 4096 /* most first flights fit: Chromium's ClientHello is ~2 KB */
 
@@ -249,6 +251,36 @@ static void handshake_cb(struct ev_loop *loop, ev_io *io, int revents)
     preread_cb(loop, &c->client.io, 0);
 }
 
+/* ICE-TCP to a pool with balance = ufrag: the server is named by a static prefix, or by
+ * the ufrag table; else a fan-out finds it. Returns true to connect to c->first only,
+ * false when a fan-out took over. */
+static bool conn_ufrag_server(struct conn *c, const struct probe_out *p)
+{
+    const struct cfg_backend *b = c->backend;
+
+    if (p->ufrag_len && !(c->ufrag = strndup(p->ufrag, p->ufrag_len))) {
+        conn_close(c, true, "out of memory");
+        return false;
+    }
+    for (size_t i = 0; c->ufrag && i < b->servers.n; i++) {
+        const char *pfx = b->ufrag_prefix ? b->ufrag_prefix[i] : NULL;
+        if (pfx && strncmp(c->ufrag, pfx, strlen(pfx)) == 0) {
+            c->first = (unsigned)i;
+            c->nattempts = 1;
+            return true;
+        }
+    }
+    int idx = c->ufrag ? ufrag_acquire(c->ufrag, b) : -1;
+    if (idx >= 0) {
+        c->ufrag_held = true;
+        c->first = (unsigned)idx;
+        c->nattempts = 1;
+        return true;
+    }
+    fanout_start(c, p->consumed);
+    return false;
+}
+
 /* Detection is over: pick the route and start connecting (or terminate TLS), or close. */
 static void conn_route(struct conn *c, struct probe_out *p)
 {
@@ -302,9 +334,12 @@ static void conn_route(struct conn *c, struct probe_out *p)
     c->backend = c->route->backend;
     c->first = backend_first(c->backend, (struct sockaddr *)&c->peer_addr);
     c->attempt = 0;
+    c->nattempts = (unsigned)c->backend->servers.n;
     c->state = CONN_CONNECTING;
     ev_io_stop(loop, &c->client.io); /* bytes after the first flight wait in the socket */
     ev_timer_stop(loop, &c->timer);
+    if (c->backend->balance == BALANCE_UFRAG && p->cls == CLASS_ICE_TCP && !conn_ufrag_server(c, p))
+        return; /* fan-out started (or the connection closed) */
     connect_next(c, NULL);
 }
 
@@ -447,7 +482,7 @@ static void connect_next(struct conn *c, const char *failure)
 
     if (failure && c->server)
         MX_INC(b->mx[c->server - b->servers.v]->connect_failures);
-    while (c->attempt < b->servers.n) {
+    while (c->attempt < c->nattempts) {
         unsigned idx = backend_index(b, c->first, c->attempt++);
         if (atomic_load(&b->mx[idx]->down))
             continue; /* taken out of service by its health checks */
@@ -564,6 +599,10 @@ void conn_close(struct conn *c, bool failure, const char *fmt, ...)
     }
     if (c->limit_held)
         limits_release((struct sockaddr *)&c->peer_addr);
+    fanout_free(c->fanout);
+    if (c->ufrag_held)
+        ufrag_release(c->ufrag);
+    free(c->ufrag);
     atomic_fetch_sub(&listener_open_conns, 1);
     atomic_fetch_sub(&((struct cfg_listener *)c->lst)->open, 1);
     if (c->prev)

@@ -14,6 +14,24 @@ static void field(FILE *out, const char *name, const void *s, size_t len)
     fprintf(out, "%-9s %s\n", name, len ? log_escape(esc, sizeof(esc), s, len) : "-");
 }
 
+/* For ICE-TCP to a pool balanced by ufrag: which server the ufrag leads to. */
+static void explain_ufrag(FILE *out, const struct cfg_backend *b, const struct probe_out *p)
+{
+    if (b->balance != BALANCE_UFRAG || p->cls != CLASS_ICE_TCP)
+        return;
+    for (size_t i = 0; p->ufrag_len && i < b->servers.n; i++) {
+        const char *pfx = b->ufrag_prefix ? b->ufrag_prefix[i] : NULL;
+        if (pfx && strlen(pfx) <= p->ufrag_len && strncmp(p->ufrag, pfx, strlen(pfx)) == 0) {
+            fprintf(out, "server    %s (ufrag_prefix=%s)\n", b->servers.v[i].text, pfx);
+            return;
+        }
+    }
+    fprintf(out,
+            "server    decided at run time: the ufrag table (GET /ufrags on the admin "
+            "listener), else a fan-out to the %zu servers\n",
+            b->servers.n);
+}
+
 int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
 {
     const struct cfg_listener *l = listener ? cfg_listener_find(c, listener) : &c->listeners[0];
@@ -83,6 +101,7 @@ int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
         for (size_t i = 0; i < rt->backend->servers.n; i++)
             fprintf(out, " %s", rt->backend->servers.v[i].text);
         fprintf(out, "\n");
+        explain_ufrag(out, rt->backend, &p);
     }
     free(buf);
     return 0;

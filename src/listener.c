@@ -17,6 +17,7 @@
 #include "mux443/listener.h"
 #include "mux443/log.h"
 #include "mux443/metrics.h"
+#include "mux443/ufrag.h"
 
 atomic_uint listener_open_conns;
 
@@ -370,6 +371,7 @@ static void reload(void)
     current = c;
     pthread_mutex_unlock(&current_lock);
     health_configure(main_loop, c);
+    ufrag_configure(main_loop, c);
     log_set_level((enum log_level)c->log_level);
     MX_INC(mx.reloads_ok);
     log_info("reload: %s loaded (%zu listeners, %zu backends, %zu routes, %zu certificates)",
@@ -422,6 +424,7 @@ int workers_run(void)
     if (current->admin.n && admin_start(loop, &current->admin.v[0]) < 0)
         return 3;
     health_configure(loop, current);
+    ufrag_configure(loop, current);
 
     /* Workers must not take the signals: block them before creating the threads. */
     sigset_t set, old;

@@ -61,6 +61,10 @@ struct conn {
     bool preread_full;       /* detection gave up at preread_max */
     bool limit_held;         /* counted by limits_acquire */
     int mx_cls;              /* enum mx_class once counted, MXC_NONE before */
+    char *ufrag;             /* ICE-TCP server ufrag (routing by ufrag), or NULL */
+    bool ufrag_held;         /* counted as a live connection in the ufrag table */
+    struct fanout *fanout;   /* ICE-TCP fan-out in progress */
+    unsigned nattempts;      /* servers to try (1 when the ufrag names the server) */
     unsigned first, attempt;
     char *desc;               /* escaped ` sni="..." host="..."` fields for the close log */
     struct conn *prev, *next; /* the worker's list, for draining */
