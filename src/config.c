@@ -33,6 +33,7 @@ enum key_type {
     K_BOOL,
     K_ENUM,    /* one of `choices` ("a|b|c"), stored as its index */
     K_STRLIST, /* comma list of words */
+    K_PATHS,   /* comma list of file paths; relative ones are relative to the config file */
     K_STRING,
     K_BACKEND, /* name of a [backend NAME], resolved after parsing */
     K_CLASSES, /* comma list of traffic classes */
@@ -201,9 +202,9 @@ static const struct key_def keys[] = {
     {SEC_RULE, "idle_timeout", K_SECONDS, R(r.idle_timeout), 1, 604800, NULL, NULL,
      "As in [mux443], for this route."},
 
-    {SEC_TLS, "cert", K_STRLIST, T(certs), 0, 0, NULL, NULL,
+    {SEC_TLS, "cert", K_PATHS, T(certs), 0, 0, NULL, NULL,
      "PEM certificate chain files, leaf first (required); repeat for RSA + ECDSA."},
-    {SEC_TLS, "key", K_STRLIST, T(keys), 0, 0, NULL, NULL,
+    {SEC_TLS, "key", K_PATHS, T(keys), 0, 0, NULL, NULL,
      "PEM private key files, one per cert, in the same order (required)."},
     {SEC_TLS, "default", K_BOOL, T(is_default), 0, 0, NULL, NULL,
      "Serve clients without SNI, or whose SNI no certificate covers; yes for [tls]."},
@@ -473,6 +474,8 @@ static const char *type_expect(const struct key_def *k, char *buf, size_t cap)
         return "auto or a number from 1 to 256";
     case K_CLASSES:
         return "tls, http, websocket, stun, ice-tcp";
+    case K_PATHS:
+        return "FILE[, FILE...] (relative to this file's directory)";
     default:
         return "a value";
     }
@@ -585,6 +588,23 @@ static void set_value(struct parse *ps, struct section *sec, const struct key_de
             if (!*item || strpbrk(item, " \t"))
                 BAD("bad list item (got '%s', expected words separated by commas)", item);
             cfg_strlist_add(l, item);
+        }
+        return;
+    }
+    case K_PATHS: {
+        struct cfg_strlist *l = (struct cfg_strlist *)field;
+        const char *slash = strrchr(ps->file, '/');
+        int dirlen = slash ? (int)(slash - ps->file) : 0;
+        cur = vbuf;
+        while ((item = next_item(&cur))) {
+            char path[4096];
+            if (!*item)
+                BAD("empty file name in the list");
+            if (item[0] == '/' || !slash)
+                snprintf(path, sizeof(path), "%s", item);
+            else
+                snprintf(path, sizeof(path), "%.*s/%s", dirlen, ps->file, item);
+            cfg_strlist_add(l, path);
         }
         return;
     }
@@ -741,7 +761,8 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
         const struct key_def *k = &keys[i];
         if (k->sec != sec->kind || strcmp(k->name, name) != 0)
             continue;
-        bool repeatable = k->type == K_ADDRS || k->type == K_SERVERS || k->type == K_STRLIST;
+        bool repeatable = k->type == K_ADDRS || k->type == K_SERVERS || k->type == K_STRLIST ||
+                          k->type == K_PATHS;
         if (sec->key_line[i] && !repeatable) {
             perr(ps, line, sec, name, "duplicate key (first set on line %d)", sec->key_line[i]);
             return 1;

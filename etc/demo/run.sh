@@ -6,8 +6,9 @@
 #   etc/demo/run.sh            (as root, or a user with sudo for the package step)
 #
 # Backends: web (HTTP) 18080, WebSocket signalling 18081, coturn (TURN, PROXY v2 on
-# --tcp-proxy-port 13479), ICE-TCP media workers 14444 + 14445, an HTTPS server
-# (openssl s_server -www, throwaway self-signed certificate) 18443 for TLS passthrough.
+# --tcp-proxy-port 13479), ICE-TCP media workers 14444 (owns ufrag dptM) + 14445 (owns
+# abcd), an HTTPS server with its own certificate (openssl s_server -www) 18443 for TLS
+# passthrough. mux443 terminates the rest of TLS with etc/demo/demo-cert.pem.
 # Logs, certificate and pids live in build/demo/. Safe to run again: processes left by
 # an earlier run (recorded by pid in build/demo/pids) are stopped first.
 set -euo pipefail
@@ -18,8 +19,6 @@ STATE=$BUILD/demo
 CONF=$REPO/etc/mux443.ini
 PY=/usr/bin/python3 # Debian's python: python3-websockets is installed for it
 PEERS=$REPO/tests/peers
-PACKAGES="build-essential cmake pkg-config libssl-dev libev-dev libhttp-parser-dev libinih-dev
-          coturn python3 python3-websockets openssl curl"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() {
@@ -28,21 +27,7 @@ die() {
 }
 
 # ---------------------------------------------------------------- 1. packages
-missing=()
-for p in $PACKAGES; do
-    dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    say "installing missing packages: ${missing[*]}"
-    SUDO=()
-    if (($(id -u) != 0)); then
-        command -v sudo >/dev/null || die "not root and no sudo: install ${missing[*]} first"
-        SUDO=(sudo)
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    "${SUDO[@]}" apt-get update -qq
-    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+"$REPO/packaging/install-deps.sh" demo
 
 # ---------------------------------------------------------------- 2. build
 say "building mux443 in $BUILD"
@@ -121,7 +106,7 @@ wait_for() {
 }
 
 port_busy() { "$PY" -c 'import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))) != 0)' "$1"; }
-for p in 8443 18080 18081 13479 14444 14445 18443; do
+for p in 8443 9443 18080 18081 13479 14444 14445 18443; do
     port_busy "$p" && die "port $p is in use by another program: stop it first (ss -ltnp 'sport = :$p')"
 done
 
@@ -129,17 +114,17 @@ done
 say "starting the backends"
 if [[ ! -s $STATE/web-tls.crt ]]; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-        -subj "/CN=demo.test" -addext "subjectAltName=DNS:demo.test,DNS:localhost,IP:127.0.0.1" \
+        -subj "/CN=legacy.demo.test" -addext "subjectAltName=DNS:legacy.demo.test" \
         -keyout "$STATE/web-tls.key" -out "$STATE/web-tls.crt" 2>/dev/null
 fi
 start web http_server.py "$PY" "$PEERS/http_server.py" web 18080
-wait_for web ready
+wait_for web "^ready$"
 start signalling ws_echo.py "$PY" "$PEERS/ws_echo.py" signalling 18081
-wait_for signalling ready
-start media-1 ice_tcp.py "$PY" "$PEERS/ice_tcp.py" media-1 14444
-wait_for media-1 ready
-start media-2 ice_tcp.py "$PY" "$PEERS/ice_tcp.py" media-2 14445
-wait_for media-2 ready
+wait_for signalling "^ready$"
+start media-1 ice_tcp.py "$PY" "$PEERS/ice_tcp.py" --ufrag dptM media-1 14444
+wait_for media-1 "^ready$"
+start media-2 ice_tcp.py "$PY" "$PEERS/ice_tcp.py" --ufrag abcd media-2 14445
+wait_for media-2 "^ready$"
 start web-tls s_server openssl s_server -accept 127.0.0.1:18443 -cert "$STATE/web-tls.crt" \
     -key "$STATE/web-tls.key" -www
 wait_for web-tls ACCEPT
@@ -157,28 +142,36 @@ start mux443 "$MUX443" "$MUX443" -c "$CONF"
 wait_for mux443 'ready:'
 
 V=$REPO/tests/vectors
+CA=$REPO/etc/demo/demo-cert.pem
 cat <<TXT
 
-mux443 is listening on 127.0.0.1:8443 and [::1]:8443. Try, from another terminal:
+mux443 is listening on 127.0.0.1:8443 and [::1]:8443 (admin: 127.0.0.1:9443).
+Try, from another terminal:
 
-  # HTTP -> web (18080)
+  # HTTP and HTTPS (terminated by mux443) -> web (18080)
   curl http://127.0.0.1:8443/hello
+  curl --cacert $CA --resolve web.test:8443:127.0.0.1 https://web.test:8443/hello
 
-  # WebSocket -> signalling (18081)
+  # WebSocket -> signalling (18081), plain and inside TLS
   $PY $PEERS/ws_client.py ws://127.0.0.1:8443/ws 'hello'
 
-  # TLS passthrough -> openssl s_server -www (18443): its own certificate, CN=demo.test
-  curl -sk https://127.0.0.1:8443/ | head -n 5
-  openssl s_client -connect 127.0.0.1:8443 -servername demo.test </dev/null 2>/dev/null | grep subject=
+  # TLS passed through by SNI -> openssl s_server -www (18443), its own certificate
+  openssl s_client -connect 127.0.0.1:8443 -servername legacy.demo.test </dev/null 2>/dev/null | grep subject=
 
-  # TURN over TCP -> coturn (PROXY v2: coturn logs the real client address 127.0.0.2)
+  # TURN over TCP and TURNS -> coturn (PROXY v2: coturn logs the real client 127.0.0.2)
   turnutils_uclient -t -y -n 3 -m 1 -L 127.0.0.2 -p 8443 -u demo -w demo 127.0.0.1
+  turnutils_uclient -t -S -y -n 3 -m 1 -L 127.0.0.2 -p 8443 -u demo -w demo 127.0.0.1
   grep 'remote 127.0.0.2' $STATE/coturn.log | tail -n 2
 
-  # ICE-TCP -> media workers (14444, 14445): Chromium's first ICE check, ufrag dptM
+  # ICE-TCP -> the media worker that owns the ufrag: Chromium's first check (ufrag dptM)
+  # is found by fan-out; ufrag abcd is registered first, then goes straight to 14445
   $PY $PEERS/client.py 127.0.0.1 8443 --file $V/chromium-ice-tcp-binding.bin --frame
+  curl -d 'abcd 127.0.0.1:14445' http://127.0.0.1:9443/ufrags
+  $PY $PEERS/client.py 127.0.0.1 8443 --ice-binding abcd:demo --frame
+  curl http://127.0.0.1:9443/ufrags
 
-  # What would mux443 do with these bytes?
+  # Metrics, and what mux443 would do with captured bytes
+  curl -s http://127.0.0.1:9443/metrics | grep -E '^mux443_connections_total'
   $MUX443 --explain -c $CONF < $V/chromium-clienthello-sni.bin
 
 Logs: $STATE/*.log     Ctrl-C stops everything.
