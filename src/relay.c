@@ -116,7 +116,12 @@ static bool forward(struct leg *from)
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return true;
-        conn_close(c, true, "%s read error: %s", leg_name(from), strerror(errno));
+        /* A reset is how many clients end (Chromium after a TURN Refresh with lifetime
+         * 0): an ordinary end, not a failure. */
+        if (errno == ECONNRESET)
+            conn_close(c, false, "%s reset the connection", leg_name(from));
+        else
+            conn_close(c, true, "%s read error: %s", leg_name(from), strerror(errno));
         return false;
     }
     if (n == 0) {
