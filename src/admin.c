@@ -231,12 +231,15 @@ static void admin_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     struct admin_conn *a = (struct admin_conn *)io;
     (void)revents;
 
+    if (a->len >= ADMIN_MAX_REQUEST) {
+        respond(loop, a, 413, "text/plain", "request too large (64 KiB of body at most)\n", 43,
+                false);
+        return;
+    }
     if (a->len + 1 >= a->cap) {
-        if (a->cap >= ADMIN_MAX_REQUEST) {
-            respond(loop, a, 413, "text/plain", "request too large\n", 18, false);
-            return;
-        }
         size_t cap = a->cap ? a->cap * 2 : 4096;
+        if (cap > ADMIN_MAX_REQUEST + 1)
+            cap = ADMIN_MAX_REQUEST + 1; /* one byte more than allowed: detects the excess */
         char *b = realloc(a->buf, cap);
         if (!b) {
             admin_close(loop, a);

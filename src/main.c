@@ -1,6 +1,9 @@
 /* Command line: run (foreground), check a configuration (-t), explain captured bytes
  * (--explain), print the configuration reference. */
 #include <getopt.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
@@ -18,7 +21,10 @@
 enum { EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
 
 /* After binding: become `user` (and `group`). Either it works and root cannot be
- * regained, or mux443 exits: it never runs on as root when told not to. */
+ * regained, or mux443 exits: it never runs on as root when told not to. Two capabilities
+ * are kept, so that SIGHUP still works as it did as root: CAP_NET_BIND_SERVICE (a reload
+ * may add a listener on a port below 1024) and CAP_DAC_READ_SEARCH (certificates are
+ * usually readable by root only: Let's Encrypt's live/ and archive/ are mode 0700). */
 static void drop_privileges(const struct cfg *c)
 {
     if (!c->user)
@@ -39,11 +45,22 @@ static void drop_privileges(const struct cfg *c)
                       (unsigned)geteuid(), c->user);
         return;
     }
-    if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(pw->pw_uid) != 0)
+    if (prctl(PR_SET_KEEPCAPS, 1) != 0 || setgroups(1, &gid) != 0 || setgid(gid) != 0 ||
+        setuid(pw->pw_uid) != 0)
         fatal("cannot switch to user %s", c->user);
+    /* Only the two capabilities, effective and permitted; nothing inheritable. */
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct data[2] = {{0}};
+    data[0].permitted = data[0].effective =
+        (1u << CAP_NET_BIND_SERVICE) | (1u << CAP_DAC_READ_SEARCH);
+    if (syscall(SYS_capset, &hdr, data) != 0)
+        fatal("cannot limit capabilities after switching to user %s", c->user);
+    prctl(PR_SET_KEEPCAPS, 0);
     if (pw->pw_uid != 0 && (setuid(0) == 0 || seteuid(0) == 0))
         fatalx("switched to user %s but could become root again: refusing to run", c->user);
-    log_info("running as user %s (uid %u, gid %u)", c->user, (unsigned)pw->pw_uid, (unsigned)gid);
+    log_info("running as user %s (uid %u, gid %u), keeping only CAP_NET_BIND_SERVICE and "
+             "CAP_DAC_READ_SEARCH for reloads",
+             c->user, (unsigned)pw->pw_uid, (unsigned)gid);
 }
 
 static void usage(FILE *f)

@@ -1,6 +1,7 @@
 /* The ICE ufrag table (server ufrag -> backend server), its expiry, and its admin API
  * (/ufrags: register, unregister, list; JSON or one "UFRAG HOST:PORT [TTL]" per line). */
 #include <ctype.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,7 +116,7 @@ int ufrag_acquire(const char *u, const struct cfg_backend *b)
 void ufrag_learn(const char *u, const struct cfg_backend *b, size_t idx)
 {
     pthread_mutex_lock(&lock);
-    struct entry *e = put(u, b->name, b->servers.v[idx].text, true, 0);
+    struct entry *e = put(u, b->name, b->servers.v[idx].text, true, now_mono() + ttl);
     if (e)
         e->refs++;
     pthread_mutex_unlock(&lock);
@@ -125,7 +126,8 @@ void ufrag_release(const char *u)
 {
     pthread_mutex_lock(&lock);
     struct entry *e = *slot(u);
-    if (e && e->refs && --e->refs == 0)
+    /* A registration keeps the lifetime it was given; otherwise ufrag_grace from now. */
+    if (e && e->refs && --e->refs == 0 && e->expires < now_mono() + grace)
         e->expires = now_mono() + grace;
     pthread_mutex_unlock(&lock);
 }
@@ -176,7 +178,7 @@ static const char *check_reg(const struct cfg *c, struct reg *r)
     static _Thread_local char why[256];
     if (!ufrag_valid(r->ufrag, strlen(r->ufrag)))
         return "malformed ufrag (4 to 256 characters: ALPHA DIGIT + /)";
-    if (r->ttl < 0 || r->ttl > 604800)
+    if (!isfinite(r->ttl) || r->ttl < 0 || r->ttl > 604800)
         return "ttl out of range (0 to 604800 seconds)";
     for (size_t i = 0; i < c->nbackends; i++) {
         const struct cfg_backend *b = &c->backends[i];
@@ -314,19 +316,31 @@ static const char *parse_body(const char *body, size_t len, struct reg *regs, si
     const char *err = NULL;
     if (!copy)
         return "out of memory";
-    for (char *line = strtok_r(copy, "\n", &save); line && !err;
-         line = strtok_r(NULL, "\n", &save)) {
-        char extra[2];
-        struct reg r = {0};
-        int f = sscanf(line, "%259s %79s %lf %1s", r.ufrag, r.server, &r.ttl, extra);
-        if (f == 0 || f == EOF)
+    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *tok[4], *tsave = NULL, *end;
+        int f = 0;
+        for (char *t = strtok_r(line, " \t\r", &tsave); t && f < 4;
+             t = strtok_r(NULL, " \t\r", &tsave))
+            tok[f++] = t;
+        if (f == 0)
             continue; /* blank */
-        if (f < 2 || f > 3)
+        struct reg r = {0};
+        if (f < 2 || f > 3 || strlen(tok[0]) >= sizeof(r.ufrag) ||
+            strlen(tok[1]) >= sizeof(r.server)) {
             err = "expected lines of UFRAG HOST:PORT [TTL], or JSON";
-        else if (*n >= max)
+            break;
+        }
+        strcpy(r.ufrag, tok[0]);
+        strcpy(r.server, tok[1]);
+        if (f == 3 && (r.ttl = strtod(tok[2], &end), *end || end == tok[2] || !isfinite(r.ttl))) {
+            err = "TTL must be a number of seconds";
+            break;
+        }
+        if (*n >= max) {
             err = "too many entries in one request";
-        else
-            regs[(*n)++] = r;
+            break;
+        }
+        regs[(*n)++] = r;
     }
     free(copy);
     if (!err && !*n)

@@ -7,7 +7,7 @@ usage: tls_client.py HOST PORT [--sni NAME] [--ca FILE] [--alpn P1,P2] [--bind A
   Verifies the server certificate against --ca (and --sni as the host name) when --ca
   is given, otherwise accepts any certificate. After the handshake prints one line
   `tls: version=TLSv1.3 alpn=http/1.1 cipher=... subject=CN`.
-  raw mode (default): sends --data (\\r \\n \\t escapes understood), then prints what
+  raw mode (default): sends --data (Python escapes: \\r\\n, \\x00), then prints what
     comes back until EOF or --timeout, as `reply: ...` lines (text, replace errors), and
     `eof` when the server closed.
   --hold (raw mode): the reply must echo --data; prints `ready hold`, then on each
@@ -19,6 +19,7 @@ Exit status: 0 on success, 1 on any error (printed on stderr as `tls_client: ...
 
 import argparse
 import asyncio
+import codecs
 import os
 import signal
 import socket
@@ -54,7 +55,7 @@ def describe(tls):
 
 
 def unescape(s):
-    return s.replace("\\r", "\r").replace("\\n", "\n").replace("\\t", "\t").encode()
+    return codecs.escape_decode(s.encode())[0]
 
 
 def raw(args):
