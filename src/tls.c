@@ -209,6 +209,17 @@ static int alpn_select_cb(SSL *s, const unsigned char **out, unsigned char *outl
     return SSL_TLSEXT_ERR_NOACK; /* carry on without ALPN */
 }
 
+/* Without a callback OpenSSL would prompt for a passphrase on the terminal and block a
+ * daemon (or `mux443 -t`) forever: refuse encrypted keys instead. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
 bool tls_ctx_build(struct cfg_tls *t, const struct cfg *c, char *err, size_t cap, bool *bad_key)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -228,6 +239,12 @@ bool tls_ctx_build(struct cfg_tls *t, const struct cfg *c, char *err, size_t cap
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* Resumption by stateless tickets only: no per-session state on the server. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* Tickets are encrypted with process-wide keys: bind each session to its [tls]
+     * section, or a ticket issued under one certificate would resume under another. */
+    char sid[SSL_MAX_SID_CTX_LENGTH + 1];
+    int sl = snprintf(sid, sizeof(sid), "mux443 tls %s", t->name);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)sid,
+                                   (unsigned)(sl < (int)sizeof(sid) ? sl : (int)sizeof(sid) - 1));
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, (void *)c);
@@ -246,8 +263,11 @@ bool tls_ctx_build(struct cfg_tls *t, const struct cfg *c, char *err, size_t cap
             *bad_key = true;
             goto next;
         }
-        if (!(key = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL))) {
-            snprintf(err, cap, "no PEM private key in %s (or it is encrypted)", kp);
+        if (!(key = PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL))) {
+            snprintf(err, cap,
+                     "no usable PEM private key in %s (encrypted keys are refused: "
+                     "decrypt it with openssl pkey -in KEY -out KEY.plain)",
+                     kp);
             *bad_key = true;
             goto next;
         }

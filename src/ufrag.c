@@ -37,14 +37,17 @@ static double now_mono(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-bool ufrag_valid(const char *s, size_t len)
+bool ufrag_charset(const char *s, size_t len)
 {
-    if (len < 4 || len > 256)
-        return false;
     for (size_t i = 0; i < len; i++)
         if (!isalnum((unsigned char)s[i]) && s[i] != '+' && s[i] != '/')
             return false;
-    return true;
+    return len > 0;
+}
+
+bool ufrag_valid(const char *s, size_t len)
+{
+    return len >= 4 && len <= 256 && ufrag_charset(s, len);
 }
 
 static struct entry **slot(const char *u)

@@ -26,5 +26,7 @@ void ufrag_configure(struct ev_loop *loop, const struct cfg *c);
 
 /* True when s is a valid ufrag: 4 to 256 ice-chars (RFC 8445: ALPHA DIGIT + /). */
 bool ufrag_valid(const char *s, size_t len);
+/* True when s is one or more ice-chars (e.g. a ufrag prefix). */
+bool ufrag_charset(const char *s, size_t len);
 
 #endif
