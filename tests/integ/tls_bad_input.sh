@@ -11,7 +11,9 @@
 #   .15 handshake completed, then silence -> closed "inside TLS", not on_timeout;
 #   .16 handshake completed, then bytes no probe knows -> "unrecognised protocol
 #       inside TLS" (never relayed);
-#   .17 control: a silent plain client does go to on_timeout.
+#   .17 control: a silent plain client does go to on_timeout;
+#   .18 ClientHello, then a record the handshake cannot accept -> "TLS handshake failed".
+# File descriptors of mux443 come back to their count before the bad clients.
 # Then the held connection still echoes and a new TLS client is served.
 source "$(dirname "$0")/lib.sh" "$@"
 source "$PEERS/tls_certs.sh"
@@ -71,6 +73,10 @@ start_bg hold "$PY" "$PEERS/tls_client.py" 127.0.0.1 "$PM" --ca "$P/ca.crt" --sn
     --bind 127.0.0.10 --data 'GET /hold HTTP/1.1\r\nHost: hold.test\r\n\r\n' --hold
 wait_log hold 'ready hold' 15
 
+# fds NAME: open file descriptors of process NAME.
+fds() { find "/proc/$(pid_of "$1")/fd" -mindepth 1 -maxdepth 1 | wc -l; }
+FD_BASE=$(fds mux)
+
 # .11: no certificate for this name, no default certificate, no [route] tls/default.
 rc=0
 tlsc --bind 127.0.0.11 --sni unknown.test --data 'GET / HTTP/1.0\r\n\r\n' --timeout 5 >"$T/unknown.out" 2>&1 || rc=$?
@@ -128,6 +134,19 @@ wait_log mux 'client=127\.0\.0\.17:'
 assert_eq 1 "$(close_for 127.0.0.17 | grep -c 'class=timeout route=on_timeout backend=sink ')" \
     "silent plain client: on_timeout backend"
 assert_eq 1 "$(count_log sink 'open')" "connections that reached on_timeout (only the plain silent one)"
+
+# .18: a broken handshake.
+rc=0
+"$PY" "$PEERS/tls_stall.py" 127.0.0.1 "$PM" --bind 127.0.0.18 --sni term.test --garbage --wait 6 >"$T/broken.out" 2>&1 || rc=$?
+assert_eq 0 "$rc" "broken handshake: mux443 must close it ($(cat "$T/broken.out"))"
+wait_log mux 'client=127\.0\.0\.18:'
+assert_eq 1 "$(close_for 127.0.0.18 | grep -c 'class=tls sni="term\.test" route=- backend=- .*reason="TLS handshake failed: ')" \
+    "broken handshake close line"
+
+# Every bad connection is gone: mux443 holds no more descriptors than before them.
+deadline=$((SECONDS + 10))
+while (($(fds mux) > FD_BASE)) && ((SECONDS < deadline)); do sleep 0.1; done
+(($(fds mux) <= FD_BASE)) || fail "mux443 holds $(fds mux) descriptors, $FD_BASE before the bad clients"
 
 # The held connection is untouched; mux443 still accepts and serves.
 kill -USR1 "$(pid_of hold)"

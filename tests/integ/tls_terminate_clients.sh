@@ -6,6 +6,8 @@
 #   h2+http/1.1 (never h2: mux443 speaks HTTP/1.1 to backends), h2 alone (no ALPN),
 #   stun.turn (selected because a stun route exists; the HTTP bytes still decide:
 #   class https), an unknown protocol (no ALPN, the connection goes on);
+#   a [route] for class http with alpn = x-special matches what the ClientHello offered
+#   (web2), though mux443 selected http/1.1;
 #   curl https:// --resolve --cacert; a TLS 1.1-only client is refused (protocol_version
 #   alert, close line "TLS handshake failed"); every close line says class=https.
 source "$(dirname "$0")/lib.sh" "$@"
@@ -17,8 +19,10 @@ tls_leaf "$P" term rsa ca term.test term.test www.term.test
 
 PM=$(free_port)
 PWEB=$(free_port)
+PWEB2=$(free_port)
 PTURN=$(free_port)
 start_bg web "$PY" "$PEERS/http_server.py" web "$PWEB"
+start_bg web2 "$PY" "$PEERS/http_server.py" web2 "$PWEB2"
 start_bg turn "$PY" "$PEERS/tcp_echo.py" turn "$PTURN"
 cat >"$T/mux.ini" <<INI
 [mux443]
@@ -33,14 +37,23 @@ key = $P/term.key
 [backend web]
 server = 127.0.0.1:$PWEB
 
+[backend web2]
+server = 127.0.0.1:$PWEB2
+
 [backend turn]
 server = 127.0.0.1:$PTURN
+
+[route alpn-web]
+class = http
+alpn = x-special
+backend = web2
 
 [route]
 http = web
 stun = turn
 INI
 wait_ready web
+wait_ready web2
 wait_ready turn
 start_mux mux "$T/mux.ini"
 
@@ -86,6 +99,11 @@ expect_ok turnalpn turnalpn TLSv1.2 stun.turn
 sc unknown unknown -servername term.test -alpn x-unknown-proto
 expect_ok unknown unknown TLSv1.3 -
 
+# The route's alpn criterion sees the protocols the ClientHello offered.
+sc special special -servername term.test -alpn x-special,http/1.1
+assert_contains "$(cat "$T/sc-special.out")" "ALPN protocol: http/1.1" "special: ALPN"
+assert_grep '^web:web2 method=GET path=/special ' "$T/sc-special.out" "alpn = x-special route: web2"
+
 # curl: verifies the chain and the name, HTTP/1.1 over the ALPN it negotiated.
 rc=0
 curl -sS -v --max-time 15 --cacert "$P/ca.crt" --resolve "term.test:$PM:127.0.0.1" \
@@ -114,6 +132,7 @@ assert_grep 'class=https sni="www\.term\.test" alpn="http/1\.1" host="term\.test
 assert_grep 'class=https host="term\.test" path="/nosni" route=http backend=web' "$T/mux.log"
 assert_grep 'class=https sni="term\.test" alpn="stun\.turn" host="term\.test" path="/turnalpn" route=http backend=web' "$T/mux.log"
 assert_grep 'class=https sni="term\.test" alpn="h2,http/1\.1" host="term\.test" path="/curl" route=http backend=web' "$T/mux.log"
+assert_grep 'class=https sni="term\.test" alpn="x-special,http/1\.1" host="term\.test" path="/special" route=alpn-web backend=web2 .*reason="done"' "$T/mux.log"
 assert_not_grep 'class=(stun|turns|tls-unknown)' "$T/mux.log" "an HTTP request inside TLS must be class https"
 assert_eq 0 "$(count_log turn 'open')" "connections that reached the turn backend"
 stop_mux mux

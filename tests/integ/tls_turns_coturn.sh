@@ -9,10 +9,10 @@
 source "$(dirname "$0")/lib.sh" "$@"
 source "$PEERS/tls_certs.sh"
 
-command -v turnserver >/dev/null && command -v turnutils_uclient >/dev/null || {
+if ! command -v turnserver >/dev/null || ! command -v turnutils_uclient >/dev/null; then
     log "SKIP: coturn is not installed"
     exit 77
-}
+fi
 P=$T/pki
 tls_ca "$P"
 tls_leaf "$P" turn rsa ca turn.test turn.test

@@ -4,7 +4,9 @@
 more: the handshake never completes. Waits until the server has closed every one of
 them, or --wait seconds.
 
-usage: tls_stall.py HOST PORT [--sni NAME] [--bind ADDR] [--count N] [--wait S]
+usage: tls_stall.py HOST PORT [--sni NAME] [--bind ADDR] [--count N] [--wait S] [--garbage]
+  --garbage  after the hello, send a 64-byte record that no handshake accepts (random
+             bytes as an encrypted record: a broken handshake)
 Prints `ready sent=N` once every hello is out, then at the end
 `closed=K of N answered=A` (A: connections on which the server sent bytes, e.g. its
 ServerHello, before closing). Exit 0 when all N were closed, 1 otherwise."""
@@ -40,6 +42,7 @@ def main():
     ap.add_argument("--bind")
     ap.add_argument("--count", type=int, default=1)
     ap.add_argument("--wait", type=float, default=10)
+    ap.add_argument("--garbage", action="store_true")
     args = ap.parse_args()
 
     sel = selectors.DefaultSelector()
@@ -48,6 +51,8 @@ def main():
         s = socket.create_connection((args.host, args.port), timeout=5,
                                      source_address=(args.bind, 0) if args.bind else None)
         s.sendall(client_hello(args.sni))  # a fresh hello (random, key share) each time
+        if args.garbage:
+            s.sendall(b"\x17\x03\x03\x00\x3b" + b"\xa5" * 59)  # app data before Finished
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ)
         socks.append(s)
