@@ -177,10 +177,12 @@ const char *conn_class_name(const struct conn *c)
             return "wss";
         case CLASS_STUN:
             return "turns";
+        case CLASS_UNKNOWN:
+            return "tls-unknown";
+        case CLASS_TIMEOUT:
+            return "tls-timeout";
         default:
-            return c->cls == CLASS_NONE      ? "tls"
-                   : c->cls == CLASS_TIMEOUT ? "tls-timeout"
-                                             : "tls-unknown";
+            return "tls"; /* handshake done (or under way), nothing recognised yet */
         }
     }
     return c->cls == CLASS_NONE ? "none" : probe_class_name(c->cls);
@@ -210,7 +212,8 @@ static void conn_terminate(struct conn *c, const struct cfg_tls *t, const struct
         return;
     }
     memcpy(c->hello, p, sizeof(*p));
-    pend_release(b); /* OpenSSL holds the bytes now; the buffer will carry plain text */
+    pend_release(b);     /* OpenSSL holds the bytes now; the buffer will carry plain text */
+    c->client.bytes = 0; /* from here on, bytes_in counts what the client sent inside TLS */
     c->state = CONN_HANDSHAKE;
     handshake_cb(c->w->loop, &c->client.io, 0);
 }
