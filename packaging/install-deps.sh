@@ -6,7 +6,8 @@ set -eu
 
 build="build-essential cmake pkg-config libssl-dev libev-dev libhttp-parser-dev libinih-dev"
 demo="coturn python3 python3-websockets openssl curl"
-test="clang libclang-rt-dev libcmocka-dev procps iproute2 util-linux chromium libnss3-tools nodejs npm"
+test="clang libclang-rt-dev libcmocka-dev procps iproute2 util-linux chromium libnss3-tools nodejs npm
+      prometheus debhelper dpkg-dev lintian systemd python3-yaml shellcheck groff-base"
 
 case "${1:-build}" in
 build) want="$build" ;;
