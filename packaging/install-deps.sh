@@ -6,19 +6,25 @@ set -eu
 
 build="build-essential cmake pkg-config libssl-dev libev-dev libhttp-parser-dev libinih-dev"
 demo="coturn python3 python3-websockets openssl curl"
-test="clang libclang-rt-dev libcmocka-dev procps iproute2 util-linux chromium libnss3-tools nodejs npm
+test="clang libclang-rt-dev libcmocka-dev procps iproute2 util-linux chromium libnss3-tools
       prometheus debhelper dpkg-dev lintian systemd python3-yaml shellcheck groff-base"
+# Needed as commands, from whichever package provides them: a machine may already have
+# Node.js from elsewhere (with its own npm), and Debian's npm would conflict with it.
+test_cmds="node:nodejs npm:npm"
 
 case "${1:-build}" in
-build) want="$build" ;;
-demo) want="$build $demo" ;;
-test) want="$build $demo $test" ;;
+build) want="$build" cmds="" ;;
+demo) want="$build $demo" cmds="" ;;
+test) want="$build $demo $test" cmds="$test_cmds" ;;
 *) echo "usage: $0 [build|demo|test]" >&2; exit 2 ;;
 esac
 
 missing=""
 for p in $want; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+for c in $cmds; do
+    command -v "${c%%:*}" >/dev/null 2>&1 || missing="$missing ${c#*:}"
 done
 [ -z "$missing" ] && exit 0
 
