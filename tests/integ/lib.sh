@@ -4,6 +4,27 @@
 # every log dumped on failure); processes are started with start_bg and stopped by pid.
 set -euo pipefail
 
+# Each case runs in a network namespace of its own, with only a loopback interface:
+# ports picked at run time cannot be taken by another case running in parallel (or by
+# anything else on the machine), and nothing a case starts can reach beyond it. Inside,
+# the ephemeral port range is 40000-60999 and free_port picks from 20000-39999, so a
+# case's own outgoing connections cannot take a port it picked either.
+# MUX443_TEST_NETNS=off runs on the host's loopback instead. The browser tests enter a
+# namespace of their own before sourcing this file (E2E_NETNS_CHILD).
+if [[ -z ${MUX443_IN_NETNS:-} && -z ${E2E_NETNS_CHILD:-} && ${MUX443_TEST_NETNS:-on} != off ]]; then
+    export MUX443_IN_NETNS=1
+    if unshare --net true 2>/dev/null; then
+        exec unshare --net -- bash "$0" "$@"
+    elif unshare --user --map-root-user --net true 2>/dev/null; then
+        exec unshare --user --map-root-user --net -- bash "$0" "$@"
+    fi
+    unset MUX443_IN_NETNS # no namespaces here: share the host's loopback
+fi
+if [[ -n ${MUX443_IN_NETNS:-} ]]; then
+    ip link set lo up
+    echo "40000 60999" >/proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+fi
+
 MUX443=${1:?usage: $0 PATH/TO/mux443}
 MUX443=$(realpath "$MUX443")
 INTEG_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -73,12 +94,23 @@ _kill_pid() {
 # free_port [ADDR]: prints a TCP port that is free on ADDR (default 127.0.0.1).
 # shellcheck disable=SC2120 # ADDR is optional
 free_port() {
-    "$PY" - "${1:-127.0.0.1}" <<'PYEOF'
-import socket, sys
-a = sys.argv[1]
-s = socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET)
-s.bind((a, 0))
-print(s.getsockname()[1])
+    "$PY" - "${1:-127.0.0.1}" "${MUX443_IN_NETNS:-}" <<'PYEOF'
+import random, socket, sys
+a, netns = sys.argv[1], sys.argv[2]
+fam = socket.AF_INET6 if ":" in a else socket.AF_INET
+for _ in range(200):
+    s = socket.socket(fam)
+    try:
+        # In our namespace: below its ephemeral range; elsewhere: let the kernel pick.
+        s.bind((a, random.randint(20000, 39999) if netns else 0))
+        print(s.getsockname()[1])
+        break
+    except OSError:
+        continue
+    finally:
+        s.close()
+else:
+    sys.exit("free_port: no free port")
 PYEOF
 }
 
