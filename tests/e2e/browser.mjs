@@ -10,18 +10,8 @@
 //   CHROMIUM        browser binary (default /usr/bin/chromium)
 //   E2E_CHROMIUM_ARGS  extra Chromium flags, space-separated (debugging only)
 // Prints `e2e: PASS|FAIL name: detail` per check; exits 0 only when all pass.
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-
-function env(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`browser.mjs: ${name} is not set`);
-    process.exit(2);
-  }
-  return v;
-}
+import { check, env, runBrowser } from './harness.mjs';
 
 const port = env('E2E_PORT');
 const home = env('E2E_HOME');
@@ -30,17 +20,8 @@ const out = env('E2E_OUT');
 const caCN = env('E2E_CA_CN');
 const user = env('E2E_TURN_USER');
 const pass = env('E2E_TURN_PASS');
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 const origin = `https://web.test:${port}`;
-const results = [];
-let failed = 0;
-
-function check(name, ok, detail) {
-  results.push({ name, ok: !!ok, detail });
-  if (!ok) failed++;
-  console.log(`e2e: ${ok ? 'PASS' : 'FAIL'} ${name}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`);
-}
 
 // The selected pair of both peer connections must be relay <-> relay, and our local
 // candidate must have been allocated over `proto` (tls for turns:, tcp for turn:).
@@ -83,20 +64,9 @@ const args = [
   '--allow-loopback-in-peer-connection',
   '--host-resolver-rules=MAP web.test 127.0.0.1, MAP turn.test 127.0.0.1, ' +
     'MAP other.test 127.0.0.1, MAP untrusted.test 127.0.0.1, MAP * ~NOTFOUND',
-  ...(process.env.E2E_CHROMIUM_ARGS || '').split(/\s+/).filter(Boolean),
 ];
 
-let context;
-let exitCode = 1;
-try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath,
-    headless: true,
-    args,
-    env: { ...process.env, HOME: home },
-    ignoreHTTPSErrors: false,
-    timeout: 60000,
-  });
+await runBrowser({ profile, out, args, childEnv: { ...process.env, HOME: home } }, async (context) => {
   const browserVersion = context.browser() ? context.browser().version() : '?';
   const page = context.pages()[0] || (await context.newPage());
   page.on('console', (m) => console.log(`console.${m.type()}: ${m.text()}`));
@@ -141,12 +111,4 @@ try {
   check('turns refused: certificate from an untrusted CA (untrusted.test)', refused(untrusted), untrusted);
 
   await page.screenshot({ path: join(out, 'page.png'), fullPage: true });
-  exitCode = failed ? 1 : 0;
-} catch (e) {
-  check('browser run', false, e.stack || String(e));
-} finally {
-  writeFileSync(join(out, 'results.json'), JSON.stringify(results, null, 2) + '\n');
-  if (context) await context.close().catch(() => {});
-}
-console.log(`e2e: ${results.length - failed} passed, ${failed} failed`);
-process.exit(failed ? 1 : exitCode);
+});

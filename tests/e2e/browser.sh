@@ -104,6 +104,8 @@ if [[ -z ${E2E_NETNS_CHILD:-} ]]; then
 fi
 
 source "$(dirname "$0")/../integ/lib.sh" "$@"
+# shellcheck source=tests/e2e/driver.sh
+source "$(dirname "$0")/driver.sh"
 
 if [[ -n ${E2E_NETNS_CHILD:-} ]]; then
     links=$(ip -o link show | awk -F': ' '{print $2}' | tr '\n' ' ')
@@ -222,23 +224,8 @@ out=$(curl -sS --max-time 10 --cacert "$PKI/ca.pem" --resolve "web.test:$PM:127.
 assert_contains "$out" "mux443 end-to-end test" "curl https://web.test:$PM/"
 
 # ---------------------------------------------------------------- the browser
-# In the background and waited for, so that a SIGTERM (ctest's timeout) reaches our
-# trap at once, which stops it by pid (timeout(1) passes the signal on to node, and
-# playwright closes Chromium on SIGTERM).
-start_bg browser env E2E_PORT="$PM" E2E_HOME="$E2E_HOME" E2E_PROFILE="$T/profile" E2E_OUT="$T" \
-    E2E_CA_CN="$CA_CN" E2E_TURN_USER="$TURN_USER" E2E_TURN_PASS="$TURN_PASS" CHROMIUM="$CHROMIUM" \
-    timeout -k 10 150 node "$E2E_DIR/browser.mjs"
-rc=0
-wait "$(pid_of browser)" || rc=$?
-unset "PIDS[browser]"
-grep -E '^e2e: ' "$T/browser.log" >&2 || true
-# Playwright kills Chromium's process group when it exits; make sure none is left.
-if leftover=$(pgrep -f -- "--user-data-dir=$T/profile"); then
-    for pid in $leftover; do kill -KILL "$pid" 2>/dev/null || true; done
-    fail "Chromium processes left behind: $leftover"
-fi
-((rc == 0)) || fail "browser.mjs exited $rc (see browser.log)"
-assert_grep '^e2e: [0-9]+ passed, 0 failed$' "$T/browser.log" "browser checks"
+run_driver 150 browser.mjs E2E_PORT="$PM" E2E_HOME="$E2E_HOME" E2E_CA_CN="$CA_CN" \
+    E2E_TURN_USER="$TURN_USER" E2E_TURN_PASS="$TURN_PASS"
 
 # ---------------------------------------------------------------- logs
 # Every connection is closed once the browser is gone: one close line each.

@@ -14,18 +14,8 @@
 //   B "fanout": nothing registered; mux443 must find each owner by fan-out.
 // Prints `e2e: PASS|FAIL name: detail` per check; exits 0 only when all pass.
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-
-function env(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`janus.mjs: ${name} is not set`);
-    process.exit(2);
-  }
-  return v;
-}
+import { check, env, runBrowser } from './harness.mjs';
 
 const muxAddr = env('E2E_MUX_ADDR');
 const port = Number(env('E2E_PORT'));
@@ -33,17 +23,8 @@ const admin = `http://${env('E2E_ADMIN')}`;
 const servers = { 1: env('E2E_JANUS1'), 2: env('E2E_JANUS2') };
 const profile = env('E2E_PROFILE');
 const out = env('E2E_OUT');
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const origin = `http://web.test:${port}`;
 
-const results = [];
-let failed = 0;
-function check(name, ok, detail) {
-  results.push({ name, ok: !!ok, detail });
-  if (!ok) failed++;
-  console.log(`e2e: ${ok ? 'PASS' : 'FAIL'} ${name}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`);
-  return !!ok;
-}
 
 // mux443's /metrics as { 'name{labels}': number }.
 async function metrics() {
@@ -114,7 +95,6 @@ const args = [
   '--disable-features=WebRtcHideLocalIpsWithMdns',
   `--host-resolver-rules=MAP web.test ${muxAddr}, MAP j1.test ${muxAddr}, MAP j2.test ${muxAddr}, ` +
     `EXCLUDE ${muxAddr}, MAP * ~NOTFOUND`,
-  ...(process.env.E2E_CHROMIUM_ARGS || '').split(/\s+/).filter(Boolean),
 ];
 
 // Checks of one connected session (run, Janus n).
@@ -217,14 +197,7 @@ async function waitIcePortsFree() {
   return busy;
 }
 
-let context;
-try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath,
-    headless: true,
-    args,
-    timeout: 60000,
-  });
+await runBrowser({ profile, out, args }, async (context) => {
   const page = context.pages()[0] || (await context.newPage());
   page.on('console', (m) => console.log(`console.${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => console.log(`pageerror: ${e.message}`));
@@ -240,11 +213,4 @@ try {
     await run(page, 'B-fanout', false);
   }
   await page.screenshot({ path: join(out, 'page.png'), fullPage: true }).catch(() => {});
-} catch (e) {
-  check('browser run', false, e.stack || String(e));
-} finally {
-  writeFileSync(join(out, 'results.json'), JSON.stringify(results, null, 2) + '\n');
-  if (context) await context.close().catch(() => {});
-}
-console.log(`e2e: ${results.length - failed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+});

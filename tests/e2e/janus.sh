@@ -104,6 +104,8 @@ fi
 
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/../integ/lib.sh" "$@"
+# shellcheck source=tests/e2e/driver.sh
+source "$(dirname "$0")/driver.sh"
 
 # ---------------------------------------------------------------- network
 JA1=10.77.1.1 # Janus 1's ICE address
@@ -264,19 +266,8 @@ wait_log web "Serving HTTP on 127\.0\.0\.1 port $PW"
 start_mux mux "$T/mux.ini"
 
 # ---------------------------------------------------------------- the browser
-start_bg browser env E2E_MUX_ADDR="$MA" E2E_PORT="$PM" E2E_ADMIN="127.0.0.1:$PA" \
-    E2E_JANUS1="$JA1:$P1" E2E_JANUS2="$JA2:$P2" E2E_PROFILE="$T/profile" E2E_OUT="$T" \
-    CHROMIUM="$CHROMIUM" timeout -k 10 170 node "$E2E_DIR/janus.mjs"
-rc=0
-wait "$(pid_of browser)" || rc=$?
-unset "PIDS[browser]"
-grep -E '^e2e: ' "$T/browser.log" >&2 || true
-if leftover=$(pgrep -f -- "--user-data-dir=$T/profile"); then
-    for pid in $leftover; do kill -KILL "$pid" 2>/dev/null || true; done
-    fail "Chromium processes left behind: $leftover"
-fi
-((rc == 0)) || fail "janus.mjs exited $rc (see browser.log)"
-assert_grep '^e2e: [0-9]+ passed, 0 failed$' "$T/browser.log" "browser checks"
+run_driver 170 janus.mjs E2E_MUX_ADDR="$MA" E2E_PORT="$PM" E2E_ADMIN="127.0.0.1:$PA" \
+    E2E_JANUS1="$JA1:$P1" E2E_JANUS2="$JA2:$P2"
 
 # ---------------------------------------------------------------- logs
 # ICE-TCP connections to each Janus (logged at close; the page hung up).

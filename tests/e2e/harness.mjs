@@ -1,0 +1,52 @@
+// What the browser drivers share: reading their environment, the `e2e: PASS|FAIL`
+// reporting the shell drivers grep for, and running Debian's Chromium through
+// playwright-core (executablePath, never a downloaded browser).
+import { writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export function env(name) {
+  const v = process.env[name];
+  if (!v) {
+    console.error(`${basename(process.argv[1])}: ${name} is not set`);
+    process.exit(2);
+  }
+  return v;
+}
+
+const results = [];
+let failed = 0;
+
+// Records one check; prints it at once so a hung run still shows how far it got.
+export function check(name, ok, detail) {
+  results.push({ name, ok: !!ok, detail });
+  if (!ok) failed++;
+  console.log(`e2e: ${ok ? 'PASS' : 'FAIL'} ${name}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`);
+  return !!ok;
+}
+
+// Runs body(context) in a fresh persistent Chromium context (profile: --user-data-dir;
+// args: Chromium flags; childEnv: Chromium's environment, default ours). An exception
+// is a failed check. Writes out/results.json, prints the summary line and exits: 0 only
+// when every check passed.
+export async function runBrowser({ profile, out, args, childEnv }, body) {
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+      headless: true,
+      args: [...args, ...(process.env.E2E_CHROMIUM_ARGS || '').split(/\s+/).filter(Boolean)],
+      env: childEnv || process.env,
+      ignoreHTTPSErrors: false,
+      timeout: 60000,
+    });
+    await body(context);
+  } catch (e) {
+    check('browser run', false, e.stack || String(e));
+  } finally {
+    writeFileSync(join(out, 'results.json'), JSON.stringify(results, null, 2) + '\n');
+    if (context) await context.close().catch(() => {});
+  }
+  console.log(`e2e: ${results.length - failed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
