@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the browser tests, sourced after ../integ/lib.sh.
 
 # run_driver SECONDS SCRIPT VAR=VALUE...: runs the playwright driver SCRIPT (in this
