@@ -31,6 +31,7 @@ static void connect_next(struct conn *c, const char *failure);
 static void leg_init(struct leg *l, struct conn *c, struct leg *peer, int fd)
 {
     l->fd = fd;
+    l->pipe[0] = l->pipe[1] = -1;
     l->conn = c;
     l->peer = peer;
     l->tp = &transport_plain;
@@ -593,6 +594,7 @@ void conn_close(struct conn *c, bool failure, const char *fmt, ...)
             close(l->fd);
         }
         pend_release(&l->pend);
+        leg_release_pipe(l);
     }
     if (c->mx_cls != MXC_NONE)
         atomic_fetch_sub(&mx.conns_open[c->mx_cls], 1);

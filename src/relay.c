@@ -1,7 +1,10 @@
 /* The relay pump: moves bytes between the two legs with back-pressure (a leg is read
  * only while its previous bytes have all been written to the peer), explicit
- * half-close, lazy buffers and the idle timeout. Knows nothing of TLS: legs have ops. */
+ * half-close, lazy buffers, splice(2) for plain bulk, and the idle timeout. Knows nothing
+ * of TLS: legs have ops. */
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,9 +59,9 @@ void conn_update_io(struct conn *c)
     for (int i = 0; i < 2; i++) {
         struct leg *l = legs[i];
         int ev = 0;
-        if (!l->rd_eof && l->pend.len == l->pend.off)
+        if (!l->rd_eof && !leg_pending(l))
             ev |= EV_READ;
-        if (l->peer->pend.len > l->peer->pend.off)
+        if (leg_pending(l->peer))
             ev |= EV_WRITE;
         ev |= l->tp->wants(l); /* TLS: a read that must write first, or the reverse */
         if ((l->io.events & (EV_READ | EV_WRITE)) == ev && (ev == 0 || ev_is_active(&l->io)))
@@ -70,12 +73,66 @@ void conn_update_io(struct conn *c)
     }
 }
 
+/* ---- splice: plain <-> plain bulk without copying through user space ------------- */
+
+/* A direction gets a pipe once it has carried this much: short exchanges and idle
+ * TURN / ICE-TCP connections never pay two descriptors and a pipe for it. */
+#define SPLICE_AFTER (256 * 1024)
+#define SPLICE_CHUNK (256 * 1024)
+
+void leg_release_pipe(struct leg *l)
+{
+    if (l->pipe[0] >= 0) {
+        close(l->pipe[0]);
+        close(l->pipe[1]);
+    }
+    l->pipe[0] = l->pipe[1] = -1;
+    l->piped = 0;
+}
+
+static void maybe_pipe(struct leg *from)
+{
+    if (from->pipe[0] >= 0 || from->bytes < SPLICE_AFTER || leg_pending(from) ||
+        from->tp != &transport_plain || from->peer->tp != &transport_plain)
+        return;
+    /* Out of descriptors is not an error: the copying path goes on. */
+    if (pipe2(from->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+        from->pipe[0] = from->pipe[1] = -1;
+        return;
+    }
+    /* Bigger moves, fewer system calls; the pipe holds pages only while bytes wait. */
+    fcntl(from->pipe[1], F_SETPIPE_SZ, SPLICE_CHUNK);
+}
+
+/* Moves what waits in the pipe to the peer. Returns false if the connection closed. */
+static bool flush_pipe(struct leg *from)
+{
+    struct leg *to = from->peer;
+    while (from->piped) {
+        ssize_t n = splice(from->pipe[0], NULL, to->fd, NULL, from->piped,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return true;
+            conn_close(from->conn, true, "%s write error: %s", leg_name(to), strerror(errno));
+            return false;
+        }
+        from->piped -= (uint32_t)n;
+        from->conn->last_io = ev_now(from->conn->w->loop);
+    }
+    return true;
+}
+
+/* ---- the copying path, and both together ------------------------------------------ */
+
 /* Writes what `from` has pending to its peer. Returns false if the connection closed. */
 static bool flush(struct leg *from)
 {
     struct pend *p = &from->pend;
     struct leg *to = from->peer;
 
+    if (from->piped)
+        return flush_pipe(from);
     while (p->len > p->off) {
         ssize_t n = to->tp->write(to, p->data + p->off, p->len - p->off);
         if (n < 0) {
@@ -95,7 +152,7 @@ static bool flush(struct leg *from)
 static bool propagate_eof(struct leg *from)
 {
     struct leg *to = from->peer;
-    if (!from->rd_eof || to->wr_shut || from->pend.len > from->pend.off)
+    if (!from->rd_eof || to->wr_shut || leg_pending(from))
         return true;
     to->wr_shut = true;
     if (to->tp->shutdown_wr(to) < 0 && errno != ENOTCONN) {
@@ -111,7 +168,11 @@ static bool forward(struct leg *from)
 {
     struct conn *c = from->conn;
     uint8_t *buf = c->w->scratch;
-    ssize_t n = from->tp->read(from, buf, RELAY_BUF);
+
+    maybe_pipe(from);
+    ssize_t n = from->pipe[0] >= 0 ? splice(from->fd, NULL, from->pipe[1], NULL, SPLICE_CHUNK,
+                                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+                                   : from->tp->read(from, buf, RELAY_BUF);
 
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -130,6 +191,10 @@ static bool forward(struct leg *from)
     }
     from->bytes += (uint64_t)n;
     c->last_io = ev_now(c->w->loop);
+    if (from->pipe[0] >= 0) {
+        from->piped = (uint32_t)n;
+        return flush_pipe(from);
+    }
     struct leg *to = from->peer;
     ssize_t w = to->tp->write(to, buf, (size_t)n);
     if (w < 0) {
@@ -169,7 +234,7 @@ void relay_io_cb(struct ev_loop *loop, ev_io *io, int revents)
             return;
         /* The peer leg stopped reading for back-pressure with decrypted bytes still
          * inside its transport: no socket event will say so, take them now. */
-        while (!o->rd_eof && o->pend.len == o->pend.off && o->tp->pending(o))
+        while (!o->rd_eof && !leg_pending(o) && o->tp->pending(o))
             if (!forward(o))
                 return;
     }
@@ -177,7 +242,7 @@ void relay_io_cb(struct ev_loop *loop, ev_io *io, int revents)
         /* Decrypted bytes already inside the transport raise no socket event: take them
          * now, as far as back-pressure allows. */
         do {
-            if (l->rd_eof || l->pend.len > l->pend.off)
+            if (l->rd_eof || leg_pending(l))
                 break;
             if (!forward(l))
                 return;

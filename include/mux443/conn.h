@@ -30,6 +30,8 @@ struct leg {
     const struct transport_ops *tp;
     void *tp_state;   /* transport's own state (TLS: the SSL object) */
     struct pend pend; /* read from this leg, to be written to peer */
+    int pipe[2];      /* plain<->plain bulk: splice(2) through this pipe; -1 until then */
+    uint32_t piped;   /* bytes of this leg waiting in the pipe */
     uint64_t bytes;   /* bytes read from this leg */
     bool rd_eof;      /* this leg sent FIN */
     bool wr_shut;     /* we sent FIN on this leg */
@@ -83,6 +85,12 @@ void conn_accept(struct worker *w, struct cfg_listener *lst, int fd, const struc
 void conn_close(struct conn *c, bool failure, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Bytes read from l that its peer has not taken yet (buffered or in the pipe). */
+static inline bool leg_pending(const struct leg *l)
+{
+    return l->pend.len > l->pend.off || l->piped;
+}
+
 /* Relay (relay.c): start relaying once the backend is connected, and the I/O callback. */
 void relay_start(struct conn *c);
 void relay_io_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -93,5 +101,7 @@ void conn_update_io(struct conn *c);
  * the limit is reached. */
 bool pend_reserve(struct pend *p, size_t want, size_t max);
 void pend_release(struct pend *p);
+/* Closes the leg's splice pipe, if any. */
+void leg_release_pipe(struct leg *l);
 
 #endif

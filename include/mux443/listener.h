@@ -10,7 +10,7 @@
 
 #include "mux443/config.h"
 
-#define RELAY_BUF (16 * 1024)
+#define RELAY_BUF (64 * 1024)
 
 struct lsock {
     ev_io io;
