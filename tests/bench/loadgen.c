@@ -1,0 +1,1169 @@
+/* mux443 benchmark: load generator and tiny backends in one binary (epoll, OpenSSL).
+ *
+ *   loadgen serve [--cert F --key F] MODE:PORT[:ARG] ...    backends (one thread, epoll)
+ *       sink      read and discard (splice to /dev/null) until EOF
+ *       echo      write back everything
+ *       reply:N   on the first bytes: send N bytes, then discard until the client closes
+ *       rs:N      on the first bytes: send N bytes, then sink until EOF (reply-then-sink)
+ *       stun      answer a STUN request with a Binding success response (client closes)
+ *       ice:TAG   the same inside RFC 4571 framing; TAG (one letter) in a SOFTWARE attribute
+ *       tls-rs:N  bare OpenSSL server: TLS handshake, then rs:N on the plain text
+ *
+ *   loadgen SCENARIO --port P [options]          one measurement, prints key=value on stdout
+ *       bulk   --proto ch|tls --conns C --bytes B       MB/s (ch: ClientHello then plain bytes)
+ *       short  --proto ch|tls|stun|ice --conns C --secs S   conn/s, latency percentiles
+ *       idle   --proto ch|tls --conns N [--hold S]       RSS of --pids before/after N idle conns
+ *       ping   --count N --size 64                       ping-pong RTT through an echo backend
+ *       stat                                             RSS and descriptors of --pids
+ *   common: --host 127.0.0.1 --sni NAME --pids P1,P2 (proxy tree: CPU and RSS read from /proc)
+ *           --bpids P (backends: CPU) --expect N (reply bytes) --warm S
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#define BUFSZ (256 * 1024)
+static uint8_t scratch[BUFSZ];
+static int ep;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what)
+{
+    perror(what);
+    exit(2);
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static void ep_set(int fd, uint32_t ev, void *ptr, int op)
+{
+    struct epoll_event e = {.events = ev, .data.ptr = ptr};
+    if (epoll_ctl(ep, op, fd, &e) < 0 && op != EPOLL_CTL_DEL)
+        die("epoll_ctl");
+}
+
+/* ---- /proc readings for the process tree under test ------------------------------- */
+
+static int npids;
+static int pids[64];
+static int nbpids;
+static int bpids[64];
+
+static void parse_pids(const char *s, int *v, int *n)
+{
+    *n = 0;
+    while (s && *s && *n < 64) {
+        v[(*n)++] = atoi(s);
+        s = strchr(s, ',');
+        if (s)
+            s++;
+    }
+}
+
+static double cpu_of(const int *v, int n)
+{
+    double t = 0;
+    long hz = sysconf(_SC_CLK_TCK);
+    for (int i = 0; i < n; i++) {
+        char path[64], buf[1024];
+        snprintf(path, sizeof(path), "/proc/%d/stat", v[i]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[len] = 0;
+        char *p = strrchr(buf, ')');
+        if (!p)
+            continue;
+        unsigned long ut = 0, st = 0;
+        /* after ") ": state(3) ... utime is field 14, stime 15 */
+        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+            t += (double)(ut + st) / (double)hz;
+    }
+    return t;
+}
+
+static long rss_kib(void)
+{
+    long t = 0;
+    for (int i = 0; i < npids; i++) {
+        char path[64], line[256];
+        snprintf(path, sizeof(path), "/proc/%d/status", pids[i]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        while (fgets(line, sizeof(line), f))
+            if (strncmp(line, "VmRSS:", 6) == 0)
+                t += atol(line + 6);
+        fclose(f);
+    }
+    return t;
+}
+
+static long nfds(void)
+{
+    long t = 0;
+    for (int i = 0; i < npids; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/fd", pids[i]);
+        FILE *f = NULL;
+        (void)f;
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "ls %s 2>/dev/null | wc -l", path);
+        FILE *p = popen(cmd, "r");
+        if (p) {
+            long n = 0;
+            if (fscanf(p, "%ld", &n) == 1)
+                t += n;
+            pclose(p);
+        }
+    }
+    return t;
+}
+
+/* Process CPU time of the whole machine (all cores), from /proc/stat: what is not the
+ * proxy, the generator or the backends is interference from other work. */
+static double machine_busy(void)
+{
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return 0;
+    int k = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (k < 7)
+        return 0;
+    /* user + nice + system: process time only, as in /proc/PID/stat (interrupt and
+     * softirq time, i.e. most loopback packet processing, is counted apart) */
+    return (double)(v[0] + v[1] + v[2]) / (double)sysconf(_SC_CLK_TCK);
+}
+static double busy0;
+
+static double self_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ---- first flights ------------------------------------------------------------------ */
+
+static uint8_t hello[2048];
+static size_t hello_len;
+static SSL_CTX *cctx;
+
+/* A real ClientHello from OpenSSL for `sni` (for passthrough: the proxy only reads it). */
+static void make_hello(const char *sni)
+{
+    SSL *s = SSL_new(cctx);
+    BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
+    SSL_set_bio(s, r, w);
+    SSL_set_tlsext_host_name(s, sni);
+    SSL_set_connect_state(s);
+    SSL_do_handshake(s);
+    int n = BIO_read(w, hello, sizeof(hello));
+    if (n <= 0)
+        die("ClientHello");
+    hello_len = (size_t)n;
+    SSL_free(s);
+}
+
+static void client_ctx(void)
+{
+    cctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(cctx, TLS1_3_VERSION);
+    SSL_CTX_set_ciphersuites(cctx, "TLS_AES_128_GCM_SHA256");
+    SSL_CTX_set1_groups_list(cctx, "X25519:P-256");
+    SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(cctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_mode(cctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+}
+
+static const uint8_t cookie[4] = {0x21, 0x12, 0xa4, 0x42};
+
+/* STUN Binding request (optionally in RFC 4571 framing with an ICE USERNAME). */
+static size_t make_stun(uint8_t *b, bool ice, const char *ufrag, uint32_t seq)
+{
+    uint8_t *m = ice ? b + 2 : b;
+    size_t n = 20;
+    memset(m, 0, 20);
+    m[1] = 0x01;
+    memcpy(m + 4, cookie, 4);
+    memcpy(m + 8, &seq, 4);
+    memcpy(m + 12, "benchtxid", 8);
+    if (ice) {
+        char user[64];
+        int ul = snprintf(user, sizeof(user), "%s:peerufrag", ufrag);
+        m[n] = 0; m[n + 1] = 0x06; m[n + 2] = 0; m[n + 3] = (uint8_t)ul;
+        memset(m + n + 4, 0, (size_t)(ul + 3) & ~3u);
+        memcpy(m + n + 4, user, (size_t)ul);
+        n += 4 + ((size_t)(ul + 3) & ~3u);
+        /* PRIORITY, MESSAGE-INTEGRITY (not checked by a router), FINGERPRINT */
+        m[n + 1] = 0x24; m[n + 3] = 4; memset(m + n + 4, 0x6e, 4); n += 8;
+        m[n] = 0; m[n + 1] = 0x08; m[n + 2] = 0; m[n + 3] = 20; memset(m + n + 4, 0xab, 20);
+        n += 24;
+        m[n] = 0x80; m[n + 1] = 0x28; m[n + 2] = 0; m[n + 3] = 4; memset(m + n + 4, 0x5a, 4);
+        n += 8;
+    } else {
+        /* SOFTWARE "bench" */
+        m[n] = 0x80; m[n + 1] = 0x22; m[n + 2] = 0; m[n + 3] = 5;
+        memcpy(m + n + 4, "bench\0\0\0", 8);
+        n += 12;
+    }
+    m[2] = (uint8_t)((n - 20) >> 8);
+    m[3] = (uint8_t)(n - 20);
+    if (ice) {
+        b[0] = (uint8_t)(n >> 8);
+        b[1] = (uint8_t)n;
+        return n + 2;
+    }
+    return n;
+}
+
+static const char http_req[] = "GET /bench HTTP/1.1\r\nHost: term.bench\r\nUser-Agent: loadgen\r\n\r\n";
+static const char http_post[] =
+    "POST /upload HTTP/1.1\r\nHost: term.bench\r\nContent-Type: application/octet-stream\r\n\r\n";
+
+/* ======================================================================================
+ * backends
+ * ====================================================================================== */
+
+enum smode { S_SINK, S_ECHO, S_REPLY, S_RS, S_STUN, S_ICE, S_TLS_RS };
+
+struct lsn {
+    int fd;
+    enum smode mode;
+    int arg;
+    char tag;
+};
+
+struct sconn {
+    int fd;
+    struct lsn *l;
+    SSL *ssl;
+    bool hs_done, replied;
+    uint8_t *pend;
+    size_t plen, poff;
+};
+
+/* epoll data points at a tagged union: first byte tells listener or connection */
+struct ref {
+    int kind; /* 0 listener, 1 connection */
+    void *p;
+};
+
+static int devnull, pipefd[2];
+static struct lsn sink_after_reply = {.fd = -1, .mode = S_SINK};
+static SSL_CTX *sctx;
+static uint8_t replybuf[65536];
+
+static void sclose(struct ref *r)
+{
+    struct sconn *c = r->p;
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->ssl)
+        SSL_free(c->ssl);
+    close(c->fd);
+    free(c->pend);
+    free(c);
+    free(r);
+}
+
+/* Discards whatever is readable. Returns 0 on EOF/error (close), 1 otherwise. */
+static int sink_plain(int fd)
+{
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = splice(fd, NULL, pipefd[1], NULL, 1 << 20, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n == 0)
+            return 0;
+        if (n < 0) {
+            if (errno == EAGAIN)
+                return 1;
+            return 0;
+        }
+        while (n > 0) {
+            ssize_t m = splice(pipefd[0], NULL, devnull, NULL, (size_t)n, SPLICE_F_MOVE);
+            if (m <= 0)
+                die("splice /dev/null");
+            n -= m;
+        }
+    }
+    return 1;
+}
+
+static size_t stun_answer(uint8_t *out, const uint8_t *req, bool ice, char tag)
+{
+    uint8_t *m = ice ? out + 2 : out;
+    const uint8_t *q = ice ? req + 2 : req;
+    size_t n = 20;
+    memcpy(m, q, 20);
+    m[0] = 0x01;
+    m[1] = 0x01; /* Binding success */
+    /* XOR-MAPPED-ADDRESS 127.0.0.1:4242 */
+    m[n] = 0; m[n + 1] = 0x20; m[n + 2] = 0; m[n + 3] = 8;
+    m[n + 4] = 0; m[n + 5] = 1;
+    uint16_t port = 4242 ^ 0x2112;
+    m[n + 6] = (uint8_t)(port >> 8); m[n + 7] = (uint8_t)port;
+    uint8_t ip[4] = {127, 0, 0, 1};
+    for (int i = 0; i < 4; i++)
+        m[n + 8 + i] = ip[i] ^ cookie[i];
+    n += 12;
+    /* SOFTWARE: the backend's tag, so the client can check the routing */
+    m[n] = 0x80; m[n + 1] = 0x22; m[n + 2] = 0; m[n + 3] = 4;
+    m[n + 4] = 'b'; m[n + 5] = 'k'; m[n + 6] = '-'; m[n + 7] = (uint8_t)tag;
+    n += 8;
+    m[2] = (uint8_t)((n - 20) >> 8);
+    m[3] = (uint8_t)(n - 20);
+    if (ice) {
+        out[0] = (uint8_t)(n >> 8);
+        out[1] = (uint8_t)n;
+        return n + 2;
+    }
+    return n;
+}
+
+/* Writes all of buf or closes; small replies go in one write on a fresh socket. */
+static bool put_all(struct sconn *c, const void *buf, size_t n)
+{
+    while (n) {
+        ssize_t w = c->ssl ? SSL_write(c->ssl, buf, (int)n) : send(c->fd, buf, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return false;
+        buf = (const uint8_t *)buf + w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static void serve_event(struct ref *r, uint32_t ev)
+{
+    if (r->kind == 0) {
+        struct lsn *l = r->p;
+        for (int i = 0; i < 128; i++) {
+            int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0)
+                return;
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            struct sconn *c = calloc(1, sizeof(*c));
+            struct ref *cr = malloc(sizeof(*cr));
+            c->fd = fd;
+            c->l = l;
+            cr->kind = 1;
+            cr->p = c;
+            if (l->mode == S_TLS_RS) {
+                c->ssl = SSL_new(sctx);
+                SSL_set_fd(c->ssl, fd);
+                SSL_set_accept_state(c->ssl);
+            }
+            ep_set(fd, EPOLLIN, cr, EPOLL_CTL_ADD);
+        }
+        return;
+    }
+    struct sconn *c = r->p;
+    struct lsn *l = c->l;
+    (void)ev;
+    if (c->ssl && !c->hs_done) {
+        int k = SSL_do_handshake(c->ssl);
+        if (k == 1) {
+            c->hs_done = true;
+        } else {
+            int e = SSL_get_error(c->ssl, k);
+            if (e == SSL_ERROR_WANT_READ)
+                ep_set(c->fd, EPOLLIN, r, EPOLL_CTL_MOD);
+            else if (e == SSL_ERROR_WANT_WRITE)
+                ep_set(c->fd, EPOLLOUT, r, EPOLL_CTL_MOD);
+            else {
+                ERR_clear_error();
+                sclose(r);
+            }
+            return;
+        }
+        ep_set(c->fd, EPOLLIN, r, EPOLL_CTL_MOD);
+    }
+    switch (l->mode) {
+    case S_SINK:
+        if (!sink_plain(c->fd))
+            sclose(r);
+        return;
+    case S_ECHO: {
+        if (c->plen > c->poff) { /* EPOLLOUT: flush */
+            ssize_t w = send(c->fd, c->pend + c->poff, c->plen - c->poff, MSG_NOSIGNAL);
+            if (w < 0 && errno != EAGAIN) {
+                sclose(r);
+                return;
+            }
+            if (w > 0)
+                c->poff += (size_t)w;
+            if (c->poff < c->plen)
+                return;
+            c->plen = c->poff = 0;
+            ep_set(c->fd, EPOLLIN, r, EPOLL_CTL_MOD);
+            return;
+        }
+        ssize_t n = recv(c->fd, scratch, BUFSZ, 0);
+        if (n <= 0) {
+            if (n < 0 && errno == EAGAIN)
+                return;
+            sclose(r);
+            return;
+        }
+        ssize_t w = send(c->fd, scratch, (size_t)n, MSG_NOSIGNAL);
+        if (w < 0 && errno != EAGAIN) {
+            sclose(r);
+            return;
+        }
+        if (w < 0)
+            w = 0;
+        if (w < n) {
+            c->pend = realloc(c->pend, (size_t)(n - w));
+            memcpy(c->pend, scratch + w, (size_t)(n - w));
+            c->plen = (size_t)(n - w);
+            c->poff = 0;
+            ep_set(c->fd, EPOLLOUT, r, EPOLL_CTL_MOD);
+        }
+        return;
+    }
+    case S_REPLY:
+    case S_STUN:
+    case S_ICE: {
+        ssize_t n = recv(c->fd, scratch, BUFSZ, 0);
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            sclose(r);
+            return;
+        }
+        if (l->mode == S_REPLY) {
+            put_all(c, replybuf, (size_t)l->arg);
+        } else {
+            uint8_t out[128];
+            bool ice = l->mode == S_ICE;
+            if (n >= (ice ? 22 : 20))
+                put_all(c, out, stun_answer(out, scratch, ice, l->tag));
+        }
+        /* The client closes first once it has the whole reply: TIME_WAIT then stays on
+         * the connecting sides (client, proxy), where the kernel reuses it safely, and
+         * never meets a new SYN on the accepting side. */
+        c->replied = true;
+        c->l = &sink_after_reply;
+        return;
+    }
+    case S_RS:
+    case S_TLS_RS:
+        if (!c->replied) {
+            ssize_t n;
+            if (c->ssl) {
+                n = SSL_read(c->ssl, scratch, BUFSZ);
+                if (n <= 0) {
+                    int e = SSL_get_error(c->ssl, (int)n);
+                    ERR_clear_error();
+                    if (e == SSL_ERROR_WANT_READ)
+                        return;
+                    sclose(r);
+                    return;
+                }
+            } else {
+                n = recv(c->fd, scratch, BUFSZ, 0);
+                if (n < 0 && errno == EAGAIN)
+                    return;
+                if (n <= 0) {
+                    sclose(r);
+                    return;
+                }
+            }
+            c->replied = true;
+            if (!put_all(c, replybuf, (size_t)l->arg)) {
+                ERR_clear_error();
+                sclose(r);
+            }
+            return;
+        }
+        if (c->ssl) {
+            for (;;) {
+                int n = SSL_read(c->ssl, scratch, BUFSZ);
+                if (n > 0)
+                    continue;
+                int e = SSL_get_error(c->ssl, n);
+                ERR_clear_error();
+                if (e != SSL_ERROR_WANT_READ)
+                    sclose(r);
+                return;
+            }
+        }
+        if (!sink_plain(c->fd))
+            sclose(r);
+        return;
+    }
+}
+
+static int listen_on(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4096) < 0) {
+        fprintf(stderr, "port %d: ", port);
+        die("listen");
+    }
+    return fd;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    const char *cert = NULL, *key = NULL;
+    int i = 0;
+    for (i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--cert") && i + 1 < argc)
+            cert = argv[++i];
+        else if (!strcmp(argv[i], "--key") && i + 1 < argc)
+            key = argv[++i];
+        else
+            break;
+    }
+    memset(replybuf, 'r', sizeof(replybuf));
+    devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (pipe2(pipefd, O_CLOEXEC) < 0)
+        die("pipe");
+    fcntl(pipefd[1], F_SETPIPE_SZ, 1 << 20);
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (cert) {
+        sctx = SSL_CTX_new(TLS_server_method());
+        SSL_CTX_set_min_proto_version(sctx, TLS1_3_VERSION);
+        SSL_CTX_set_session_cache_mode(sctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_num_tickets(sctx, 0);
+        SSL_CTX_set_mode(sctx, SSL_MODE_RELEASE_BUFFERS);
+        if (SSL_CTX_use_certificate_chain_file(sctx, cert) != 1 ||
+            SSL_CTX_use_PrivateKey_file(sctx, key, SSL_FILETYPE_PEM) != 1) {
+            ERR_print_errors_fp(stderr);
+            return 2;
+        }
+    }
+    for (; i < argc; i++) {
+        struct lsn *l = calloc(1, sizeof(*l));
+        char m[32];
+        int port = 0;
+        char arg[32] = "";
+        if (sscanf(argv[i], "%31[^:]:%d:%31s", m, &port, arg) < 2) {
+            fprintf(stderr, "bad spec %s\n", argv[i]);
+            return 2;
+        }
+        if (!strcmp(m, "sink")) l->mode = S_SINK;
+        else if (!strcmp(m, "echo")) l->mode = S_ECHO;
+        else if (!strcmp(m, "reply")) l->mode = S_REPLY;
+        else if (!strcmp(m, "rs")) l->mode = S_RS;
+        else if (!strcmp(m, "stun")) l->mode = S_STUN;
+        else if (!strcmp(m, "ice")) l->mode = S_ICE;
+        else if (!strcmp(m, "tls-rs")) l->mode = S_TLS_RS;
+        else {
+            fprintf(stderr, "bad mode %s\n", m);
+            return 2;
+        }
+        if (l->mode == S_TLS_RS && !sctx) {
+            fprintf(stderr, "tls-rs needs --cert and --key\n");
+            return 2;
+        }
+        l->arg = atoi(arg);
+        if (l->arg > (int)sizeof(replybuf))
+            l->arg = sizeof(replybuf);
+        l->tag = arg[0] ? arg[0] : 'S';
+        l->fd = listen_on(port);
+        struct ref *r = malloc(sizeof(*r));
+        r->kind = 0;
+        r->p = l;
+        ep_set(l->fd, EPOLLIN, r, EPOLL_CTL_ADD);
+    }
+    printf("ready\n");
+    fflush(stdout);
+    struct epoll_event evs[256];
+    for (;;) {
+        int n = epoll_wait(ep, evs, 256, -1);
+        if (n < 0 && errno != EINTR)
+            die("epoll_wait");
+        for (int k = 0; k < n; k++)
+            serve_event(evs[k].data.ptr, evs[k].events);
+    }
+}
+
+/* ======================================================================================
+ * clients
+ * ====================================================================================== */
+
+enum proto { P_CH, P_TLS, P_STUN, P_ICE };
+enum cst { C_CONNECT, C_HS, C_SEND, C_STREAM, C_READ, C_IDLE, C_DRAIN };
+
+struct cc {
+    int fd;
+    enum cst st;
+    SSL *ssl;
+    double t0;
+    uint64_t sent, got, quota;
+    char tag;
+    uint8_t first[512];
+    size_t first_len;
+};
+
+static struct {
+    enum proto proto;
+    const char *host;
+    int port;
+    const char *sni;
+    int conns;
+    double secs, warm;
+    uint64_t bytes;
+    long expect;
+    int count, size;
+    double hold;
+    const char *ufrags; /* "bnchA,bnchB" */
+} o = {.proto = P_CH, .host = "127.0.0.1", .sni = "bench", .conns = 64, .secs = 5, .warm = 1,
+       .expect = -1, .count = 20000, .size = 64, .ufrags = "bnchA,bnchB"};
+
+static struct sockaddr_in dst;
+static int memfd;
+static size_t memfd_len = 4 << 20;
+static uint64_t n_ok, n_err, n_badroute;
+static double *lat;
+static size_t nlat, caplat;
+static bool measuring;
+static double t_stop;
+static uint32_t seqno;
+
+static int open_conn(struct cc *c)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    c->fd = fd;
+    c->st = C_CONNECT;
+    c->t0 = now_s();
+    c->sent = c->got = 0;
+    c->ssl = NULL;
+    ep_set(fd, EPOLLOUT, c, EPOLL_CTL_ADD);
+    /* first flight */
+    if (o.proto == P_CH) {
+        memcpy(c->first, hello, hello_len);
+        c->first_len = hello_len;
+    } else if (o.proto == P_STUN) {
+        c->first_len = make_stun(c->first, false, NULL, ++seqno);
+    } else if (o.proto == P_ICE) {
+        /* alternate between the ufrags so that routing matters */
+        static int k;
+        char u[2][32];
+        int nu = sscanf(o.ufrags, "%31[^,],%31s", u[0], u[1]);
+        int pick = nu == 2 ? (k++ & 1) : 0;
+        c->first_len = make_stun(c->first, true, u[pick], ++seqno);
+        c->tag = u[pick][strlen(u[pick]) - 1];
+    } else {
+        c->first_len = strlen(o.bytes ? http_post : http_req);
+        memcpy(c->first, o.bytes ? http_post : http_req, c->first_len);
+    }
+    return 0;
+}
+
+static void close_conn(struct cc *c)
+{
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->ssl)
+        SSL_free(c->ssl);
+    c->ssl = NULL;
+    close(c->fd);
+    c->fd = -1;
+}
+
+static void record(struct cc *c, bool ok)
+{
+    if (!measuring)
+        return;
+    if (!ok) {
+        n_err++;
+        return;
+    }
+    n_ok++;
+    if (nlat == caplat) {
+        caplat = caplat ? caplat * 2 : 1 << 16;
+        lat = realloc(lat, caplat * sizeof(*lat));
+    }
+    lat[nlat++] = now_s() - c->t0;
+}
+
+/* Runs one connection's state machine as far as it goes. Returns 1 when finished (ok),
+ * -1 when failed, 0 when waiting. */
+static int step(struct cc *c, uint32_t ev)
+{
+    if (c->st == C_CONNECT) {
+        int err = 0;
+        socklen_t l = sizeof(err);
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+        if (err || (ev & (EPOLLERR | EPOLLHUP)))
+            return -1;
+        if (o.proto == P_TLS) {
+            c->ssl = SSL_new(cctx);
+            SSL_set_fd(c->ssl, c->fd);
+            SSL_set_tlsext_host_name(c->ssl, o.sni);
+            SSL_set_connect_state(c->ssl);
+            c->st = C_HS;
+        } else {
+            c->st = C_SEND;
+        }
+    }
+    if (c->st == C_HS) {
+        int k = SSL_do_handshake(c->ssl);
+        if (k != 1) {
+            int e = SSL_get_error(c->ssl, k);
+            ERR_clear_error();
+            if (e == SSL_ERROR_WANT_READ) {
+                ep_set(c->fd, EPOLLIN, c, EPOLL_CTL_MOD);
+                return 0;
+            }
+            if (e == SSL_ERROR_WANT_WRITE) {
+                ep_set(c->fd, EPOLLOUT, c, EPOLL_CTL_MOD);
+                return 0;
+            }
+            return -1;
+        }
+        c->st = C_SEND;
+    }
+    if (c->st == C_SEND) {
+        ssize_t w = c->ssl ? SSL_write(c->ssl, c->first, (int)c->first_len)
+                           : send(c->fd, c->first, c->first_len, MSG_NOSIGNAL);
+        if (w != (ssize_t)c->first_len)
+            return -1;
+        c->st = c->quota ? C_STREAM : C_READ;
+        ep_set(c->fd, c->quota ? EPOLLOUT : EPOLLIN, c, EPOLL_CTL_MOD);
+        if (c->quota)
+            return 0;
+        return 0;
+    }
+    if (c->st == C_STREAM) {
+        while (c->sent < c->quota) {
+            size_t want = c->quota - c->sent;
+            ssize_t w;
+            if (c->ssl) {
+                if (want > 65536)
+                    want = 65536;
+                w = SSL_write(c->ssl, scratch, (int)want);
+                if (w <= 0) {
+                    int e = SSL_get_error(c->ssl, (int)w);
+                    ERR_clear_error();
+                    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+                        return 0;
+                    return -1;
+                }
+            } else {
+                off_t off = (off_t)(c->sent % memfd_len);
+                if (want > memfd_len - (size_t)off)
+                    want = memfd_len - (size_t)off;
+                w = sendfile(c->fd, memfd, &off, want);
+                if (w < 0) {
+                    if (errno == EAGAIN)
+                        return 0;
+                    return -1;
+                }
+            }
+            c->sent += (uint64_t)w;
+        }
+        /* done: FIN, then wait for the backend's EOF to come back through the proxy */
+        if (c->ssl)
+            SSL_shutdown(c->ssl);
+        shutdown(c->fd, SHUT_WR);
+        c->st = C_DRAIN;
+        ep_set(c->fd, EPOLLIN, c, EPOLL_CTL_MOD);
+        return 0;
+    }
+    if (c->st == C_DRAIN) {
+        for (;;) {
+            ssize_t n = recv(c->fd, scratch, BUFSZ, 0);
+            if (n > 0)
+                continue;
+            if (n < 0 && errno == EAGAIN)
+                return 0;
+            return 1; /* EOF or reset after our FIN: the stream is over */
+        }
+    }
+    if (c->st == C_READ || c->st == C_IDLE) {
+        for (;;) {
+            ssize_t n;
+            if (c->ssl) {
+                n = SSL_read(c->ssl, scratch, BUFSZ);
+                if (n <= 0) {
+                    int e = SSL_get_error(c->ssl, (int)n);
+                    ERR_clear_error();
+                    if (e == SSL_ERROR_WANT_READ)
+                        return 0;
+                    n = 0;
+                }
+            } else {
+                n = recv(c->fd, scratch, BUFSZ, 0);
+                if (n < 0 && errno == EAGAIN)
+                    return 0;
+            }
+            if (n <= 0) {
+                if (c->st == C_IDLE)
+                    return -1;
+                return (o.expect < 0 || (long)c->got >= o.expect) ? 1 : -1;
+            }
+            if ((o.proto == P_ICE || o.proto == P_STUN) && n >= 4 && scratch[n - 1] != (uint8_t)c->tag &&
+                o.proto == P_ICE)
+                n_badroute++;
+            c->got += (uint64_t)n;
+            /* Replies are complete at `expect` bytes: then the client closes first */
+            if (o.expect >= 0 && (long)c->got >= o.expect)
+                return c->st == C_IDLE ? 2 : 1;
+        }
+    }
+    return 0;
+}
+
+static double pct(double p)
+{
+    if (!nlat)
+        return 0;
+    size_t i = (size_t)(p * (double)(nlat - 1));
+    return lat[i] * 1e6;
+}
+
+static int cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void print_cpu(double t, double pcpu0, double bcpu0, double gcpu0)
+{
+    double pc = cpu_of(pids, npids) - pcpu0, bc = cpu_of(bpids, nbpids) - bcpu0;
+    double gc = self_cpu() - gcpu0;
+    double other = machine_busy() - busy0 - pc - gc - bc;
+    if (other < 0)
+        other = 0;
+    printf(" secs=%.3f proxy_cpu=%.3f gen_cpu=%.3f backend_cpu=%.3f gen_core=%.0f%% proxy_core=%.0f%%"
+           " other_cpu=%.0f%%",
+           t, pc, gc, bc, 100 * (gc + bc) / t, 100 * pc / t, 100 * other / t);
+}
+
+/* short: C concurrent connections, each opened again as soon as it finishes */
+static int cmd_short(void)
+{
+    struct cc *cs = calloc((size_t)o.conns, sizeof(*cs));
+    struct epoll_event evs[512];
+    double start = now_s(), t_meas = start + o.warm, pcpu0 = 0, bcpu0 = 0, gcpu0 = 0;
+    t_stop = t_meas + o.secs;
+    for (int i = 0; i < o.conns; i++)
+        if (open_conn(&cs[i]) < 0)
+            die("connect");
+    for (;;) {
+        double t = now_s();
+        if (!measuring && t >= t_meas) {
+            measuring = true;
+            pcpu0 = cpu_of(pids, npids);
+            bcpu0 = cpu_of(bpids, nbpids);
+            gcpu0 = self_cpu();
+            busy0 = machine_busy();
+            t_meas = t;
+        }
+        if (t >= t_stop)
+            break;
+        int n = epoll_wait(ep, evs, 512, 100);
+        for (int k = 0; k < n; k++) {
+            struct cc *c = evs[k].data.ptr;
+            int r = step(c, evs[k].events);
+            if (r == 0)
+                continue;
+            record(c, r > 0);
+            close_conn(c);
+            if (open_conn(c) < 0) {
+                n_err++;
+                usleep(1000);
+                if (open_conn(c) < 0)
+                    die("connect");
+            }
+        }
+    }
+    double el = now_s() - t_meas;
+    qsort(lat, nlat, sizeof(*lat), cmpd);
+    printf("rate=%.1f ok=%llu err=%llu badroute=%llu p50_us=%.0f p99_us=%.0f", (double)n_ok / el,
+           (unsigned long long)n_ok, (unsigned long long)n_err, (unsigned long long)n_badroute,
+           pct(0.5), pct(0.99));
+    double pc = cpu_of(pids, npids) - pcpu0;
+    printf(" proxy_us_per=%.1f", n_ok ? pc * 1e6 / (double)n_ok : 0);
+    print_cpu(el, pcpu0, bcpu0, gcpu0);
+    printf("\n");
+    return 0;
+}
+
+static int cmd_bulk(void)
+{
+    struct cc *cs = calloc((size_t)o.conns, sizeof(*cs));
+    struct epoll_event evs[64];
+    int left = o.conns;
+    double t0 = now_s(), pcpu0 = cpu_of(pids, npids), bcpu0 = cpu_of(bpids, nbpids),
+           gcpu0 = self_cpu();
+    busy0 = machine_busy();
+    for (int i = 0; i < o.conns; i++) {
+        cs[i].quota = o.bytes / (uint64_t)o.conns;
+        if (open_conn(&cs[i]) < 0)
+            die("connect");
+    }
+    double deadline = t0 + 600;
+    while (left > 0 && now_s() < deadline) {
+        int n = epoll_wait(ep, evs, 64, 1000);
+        for (int k = 0; k < n; k++) {
+            struct cc *c = evs[k].data.ptr;
+            int r = step(c, evs[k].events);
+            if (r == 0)
+                continue;
+            if (r < 0 || c->sent < c->quota)
+                n_err++;
+            close_conn(c);
+            left--;
+        }
+    }
+    double el = now_s() - t0;
+    uint64_t tot = 0;
+    for (int i = 0; i < o.conns; i++)
+        tot += cs[i].sent;
+    double pc = cpu_of(pids, npids) - pcpu0;
+    printf("mbps=%.1f bytes=%llu err=%llu left=%d proxy_s_per_gb=%.3f", (double)tot / el / 1e6,
+           (unsigned long long)tot, (unsigned long long)n_err, left, pc / ((double)tot / 1e9));
+    print_cpu(el, pcpu0, bcpu0, gcpu0);
+    printf("\n");
+    return 0;
+}
+
+/* idle: open N connections that each get a reply (so the whole chain is up), hold them,
+ * read the proxy tree's RSS, close. */
+static int cmd_idle(void)
+{
+    struct cc *cs = calloc((size_t)o.conns, sizeof(*cs));
+    struct epoll_event evs[512];
+    /* The previous scenario's connections may still be closing: wait for the proxy's
+     * descriptor count to stop changing before taking the baseline. */
+    long fd0 = nfds();
+    for (int i = 0; i < 100; i++) {
+        usleep(200000);
+        long f = nfds();
+        if (f == fd0)
+            break;
+        fd0 = f;
+    }
+    long rss0 = rss_kib();
+    int opened = 0, up = 0, inflight = 0, failed = 0;
+    double deadline = now_s() + 120;
+    while (up + failed < o.conns && now_s() < deadline) {
+        while (inflight < 256 && opened < o.conns) {
+            if (open_conn(&cs[opened]) < 0) {
+                failed++;
+                opened++;
+                continue;
+            }
+            opened++;
+            inflight++;
+        }
+        int n = epoll_wait(ep, evs, 512, 1000);
+        for (int k = 0; k < n; k++) {
+            struct cc *c = evs[k].data.ptr;
+            if (c->st == C_SEND || c->st == C_CONNECT || c->st == C_HS) {
+                int r = step(c, evs[k].events);
+                if (r < 0) {
+                    close_conn(c);
+                    failed++;
+                    inflight--;
+                    continue;
+                }
+                if (c->st == C_READ)
+                    c->st = C_IDLE;
+                continue;
+            }
+            int r = step(c, evs[k].events);
+            if (r == 2) { /* acknowledged: idle from now on, no more events wanted */
+                epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                c->st = C_DRAIN;
+                up++;
+                inflight--;
+            } else if (r < 0) {
+                close_conn(c);
+                failed++;
+                inflight--;
+            }
+        }
+    }
+    sleep(2); /* let the proxy settle (lazy frees, timers) */
+    long rss1 = rss_kib(), fd1 = nfds();
+    printf("conns=%d up=%d failed=%d rss0_kib=%ld rss1_kib=%ld bytes_per_conn=%.0f fds0=%ld fds1=%ld\n",
+           o.conns, up, failed, rss0, rss1, up ? (double)(rss1 - rss0) * 1024 / up : 0, fd0, fd1);
+    fflush(stdout);
+    if (o.hold > 0) /* soak: keep them while churn runs next to us */
+        usleep((useconds_t)(o.hold * 1e6));
+    for (int i = 0; i < opened; i++)
+        if (cs[i].fd > 0) {
+            if (cs[i].ssl)
+                SSL_free(cs[i].ssl);
+            close(cs[i].fd);
+        }
+    return 0;
+}
+
+static int cmd_ping(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0)
+        die("connect");
+    uint8_t buf[4096];
+    /* the ClientHello goes first (routing), the echo server sends it back */
+    if (send(fd, hello, hello_len, 0) != (ssize_t)hello_len)
+        die("send");
+    size_t got = 0;
+    while (got < hello_len) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0)
+            die("recv hello echo");
+        got += (size_t)n;
+    }
+    int size = o.size > (int)sizeof(buf) ? (int)sizeof(buf) : o.size;
+    memset(buf, 'p', (size_t)size);
+    lat = calloc((size_t)o.count, sizeof(*lat));
+    double pcpu0 = cpu_of(pids, npids), bcpu0 = cpu_of(bpids, nbpids), gcpu0 = self_cpu(), t0 = now_s();
+    busy0 = machine_busy();
+    for (int i = 0; i < o.count; i++) {
+        double t = now_s();
+        if (send(fd, buf, (size_t)size, 0) != size)
+            die("send");
+        int g = 0;
+        while (g < size) {
+            ssize_t n = recv(fd, buf + g, (size_t)(size - g), 0);
+            if (n <= 0)
+                die("recv");
+            g += (int)n;
+        }
+        lat[nlat++] = now_s() - t;
+    }
+    double el = now_s() - t0, pc = cpu_of(pids, npids) - pcpu0;
+    qsort(lat, nlat, sizeof(*lat), cmpd);
+    printf("p50_us=%.1f p99_us=%.1f p999_us=%.1f count=%zu proxy_us_per=%.1f", pct(0.5), pct(0.99),
+           pct(0.999), nlat, pc * 1e6 / (double)nlat);
+    print_cpu(el, pcpu0, bcpu0, gcpu0);
+    printf("\n");
+    close(fd);
+    return 0;
+}
+
+/* stat: RSS and open descriptors of the --pids tree (soak baseline and end). */
+static int cmd_stat(void)
+{
+    printf("rss_kib=%ld fds=%ld\n", rss_kib(), nfds());
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
+    if (argc < 2) {
+        fprintf(stderr, "usage: see the comment at the top of loadgen.c\n");
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(argc - 2, argv + 2);
+
+    static const struct option opts[] = {
+        {"proto", 1, 0, 'P'}, {"host", 1, 0, 'h'},  {"port", 1, 0, 'p'},   {"sni", 1, 0, 's'},
+        {"conns", 1, 0, 'c'}, {"secs", 1, 0, 't'},  {"warm", 1, 0, 'w'},   {"bytes", 1, 0, 'b'},
+        {"expect", 1, 0, 'e'}, {"count", 1, 0, 'n'}, {"size", 1, 0, 'z'},  {"pids", 1, 0, 'i'},
+        {"bpids", 1, 0, 'j'}, {"ufrags", 1, 0, 'u'}, {"hold", 1, 0, 'H'}, {0, 0, 0, 0}};
+    int ch;
+    optind = 2;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'P':
+            o.proto = !strcmp(optarg, "tls") ? P_TLS : !strcmp(optarg, "stun") ? P_STUN
+                      : !strcmp(optarg, "ice") ? P_ICE : P_CH;
+            break;
+        case 'h': o.host = optarg; break;
+        case 'p': o.port = atoi(optarg); break;
+        case 's': o.sni = optarg; break;
+        case 'c': o.conns = atoi(optarg); break;
+        case 't': o.secs = atof(optarg); break;
+        case 'w': o.warm = atof(optarg); break;
+        case 'b': o.bytes = (uint64_t)atof(optarg); break;
+        case 'e': o.expect = atol(optarg); break;
+        case 'n': o.count = atoi(optarg); break;
+        case 'z': o.size = atoi(optarg); break;
+        case 'i': parse_pids(optarg, pids, &npids); break;
+        case 'j': parse_pids(optarg, bpids, &nbpids); break;
+        case 'u': o.ufrags = optarg; break;
+        case 'H': o.hold = atof(optarg); break;
+        default: return 2;
+        }
+    }
+    dst.sin_family = AF_INET;
+    dst.sin_port = htons((uint16_t)o.port);
+    inet_pton(AF_INET, o.host, &dst.sin_addr);
+    client_ctx();
+    make_hello(o.sni);
+    memset(scratch, 'x', sizeof(scratch));
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    memfd = memfd_create("bulk", MFD_CLOEXEC);
+    if (ftruncate(memfd, (off_t)memfd_len) < 0)
+        die("ftruncate");
+    {
+        uint8_t *m = mmap(NULL, memfd_len, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+        memset(m, 'x', memfd_len);
+        munmap(m, memfd_len);
+    }
+    if (!strcmp(cmd, "short"))
+        return cmd_short();
+    if (!strcmp(cmd, "bulk"))
+        return cmd_bulk();
+    if (!strcmp(cmd, "idle"))
+        return cmd_idle();
+    if (!strcmp(cmd, "ping"))
+        return cmd_ping();
+    if (!strcmp(cmd, "stat"))
+        return cmd_stat();
+    fprintf(stderr, "unknown command %s\n", cmd);
+    return 2;
+}
