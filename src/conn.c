@@ -96,8 +96,6 @@ void conn_accept(struct worker *w, struct cfg_listener *lst, int fd, const struc
         return;
     }
     struct conn *c = calloc(1, sizeof(*c));
-    socklen_t sl = sizeof(c->local_addr);
-
     if (!c) {
         log_warnx("accept: out of memory, connection dropped");
         close(fd);
@@ -111,7 +109,6 @@ void conn_accept(struct worker *w, struct cfg_listener *lst, int fd, const struc
     c->cls = CLASS_NONE;
     c->proxy_done = !lst->proxy_in;
     memcpy(&c->peer_addr, peer, peerlen < sizeof(c->peer_addr) ? peerlen : sizeof(c->peer_addr));
-    getsockname(fd, (struct sockaddr *)&c->local_addr, &sl);
     cfg_addr_format(peer, c->peer_text, sizeof(c->peer_text));
     if (!lst->proxy_in && !conn_admit_client(c)) {
         cfg_unref(c->cfg);
@@ -168,6 +165,16 @@ static void conn_describe(struct conn *c, const struct probe_out *p)
     c->desc = n ? strdup(buf) : NULL;
 }
 
+const struct sockaddr *conn_local_addr(struct conn *c)
+{
+    /* Asked for only when a PROXY header is built: most connections never need it. */
+    if (c->local_addr.ss_family == AF_UNSPEC) {
+        socklen_t sl = sizeof(c->local_addr);
+        getsockname(c->client.fd, (struct sockaddr *)&c->local_addr, &sl);
+    }
+    return (const struct sockaddr *)&c->local_addr;
+}
+
 const char *conn_class_name(const struct conn *c)
 {
     if (c->terminated) {
@@ -196,7 +203,8 @@ static void client_watch(struct conn *c, void (*cb)(struct ev_loop *, ev_io *, i
 {
     struct ev_loop *loop = c->w->loop;
     ev_io_stop(loop, &c->client.io);
-    ev_io_init(&c->client.io, cb, c->client.fd, events);
+    ev_set_cb(&c->client.io, cb); /* same descriptor: ev_io_modify, not ev_io_init */
+    ev_io_modify(&c->client.io, events);
     c->client.io.data = c;
     ev_io_start(loop, &c->client.io);
 }
@@ -554,7 +562,7 @@ static void connect_cb(struct ev_loop *loop, ev_io *io, int revents)
     if (c->backend->proxy_protocol) {
         uint8_t hdr[PROXY_HDR_MAX];
         size_t n = proxy_build(hdr, sizeof(hdr), c->backend->proxy_protocol,
-                               (struct sockaddr *)&c->peer_addr, (struct sockaddr *)&c->local_addr);
+                               (struct sockaddr *)&c->peer_addr, conn_local_addr(c));
         /* A fresh socket's send buffer is empty: a short header always goes in one send. */
         if (c->backend_leg.tp->write(&c->backend_leg, hdr, n) != (ssize_t)n) {
             connect_failed(c, "cannot send the PROXY header");

@@ -145,8 +145,7 @@ static void leg_cb(struct ev_loop *loop, ev_io *io, int revents)
             size_t n = 0;
             if (c->backend->proxy_protocol)
                 n = proxy_build(buf, sizeof(buf), c->backend->proxy_protocol,
-                                (struct sockaddr *)&c->peer_addr,
-                                (struct sockaddr *)&c->local_addr);
+                                (struct sockaddr *)&c->peer_addr, conn_local_addr(c));
             memcpy(buf + n, c->client.pend.data, f->frame_len);
             n += f->frame_len;
             if (send(l->fd, buf, n, MSG_NOSIGNAL) != (ssize_t)n) {

@@ -47,6 +47,9 @@ static int open_listen_socket(const struct cfg_addr *a)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
         goto fail;
+    /* Accepted sockets inherit it: signalling and STUN are small messages that Nagle
+     * would hold back. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     /* [::]:443 next to 0.0.0.0:443 must not also claim the IPv4 port. */
     if (a->ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
@@ -151,8 +154,6 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
             log_warn("worker %u: accept on %s", w->id, ls->addr->text);
             return;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         conn_accept(w, ls->lst, fd, (struct sockaddr *)&ss, sl);
     }
 }

@@ -67,7 +67,7 @@ void conn_update_io(struct conn *c)
         if ((l->io.events & (EV_READ | EV_WRITE)) == ev && (ev == 0 || ev_is_active(&l->io)))
             continue;
         ev_io_stop(loop, &l->io);
-        ev_io_set(&l->io, l->fd, ev);
+        ev_io_modify(&l->io, ev); /* same descriptor: no ev_io_set, see leg_watch() */
         if (ev)
             ev_io_start(loop, &l->io);
     }
@@ -155,6 +155,10 @@ static bool propagate_eof(struct leg *from)
     if (!from->rd_eof || to->wr_shut || leg_pending(from))
         return true;
     to->wr_shut = true;
+    /* Both directions are over: close() (next, in conn_close) sends the FIN anyway. TLS
+     * still says close_notify first. */
+    if (to->rd_eof && !leg_pending(to) && to->tp == &transport_plain)
+        return true;
     if (to->tp->shutdown_wr(to) < 0 && errno != ENOTCONN) {
         conn_close(from->conn, true, "%s shutdown error: %s", leg_name(to), strerror(errno));
         return false;
@@ -271,16 +275,27 @@ static void idle_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_timer_again(loop, t);
 }
 
+/* Points a leg's (stopped) watcher at the pump. The descriptor is set again only when it
+ * changed: ev_io_set marks it as new, which makes libev re-add a descriptor epoll already
+ * has (a failing EPOLL_CTL_ADD per connection). */
+static void leg_watch(struct ev_loop *loop, struct leg *l)
+{
+    ev_io_stop(loop, &l->io);
+    ev_set_cb(&l->io, relay_io_cb);
+    l->io.data = l;
+    if (l->io.fd != l->fd)
+        ev_io_set(&l->io, l->fd, 0);
+    else
+        ev_io_modify(&l->io, 0);
+}
+
 void relay_start(struct conn *c)
 {
     struct ev_loop *loop = c->w->loop;
 
     c->last_io = ev_now(loop);
-    ev_io_stop(loop, &c->client.io);
-    ev_io_init(&c->client.io, relay_io_cb, c->client.fd, 0);
-    c->client.io.data = &c->client;
-    ev_io_init(&c->backend_leg.io, relay_io_cb, c->backend_leg.fd, 0);
-    c->backend_leg.io.data = &c->backend_leg;
+    leg_watch(loop, &c->client);
+    leg_watch(loop, &c->backend_leg);
     ev_init(&c->timer, idle_cb);
     c->timer.repeat = c->route->idle_timeout;
     ev_timer_again(loop, &c->timer);

@@ -72,6 +72,9 @@ struct conn {
     struct conn *prev, *next; /* the worker's list, for draining */
 };
 
+/* The address the client connected to (from the PROXY header, else getsockname). */
+const struct sockaddr *conn_local_addr(struct conn *c);
+
 /* "https", "wss", "turns" for classes found inside terminated TLS, else the class name. */
 const char *conn_class_name(const struct conn *c);
 

@@ -20,7 +20,8 @@ struct transport_ops {
     /* Socket events the transport itself needs now (TLS: a read that must first write, or
      * a write that must first read); 0 for plain TCP. */
     int (*wants)(const struct leg *l);
-    /* Bytes already decrypted and readable without waiting for the socket. */
+    /* Non-zero when bytes can be read without waiting for the socket (TLS: decrypted, or
+     * records already read ahead). */
     size_t (*pending)(const struct leg *l);
 };
 
