@@ -118,13 +118,13 @@ if [[ ! -s $STATE/web-tls.crt ]]; then
         -keyout "$STATE/web-tls.key" -out "$STATE/web-tls.crt" 2>/dev/null
 fi
 start web http_server.py "$PY" "$PEERS/http_server.py" web 18080
-wait_for web "^ready$"
+wait_for web "^ready( |$)"
 start signalling ws_echo.py "$PY" "$PEERS/ws_echo.py" signalling 18081
-wait_for signalling "^ready$"
+wait_for signalling "^ready( |$)"
 start media-1 ice_tcp.py "$PY" "$PEERS/ice_tcp.py" --ufrag dptM media-1 14444
-wait_for media-1 "^ready$"
+wait_for media-1 "^ready( |$)"
 start media-2 ice_tcp.py "$PY" "$PEERS/ice_tcp.py" --ufrag abcd media-2 14445
-wait_for media-2 "^ready$"
+wait_for media-2 "^ready( |$)"
 start web-tls s_server openssl s_server -accept 127.0.0.1:18443 -cert "$STATE/web-tls.crt" \
     -key "$STATE/web-tls.key" -www
 wait_for web-tls ACCEPT
