@@ -579,18 +579,22 @@ void conn_close(struct conn *c, bool failure, const char *fmt, ...)
     char reason[512], esc[600];
     va_list ap;
 
-    va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt, ap);
-    va_end(ap);
-    (failure ? log_warnx : log_info)(
-        "conn=%llu client=%s listener=%s class=%s%s route=%s backend=%s server=%s bytes_in=%llu "
-        "bytes_out=%llu dur=%.3f reason=\"%s\"",
-        (unsigned long long)c->id, c->peer_text, c->lst->name, conn_class_name(c),
-        c->desc ? c->desc : "", c->route ? c->route->name : "-",
-        c->backend ? c->backend->name : "-",
-        c->server && c->backend_leg.fd >= 0 ? c->server->text : "-",
-        (unsigned long long)c->client.bytes, (unsigned long long)c->backend_leg.bytes,
-        ev_now(w->loop) - c->started, log_escape(esc, sizeof(esc), reason, strlen(reason)));
+    /* Formatting is skipped when the level would drop the line (benchmarks, log_level =
+     * warn and a successful connection). */
+    if (log_get_level() >= (failure ? LOG_LVL_WARN : LOG_LVL_INFO)) {
+        va_start(ap, fmt);
+        vsnprintf(reason, sizeof(reason), fmt, ap);
+        va_end(ap);
+        (failure ? log_warnx : log_info)(
+            "conn=%llu client=%s listener=%s class=%s%s route=%s backend=%s server=%s "
+            "bytes_in=%llu bytes_out=%llu dur=%.3f reason=\"%s\"",
+            (unsigned long long)c->id, c->peer_text, c->lst->name, conn_class_name(c),
+            c->desc ? c->desc : "", c->route ? c->route->name : "-",
+            c->backend ? c->backend->name : "-",
+            c->server && c->backend_leg.fd >= 0 ? c->server->text : "-",
+            (unsigned long long)c->client.bytes, (unsigned long long)c->backend_leg.bytes,
+            ev_now(w->loop) - c->started, log_escape(esc, sizeof(esc), reason, strlen(reason)));
+    }
 
     ev_timer_stop(w->loop, &c->timer);
     struct leg *legs[2] = {&c->client, &c->backend_leg};
