@@ -270,7 +270,9 @@ static bool conn_ufrag_server(struct conn *c, const struct probe_out *p)
 {
     const struct cfg_backend *b = c->backend;
 
-    if (p->ufrag_len && !(c->ufrag = strndup(p->ufrag, p->ufrag_len))) {
+    /* Only a well-formed ufrag (RFC 8445 ice-chars) is looked up or cached: it comes from
+     * the client. Anything else still fans out, uncached. */
+    if (ufrag_valid(p->ufrag, p->ufrag_len) && !(c->ufrag = strndup(p->ufrag, p->ufrag_len))) {
         conn_close(c, true, "out of memory");
         return false;
     }

@@ -351,6 +351,9 @@ static const char *parse_body(const char *body, size_t len, struct reg *regs, si
     return err;
 }
 
+/* Nothing here needs JSON escaping: ufrags enter the table only as ice-chars (checked by
+ * check_reg and, for fan-outs, by conn.c), backend names and addresses were validated
+ * by the configuration loader. */
 static void list_json(FILE *f)
 {
     double now = now_mono();

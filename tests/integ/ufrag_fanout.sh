@@ -208,3 +208,35 @@ wait_exit slow3 $((FANOUT_TIMEOUT + 5))
 assert_eq 2 "$(metric mux443_ufrag_fanouts_total)" "fan-outs started in mux2"
 assert_eq 3 "$(metric mux443_ufrag_fanout_failures_total)" "fan-out failures in mux2"
 stop_mux mux2
+
+log "6. only well-formed ufrags (RFC 8445 ice-chars) are cached: they come from clients"
+# A server that answers every Binding request with a success: it "owns" any ufrag.
+PM3=$(free_port)
+PA3=$(free_port)
+Q3=$(free_port)
+start_bg anyown "$PY" "$PEERS/ice_tcp.py" anyown "$Q3"
+cat >"$T/mux3.ini" <<INI
+[mux443]
+listen = 127.0.0.1:$PM3
+admin = 127.0.0.1:$PA3
+
+[backend any]
+balance = ufrag
+server = 127.0.0.1:$Q3
+
+[route]
+ice-tcp = any
+INI
+wait_ready anyown
+start_mux mux3 "$T/mux3.ini"
+ADMIN=127.0.0.1:$PA3
+PM=$PM3
+out=$(ice c7 'Bad"q\x01:cli7')
+assert_contains "$out" "type=0x0101" "a malformed ufrag is still relayed (by fan-out)"
+out=$(ice c8 'WellFormed+1:cli8')
+assert_contains "$out" "type=0x0101" "a well-formed ufrag is relayed"
+assert_eq 2 "$(metric mux443_ufrag_fanouts_total)" "both went through a fan-out"
+ufrag_list >/dev/null # GET /ufrags is valid JSON
+assert_eq "127.0.0.1:$Q3" "$(ufrag_field 'WellFormed+1' server)" "the well-formed ufrag is cached"
+assert_not_contains "$HTTP_BODY" 'Bad' "the malformed ufrag is not in the table"
+stop_mux mux3
