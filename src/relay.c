@@ -92,8 +92,8 @@ void leg_release_pipe(struct leg *l)
 
 static void maybe_pipe(struct leg *from)
 {
-    if (from->pipe[0] >= 0 || from->bytes < SPLICE_AFTER || leg_pending(from) ||
-        from->tp != &transport_plain || from->peer->tp != &transport_plain)
+    if (from->pipe[0] >= 0 || from->bytes < SPLICE_AFTER || leg_pending(from) || !from->tp->raw ||
+        !from->peer->tp->raw)
         return;
     /* Out of descriptors is not an error: the copying path goes on. */
     if (pipe2(from->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
@@ -157,7 +157,7 @@ static bool propagate_eof(struct leg *from)
     to->wr_shut = true;
     /* Both directions are over: close() (next, in conn_close) sends the FIN anyway. TLS
      * still says close_notify first. */
-    if (to->rd_eof && !leg_pending(to) && to->tp == &transport_plain)
+    if (to->rd_eof && !leg_pending(to) && to->tp->raw)
         return true;
     if (to->tp->shutdown_wr(to) < 0 && errno != ENOTCONN) {
         conn_close(from->conn, true, "%s shutdown error: %s", leg_name(to), strerror(errno));

@@ -456,6 +456,7 @@ static size_t tls_pending(const struct leg *l)
 
 const struct transport_ops transport_tls = {
     .name = "tls",
+    .raw = false,
     .read = tls_read,
     .write = tls_write,
     .shutdown_wr = tls_shutdown_wr,

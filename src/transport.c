@@ -49,6 +49,7 @@ static size_t plain_pending(const struct leg *l)
 
 const struct transport_ops transport_plain = {
     .name = "plain",
+    .raw = true,
     .read = plain_read,
     .write = plain_write,
     .shutdown_wr = plain_shutdown_wr,

@@ -3,6 +3,7 @@
 #ifndef MUX443_TRANSPORT_H
 #define MUX443_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -10,6 +11,9 @@ struct leg;
 
 struct transport_ops {
     const char *name;
+    /* The socket carries the stream's bytes as they are (no record layer): the pump may
+     * splice(2) them, and closing the socket is a complete end of the stream. */
+    bool raw;
     /* > 0: bytes moved; 0 (read only): end of stream; -1: errno set (EAGAIN = try later). */
     ssize_t (*read)(struct leg *l, void *buf, size_t len);
     ssize_t (*write)(struct leg *l, const void *buf, size_t len);
