@@ -303,4 +303,9 @@ void relay_start(struct conn *c)
     if (!flush(&c->client))
         return;
     conn_update_io(c);
+    /* Records read ahead with the first flight (TLS) are already inside the transport:
+     * no socket event will announce them. (A fed event is dropped if the connection
+     * closes first: stopping a watcher clears it.) */
+    if (c->client.tp->pending(&c->client))
+        ev_feed_event(loop, &c->client.io, EV_READ);
 }
