@@ -101,6 +101,9 @@ def raw(args):
 
 def hold(tls, timeout):
     signal.signal(signal.SIGTERM, lambda s, f: os._exit(0))
+    # Blocked, so that a SIGUSR1 arriving between two sigtimedwait calls waits for the
+    # next one instead of killing us; and blocked before the test may send it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     say("ready hold")
     n = 0
     while True:

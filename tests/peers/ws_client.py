@@ -24,12 +24,13 @@ async def run(args):
         say(reply)
         if not args.hold:
             return 0
-        say("ready hold")
         loop = asyncio.get_running_loop()
         q = asyncio.Queue()
         loop.add_signal_handler(signal.SIGUSR1, q.put_nowait, "ping")
         loop.add_signal_handler(signal.SIGTERM, q.put_nowait, "stop")
         loop.add_signal_handler(signal.SIGINT, q.put_nowait, "stop")
+        # Only now: the test sends SIGUSR1 as soon as it reads this line.
+        say("ready hold")
         n = 0
         while True:
             what = await q.get()
