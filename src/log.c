@@ -34,7 +34,7 @@ int log_level_from_name(const char *name)
 }
 
 __attribute__((format(printf, 3, 0))) static void log_emit(enum log_level lvl, int err,
-                                                          const char *fmt, va_list ap)
+                                                           const char *fmt, va_list ap)
 {
     char line[4096];
     struct timeval tv;

@@ -231,19 +231,36 @@ static size_t make_stun(uint8_t *b, bool ice, const char *ufrag, uint32_t seq)
     if (ice) {
         char user[64];
         int ul = snprintf(user, sizeof(user), "%s:peerufrag", ufrag);
-        m[n] = 0; m[n + 1] = 0x06; m[n + 2] = 0; m[n + 3] = (uint8_t)ul;
+        m[n] = 0;
+        m[n + 1] = 0x06;
+        m[n + 2] = 0;
+        m[n + 3] = (uint8_t)ul;
         memset(m + n + 4, 0, (size_t)(ul + 3) & ~3u);
         memcpy(m + n + 4, user, (size_t)ul);
         n += 4 + ((size_t)(ul + 3) & ~3u);
         /* PRIORITY, MESSAGE-INTEGRITY (not checked by a router), FINGERPRINT */
-        m[n + 1] = 0x24; m[n + 3] = 4; memset(m + n + 4, 0x6e, 4); n += 8;
-        m[n] = 0; m[n + 1] = 0x08; m[n + 2] = 0; m[n + 3] = 20; memset(m + n + 4, 0xab, 20);
+        m[n + 1] = 0x24;
+        m[n + 3] = 4;
+        memset(m + n + 4, 0x6e, 4);
+        n += 8;
+        m[n] = 0;
+        m[n + 1] = 0x08;
+        m[n + 2] = 0;
+        m[n + 3] = 20;
+        memset(m + n + 4, 0xab, 20);
         n += 24;
-        m[n] = 0x80; m[n + 1] = 0x28; m[n + 2] = 0; m[n + 3] = 4; memset(m + n + 4, 0x5a, 4);
+        m[n] = 0x80;
+        m[n + 1] = 0x28;
+        m[n + 2] = 0;
+        m[n + 3] = 4;
+        memset(m + n + 4, 0x5a, 4);
         n += 8;
     } else {
         /* SOFTWARE "bench" */
-        m[n] = 0x80; m[n + 1] = 0x22; m[n + 2] = 0; m[n + 3] = 5;
+        m[n] = 0x80;
+        m[n + 1] = 0x22;
+        m[n + 2] = 0;
+        m[n + 3] = 5;
         memcpy(m + n + 4, "bench\0\0\0", 8);
         n += 12;
     }
@@ -257,7 +274,8 @@ static size_t make_stun(uint8_t *b, bool ice, const char *ufrag, uint32_t seq)
     return n;
 }
 
-static const char http_req[] = "GET /bench HTTP/1.1\r\nHost: term.bench\r\nUser-Agent: loadgen\r\n\r\n";
+static const char http_req[] =
+    "GET /bench HTTP/1.1\r\nHost: term.bench\r\nUser-Agent: loadgen\r\n\r\n";
 static const char http_post[] =
     "POST /upload HTTP/1.1\r\nHost: term.bench\r\nContent-Type: application/octet-stream\r\n\r\n";
 
@@ -337,17 +355,28 @@ static size_t stun_answer(uint8_t *out, const uint8_t *req, bool ice, char tag)
     m[0] = 0x01;
     m[1] = 0x01; /* Binding success */
     /* XOR-MAPPED-ADDRESS 127.0.0.1:4242 */
-    m[n] = 0; m[n + 1] = 0x20; m[n + 2] = 0; m[n + 3] = 8;
-    m[n + 4] = 0; m[n + 5] = 1;
+    m[n] = 0;
+    m[n + 1] = 0x20;
+    m[n + 2] = 0;
+    m[n + 3] = 8;
+    m[n + 4] = 0;
+    m[n + 5] = 1;
     uint16_t port = 4242 ^ 0x2112;
-    m[n + 6] = (uint8_t)(port >> 8); m[n + 7] = (uint8_t)port;
+    m[n + 6] = (uint8_t)(port >> 8);
+    m[n + 7] = (uint8_t)port;
     uint8_t ip[4] = {127, 0, 0, 1};
     for (int i = 0; i < 4; i++)
         m[n + 8 + i] = ip[i] ^ cookie[i];
     n += 12;
     /* SOFTWARE: the backend's tag, so the client can check the routing */
-    m[n] = 0x80; m[n + 1] = 0x22; m[n + 2] = 0; m[n + 3] = 4;
-    m[n + 4] = 'b'; m[n + 5] = 'k'; m[n + 6] = '-'; m[n + 7] = (uint8_t)tag;
+    m[n] = 0x80;
+    m[n + 1] = 0x22;
+    m[n + 2] = 0;
+    m[n + 3] = 4;
+    m[n + 4] = 'b';
+    m[n + 5] = 'k';
+    m[n + 6] = '-';
+    m[n + 7] = (uint8_t)tag;
     n += 8;
     m[2] = (uint8_t)((n - 20) >> 8);
     m[3] = (uint8_t)(n - 20);
@@ -586,13 +615,20 @@ static int cmd_serve(int argc, char **argv)
             fprintf(stderr, "bad spec %s\n", argv[i]);
             return 2;
         }
-        if (!strcmp(m, "sink")) l->mode = S_SINK;
-        else if (!strcmp(m, "echo")) l->mode = S_ECHO;
-        else if (!strcmp(m, "reply")) l->mode = S_REPLY;
-        else if (!strcmp(m, "rs")) l->mode = S_RS;
-        else if (!strcmp(m, "stun")) l->mode = S_STUN;
-        else if (!strcmp(m, "ice")) l->mode = S_ICE;
-        else if (!strcmp(m, "tls-rs")) l->mode = S_TLS_RS;
+        if (!strcmp(m, "sink"))
+            l->mode = S_SINK;
+        else if (!strcmp(m, "echo"))
+            l->mode = S_ECHO;
+        else if (!strcmp(m, "reply"))
+            l->mode = S_REPLY;
+        else if (!strcmp(m, "rs"))
+            l->mode = S_RS;
+        else if (!strcmp(m, "stun"))
+            l->mode = S_STUN;
+        else if (!strcmp(m, "ice"))
+            l->mode = S_ICE;
+        else if (!strcmp(m, "tls-rs"))
+            l->mode = S_TLS_RS;
         else {
             fprintf(stderr, "bad mode %s\n", m);
             return 2;
@@ -653,8 +689,16 @@ static struct {
     int count, size;
     double hold;
     const char *ufrags; /* "bnchA,bnchB" */
-} o = {.proto = P_CH, .host = "127.0.0.1", .sni = "bench", .conns = 64, .secs = 5, .warm = 1,
-       .expect = -1, .count = 20000, .size = 64, .ufrags = "bnchA,bnchB"};
+} o = {.proto = P_CH,
+       .host = "127.0.0.1",
+       .sni = "bench",
+       .conns = 64,
+       .secs = 5,
+       .warm = 1,
+       .expect = -1,
+       .count = 20000,
+       .size = 64,
+       .ufrags = "bnchA,bnchB"};
 
 static struct sockaddr_in dst;
 static int memfd;
@@ -845,8 +889,8 @@ static int step(struct cc *c, uint32_t ev)
                     return -1;
                 return (o.expect < 0 || (long)c->got >= o.expect) ? 1 : -1;
             }
-            if ((o.proto == P_ICE || o.proto == P_STUN) && n >= 4 && scratch[n - 1] != (uint8_t)c->tag &&
-                o.proto == P_ICE)
+            if ((o.proto == P_ICE || o.proto == P_STUN) && n >= 4 &&
+                scratch[n - 1] != (uint8_t)c->tag && o.proto == P_ICE)
                 n_badroute++;
             c->got += (uint64_t)n;
             /* Replies are complete at `expect` bytes: then the client closes first */
@@ -878,9 +922,10 @@ static void print_cpu(double t, double pcpu0, double bcpu0, double gcpu0)
     double other = machine_busy() - busy0 - pc - gc - bc;
     if (other < 0)
         other = 0;
-    printf(" secs=%.3f proxy_cpu=%.3f gen_cpu=%.3f backend_cpu=%.3f gen_core=%.0f%% proxy_core=%.0f%%"
-           " other_cpu=%.0f%%",
-           t, pc, gc, bc, 100 * (gc + bc) / t, 100 * pc / t, 100 * other / t);
+    printf(
+        " secs=%.3f proxy_cpu=%.3f gen_cpu=%.3f backend_cpu=%.3f gen_core=%.0f%% proxy_core=%.0f%%"
+        " other_cpu=%.0f%%",
+        t, pc, gc, bc, 100 * (gc + bc) / t, 100 * pc / t, 100 * other / t);
 }
 
 /* short: C concurrent connections, each opened again as soon as it finishes */
@@ -1031,7 +1076,8 @@ static int cmd_idle(void)
     }
     sleep(2); /* let the proxy settle (lazy frees, timers) */
     long rss1 = rss_kib(), fd1 = nfds();
-    printf("conns=%d up=%d failed=%d rss0_kib=%ld rss1_kib=%ld bytes_per_conn=%.0f fds0=%ld fds1=%ld\n",
+    printf("conns=%d up=%d failed=%d rss0_kib=%ld rss1_kib=%ld bytes_per_conn=%.0f fds0=%ld "
+           "fds1=%ld\n",
            o.conns, up, failed, rss0, rss1, up ? (double)(rss1 - rss0) * 1024 / up : 0, fd0, fd1);
     fflush(stdout);
     if (o.hold > 0) /* soak: keep them while churn runs next to us */
@@ -1065,7 +1111,8 @@ static int cmd_ping(void)
     int size = o.size > (int)sizeof(buf) ? (int)sizeof(buf) : o.size;
     memset(buf, 'p', (size_t)size);
     lat = calloc((size_t)o.count, sizeof(*lat));
-    double pcpu0 = cpu_of(pids, npids), bcpu0 = cpu_of(bpids, nbpids), gcpu0 = self_cpu(), t0 = now_s();
+    double pcpu0 = cpu_of(pids, npids), bcpu0 = cpu_of(bpids, nbpids), gcpu0 = self_cpu(),
+           t0 = now_s();
     busy0 = machine_busy();
     for (int i = 0; i < o.count; i++) {
         double t = now_s();
@@ -1110,33 +1157,64 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 2, argv + 2);
 
     static const struct option opts[] = {
-        {"proto", 1, 0, 'P'}, {"host", 1, 0, 'h'},  {"port", 1, 0, 'p'},   {"sni", 1, 0, 's'},
-        {"conns", 1, 0, 'c'}, {"secs", 1, 0, 't'},  {"warm", 1, 0, 'w'},   {"bytes", 1, 0, 'b'},
-        {"expect", 1, 0, 'e'}, {"count", 1, 0, 'n'}, {"size", 1, 0, 'z'},  {"pids", 1, 0, 'i'},
-        {"bpids", 1, 0, 'j'}, {"ufrags", 1, 0, 'u'}, {"hold", 1, 0, 'H'}, {0, 0, 0, 0}};
+        {"proto", 1, 0, 'P'},  {"host", 1, 0, 'h'},   {"port", 1, 0, 'p'}, {"sni", 1, 0, 's'},
+        {"conns", 1, 0, 'c'},  {"secs", 1, 0, 't'},   {"warm", 1, 0, 'w'}, {"bytes", 1, 0, 'b'},
+        {"expect", 1, 0, 'e'}, {"count", 1, 0, 'n'},  {"size", 1, 0, 'z'}, {"pids", 1, 0, 'i'},
+        {"bpids", 1, 0, 'j'},  {"ufrags", 1, 0, 'u'}, {"hold", 1, 0, 'H'}, {0, 0, 0, 0}};
     int ch;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'P':
-            o.proto = !strcmp(optarg, "tls") ? P_TLS : !strcmp(optarg, "stun") ? P_STUN
-                      : !strcmp(optarg, "ice") ? P_ICE : P_CH;
+            o.proto = !strcmp(optarg, "tls")    ? P_TLS
+                      : !strcmp(optarg, "stun") ? P_STUN
+                      : !strcmp(optarg, "ice")  ? P_ICE
+                                                : P_CH;
             break;
-        case 'h': o.host = optarg; break;
-        case 'p': o.port = atoi(optarg); break;
-        case 's': o.sni = optarg; break;
-        case 'c': o.conns = atoi(optarg); break;
-        case 't': o.secs = atof(optarg); break;
-        case 'w': o.warm = atof(optarg); break;
-        case 'b': o.bytes = (uint64_t)atof(optarg); break;
-        case 'e': o.expect = atol(optarg); break;
-        case 'n': o.count = atoi(optarg); break;
-        case 'z': o.size = atoi(optarg); break;
-        case 'i': parse_pids(optarg, pids, &npids); break;
-        case 'j': parse_pids(optarg, bpids, &nbpids); break;
-        case 'u': o.ufrags = optarg; break;
-        case 'H': o.hold = atof(optarg); break;
-        default: return 2;
+        case 'h':
+            o.host = optarg;
+            break;
+        case 'p':
+            o.port = atoi(optarg);
+            break;
+        case 's':
+            o.sni = optarg;
+            break;
+        case 'c':
+            o.conns = atoi(optarg);
+            break;
+        case 't':
+            o.secs = atof(optarg);
+            break;
+        case 'w':
+            o.warm = atof(optarg);
+            break;
+        case 'b':
+            o.bytes = (uint64_t)atof(optarg);
+            break;
+        case 'e':
+            o.expect = atol(optarg);
+            break;
+        case 'n':
+            o.count = atoi(optarg);
+            break;
+        case 'z':
+            o.size = atoi(optarg);
+            break;
+        case 'i':
+            parse_pids(optarg, pids, &npids);
+            break;
+        case 'j':
+            parse_pids(optarg, bpids, &nbpids);
+            break;
+        case 'u':
+            o.ufrags = optarg;
+            break;
+        case 'H':
+            o.hold = atof(optarg);
+            break;
+        default:
+            return 2;
         }
     }
     dst.sin_family = AF_INET;
