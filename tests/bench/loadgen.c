@@ -218,6 +218,19 @@ static void client_ctx(void)
 
 static const uint8_t cookie[4] = {0x21, 0x12, 0xa4, 0x42};
 
+/* Appends a STUN attribute (type, len bytes of val, zero padding to 4) at m + *n. */
+static void put_attr(uint8_t *m, size_t *n, uint16_t type, const void *val, size_t len)
+{
+    size_t padded = (len + 3) & ~(size_t)3;
+    m[*n] = (uint8_t)(type >> 8);
+    m[*n + 1] = (uint8_t)type;
+    m[*n + 2] = (uint8_t)(len >> 8);
+    m[*n + 3] = (uint8_t)len;
+    memset(m + *n + 4, 0, padded);
+    memcpy(m + *n + 4, val, len);
+    *n += 4 + padded;
+}
+
 /* STUN Binding request (optionally in RFC 4571 framing with an ICE USERNAME). */
 static size_t make_stun(uint8_t *b, bool ice, const char *ufrag, uint32_t seq)
 {
@@ -230,39 +243,15 @@ static size_t make_stun(uint8_t *b, bool ice, const char *ufrag, uint32_t seq)
     memcpy(m + 12, "benchtxid", 8);
     if (ice) {
         char user[64];
+        uint8_t fill[20];
         int ul = snprintf(user, sizeof(user), "%s:peerufrag", ufrag);
-        m[n] = 0;
-        m[n + 1] = 0x06;
-        m[n + 2] = 0;
-        m[n + 3] = (uint8_t)ul;
-        memset(m + n + 4, 0, (size_t)(ul + 3) & ~3u);
-        memcpy(m + n + 4, user, (size_t)ul);
-        n += 4 + ((size_t)(ul + 3) & ~3u);
+        put_attr(m, &n, 0x0006, user, (size_t)ul); /* USERNAME */
         /* PRIORITY, MESSAGE-INTEGRITY (not checked by a router), FINGERPRINT */
-        m[n + 1] = 0x24;
-        m[n + 3] = 4;
-        memset(m + n + 4, 0x6e, 4);
-        n += 8;
-        m[n] = 0;
-        m[n + 1] = 0x08;
-        m[n + 2] = 0;
-        m[n + 3] = 20;
-        memset(m + n + 4, 0xab, 20);
-        n += 24;
-        m[n] = 0x80;
-        m[n + 1] = 0x28;
-        m[n + 2] = 0;
-        m[n + 3] = 4;
-        memset(m + n + 4, 0x5a, 4);
-        n += 8;
+        put_attr(m, &n, 0x0024, memset(fill, 0x6e, 4), 4);
+        put_attr(m, &n, 0x0008, memset(fill, 0xab, 20), 20);
+        put_attr(m, &n, 0x8028, memset(fill, 0x5a, 4), 4);
     } else {
-        /* SOFTWARE "bench" */
-        m[n] = 0x80;
-        m[n + 1] = 0x22;
-        m[n + 2] = 0;
-        m[n + 3] = 5;
-        memcpy(m + n + 4, "bench\0\0\0", 8);
-        n += 12;
+        put_attr(m, &n, 0x8022, "bench", 5); /* SOFTWARE */
     }
     m[2] = (uint8_t)((n - 20) >> 8);
     m[3] = (uint8_t)(n - 20);

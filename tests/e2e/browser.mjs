@@ -40,11 +40,7 @@ function checkRelay(name, res, proto) {
   });
 }
 
-// Why each flag:
-//   --headless --no-sandbox --disable-gpu: root in a container, no display, no GPU;
-//   --disable-quic: only TCP goes through mux443 (no QUIC attempt on the port);
-//   --no-first-run --disable-background-networking --disable-component-update
-//   --disable-sync: nothing but the test's own traffic (only loopback may carry any);
+// Why each flag (beyond harness.mjs's BASE_ARGS):
 //   --host-resolver-rules: web.test, turn.test and the negative-control names are
 //   127.0.0.1; every other name fails to resolve (~NOTFOUND), so nothing leaves;
 //   --allow-loopback-in-peer-connection: browser.sh runs us in a network namespace
@@ -52,15 +48,6 @@ function checkRelay(name, res, proto) {
 // There is deliberately NO --ignore-certificate-errors: the HTTPS page and TURNS
 // certificates are validated against $HOME/.pki/nssdb (see browser.sh).
 const args = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-dev-shm-usage',
   '--allow-loopback-in-peer-connection',
   '--host-resolver-rules=MAP web.test 127.0.0.1, MAP turn.test 127.0.0.1, ' +
     'MAP other.test 127.0.0.1, MAP untrusted.test 127.0.0.1, MAP * ~NOTFOUND',

@@ -25,8 +25,24 @@ export function check(name, ok, detail) {
   return !!ok;
 }
 
+// Flags every run needs: headless, as root in a container without a display or GPU;
+// no QUIC (only TCP goes through mux443); and nothing but the test's own traffic (no
+// first-run, background, component or sync connections: the network is closed).
+const BASE_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-dev-shm-usage',
+];
+
 // Runs body(context) in a fresh persistent Chromium context (profile: --user-data-dir;
-// args: Chromium flags; childEnv: Chromium's environment, default ours). An exception
+// args: the test's own Chromium flags, after BASE_ARGS; childEnv: Chromium's
+// environment, default ours). An exception
 // is a failed check. Writes out/results.json, prints the summary line and exits: 0 only
 // when every check passed.
 export async function runBrowser({ profile, out, args, childEnv }, body) {
@@ -35,7 +51,7 @@ export async function runBrowser({ profile, out, args, childEnv }, body) {
     context = await chromium.launchPersistentContext(profile, {
       executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
       headless: true,
-      args: [...args, ...(process.env.E2E_CHROMIUM_ARGS || '').split(/\s+/).filter(Boolean)],
+      args: [...BASE_ARGS, ...args, ...(process.env.E2E_CHROMIUM_ARGS || '').split(/\s+/).filter(Boolean)],
       env: childEnv || process.env,
       ignoreHTTPSErrors: false,
       timeout: 60000,

@@ -64,10 +64,7 @@ async function register(ufrag, server) {
   return { status: r.status, body: (await r.text()).trim() };
 }
 
-// Why each flag:
-//   --headless --no-sandbox --disable-gpu: root in a container, no display, no GPU;
-//   --disable-quic --no-first-run --disable-background-networking
-//   --disable-component-update --disable-sync: nothing but the test's own traffic;
+// Why each flag (beyond harness.mjs's BASE_ARGS):
 //   --host-resolver-rules: web.test (the page), j1.test and j2.test (Janus 1 and 2's
 //     HTTP API, one host name each, see janus-page/janus.js) are all mux443's address;
 //     every other name fails. EXCLUDE: WebRTC's ICE-TCP socket hands its remote
@@ -80,15 +77,6 @@ async function register(ufrag, server) {
 //   --disable-features=WebRtcHideLocalIpsWithMdns: plain local IPs in getStats, no
 //     mDNS names (our candidates never leave the page anyway).
 const args = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-dev-shm-usage',
   '--use-fake-ui-for-media-stream',
   '--use-fake-device-for-media-stream',
   `--unsafely-treat-insecure-origin-as-secure=${origin}`,
