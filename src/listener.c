@@ -63,6 +63,19 @@ fail:;
     return -1;
 }
 
+/* Frees the socket list a, closing its sockets that `keep` does not also hold. */
+static void lsocks_drop(struct lsock *a, size_t na, const struct lsock *keep, size_t nkeep)
+{
+    for (size_t i = 0; i < na; i++) {
+        bool kept = false;
+        for (size_t k = 0; k < nkeep; k++)
+            kept |= keep[k].fd == a[i].fd;
+        if (!kept)
+            close(a[i].fd);
+    }
+    free(a);
+}
+
 /* The listening sockets one worker should have for snapshot c, reusing the sockets of
  * `old` bound to the same addresses (so a reload never closes a listener it keeps).
  * Returns NULL after logging when an address cannot be bound (new sockets are closed). */
@@ -87,14 +100,7 @@ static struct lsock *lsocks_for(struct worker *w, struct cfg *c, const struct ls
                     v[k].fd = old[j].fd;
             if (v[k].fd < 0 && (v[k].fd = open_listen_socket(v[k].addr)) < 0) {
                 log_warn("listener %s: cannot listen on %s", l->name, v[k].addr->text);
-                for (size_t j = 0; j < k; j++) {
-                    bool reused = false;
-                    for (size_t o = 0; o < nold; o++)
-                        reused |= old[o].fd == v[j].fd;
-                    if (!reused)
-                        close(v[j].fd);
-                }
-                free(v);
+                lsocks_drop(v, k, old, nold);
                 return NULL;
             }
         }
@@ -179,14 +185,7 @@ static void drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 static void worker_apply(struct worker *w, struct cfg *c, struct lsock *v, size_t n)
 {
     lsocks_stop(w);
-    for (size_t i = 0; i < w->nlsocks; i++) {
-        bool kept = false;
-        for (size_t k = 0; k < n; k++)
-            kept |= v[k].fd == w->lsocks[i].fd;
-        if (!kept)
-            close(w->lsocks[i].fd);
-    }
-    free(w->lsocks);
+    lsocks_drop(w->lsocks, w->nlsocks, v, n);
     w->lsocks = v;
     w->nlsocks = n;
     cfg_unref(w->cfg);
@@ -341,16 +340,8 @@ static void reload(void)
                   "force");
         MX_INC(mx.reloads_failed);
         /* Sockets opened for the aborted reload: those not shared with the running set. */
-        for (unsigned i = 0; v && i < nworkers && v[i]; i++) {
-            for (size_t k = 0; k < n[i]; k++) {
-                bool running = false;
-                for (size_t o = 0; o < workers[i].nlsocks; o++)
-                    running |= workers[i].lsocks[o].fd == v[i][k].fd;
-                if (!running)
-                    close(v[i][k].fd);
-            }
-            free(v[i]);
-        }
+        for (unsigned i = 0; v && i < nworkers && v[i]; i++)
+            lsocks_drop(v[i], n[i], workers[i].lsocks, workers[i].nlsocks);
         free(v);
         free(n);
         cfg_unref(c);
