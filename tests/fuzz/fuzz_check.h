@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mux443/probe.h"
+#include "mux443/lib/probe.h"
 
 typedef enum probe_result (*fuzz_probe_fn)(const uint8_t *p, size_t n, struct probe_out *out);
 

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "fuzz_check.h"
-#include "mux443/proxy_proto.h"
+#include "mux443/lib/proxy_proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

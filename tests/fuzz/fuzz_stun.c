@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "fuzz_check.h"
-#include "mux443/probe.h"
+#include "mux443/lib/probe.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "mux443/config.h"
-#include "mux443/route.h"
+#include "mux443/conf/config.h"
+#include "mux443/core/route.h"
 
 static char *errbuf;
 static size_t errlen;

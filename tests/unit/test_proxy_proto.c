@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "mux443/proxy_proto.h"
+#include "mux443/lib/proxy_proto.h"
 #include "test_util.h"
 
 static struct proxy_info info;

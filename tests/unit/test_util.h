@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "mux443/probe.h"
+#include "mux443/lib/probe.h"
 
 typedef enum probe_result (*tu_probe_fn)(const uint8_t *p, size_t n, struct probe_out *out);
 

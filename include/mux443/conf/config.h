@@ -1,0 +1,148 @@
+/* The configuration: an immutable, reference-counted snapshot loaded from one INI file.
+ * Loading validates everything in one pass and reports every error as
+ * FILE:LINE: [section] key: reason. Live connections keep the snapshot they started on. */
+#ifndef MUX443_CONFIG_H
+#define MUX443_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "mux443/lib/probe.h"
+
+#define CFG_DEFAULT_PATH "/etc/mux443/mux443.ini"
+
+struct cfg_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char text[64]; /* "127.0.0.1:443" / "[::1]:443", for logs */
+};
+
+struct cfg_addrlist {
+    struct cfg_addr *v;
+    size_t n;
+};
+
+struct cfg_listener {
+    char *name;
+    int line;
+    struct cfg_addrlist addrs;
+    bool proxy_in;            /* expects a PROXY v1/v2 header from a trusted load balancer */
+    double peek_timeout;      /* seconds allowed to recognise the client */
+    unsigned preread_max;     /* bytes buffered while recognising */
+    unsigned max_connections; /* 0 = no limit */
+    atomic_uint open;         /* connections open under this snapshot's listener */
+};
+
+enum cfg_balance { BALANCE_ROUNDROBIN = 0, BALANCE_SOURCE, BALANCE_UFRAG };
+enum cfg_health { HEALTH_NONE = 0, HEALTH_TCP, HEALTH_STUN, HEALTH_HTTP };
+
+struct mx_route;
+struct mx_server;
+
+struct cfg_backend {
+    char *name;
+    int line;
+    struct cfg_addrlist servers;
+    struct mx_server **mx; /* per server: counters and health state (metrics registry) */
+    char **ufrag_prefix;   /* per server: `ufrag_prefix=` option, or NULL */
+    int proxy_protocol;    /* 0 = none, 1 = v1, 2 = v2 */
+    double connect_timeout;
+    enum cfg_balance balance;
+    int health; /* enum cfg_health */
+    char *health_path;
+    double health_interval, health_timeout;
+    unsigned health_rise, health_fall;
+    atomic_uint rr; /* round-robin cursor, shared by the workers (the only mutable field) */
+};
+
+struct cfg_strlist {
+    char **v;
+    size_t n;
+};
+
+enum cfg_tls_match { TLSM_ANY = 0, TLSM_YES, TLSM_NO };
+
+/* A [tls] or [tls NAME] section: certificate chains + keys (RSA and/or ECDSA) served for
+ * the names in their certificates. */
+struct cfg_tls {
+    char *name; /* "" for the unnamed [tls] */
+    int line, cert_line, key_line;
+    struct cfg_strlist certs, keys; /* parallel: keys.v[i] belongs to certs.v[i] */
+    bool is_default;                /* serves clients without SNI or with an SNI no other covers */
+    struct cfg_strlist names;       /* from the certificates' SAN (CN if no SAN) */
+    struct ssl_ctx_st *ctx;
+};
+
+struct cfg_route {
+    char *name; /* "[route NAME]" -> NAME; class-map entries are named after the class */
+    int line;
+    unsigned classes;                   /* bit (1u << CLASS_x) per class; 0 = any class */
+    struct cfg_strlist sni, alpn, host; /* sni/host may hold "*.example.com" */
+    char *path;                         /* prefix; NULL = any */
+    char *ufrag;                        /* server-ufrag prefix; NULL = any */
+    int tls;  /* enum cfg_tls_match: the client used TLS (passthrough or terminated) or not */
+    bool map; /* an entry of the [route] class map (tried after the named rules) */
+    const struct cfg_backend *backend;
+    double idle_timeout;
+    struct mx_route *mx; /* counters (metrics registry) */
+};
+
+struct cfg {
+    atomic_int refs;
+    char *path;
+    unsigned workers; /* resolved: "auto" = number of online CPUs */
+    int log_level;
+    double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
+    unsigned preread_max;
+    unsigned max_connections;  /* 0 = unlimited */
+    unsigned max_per_client;   /* 0 = unlimited */
+    double ufrag_ttl;          /* registered ufrags without connections expire after this */
+    double ufrag_grace;        /* kept this long after their last connection closed */
+    double fanout_timeout;     /* a fan-out waits this long for a Binding success */
+    unsigned fanout_max;       /* fan-outs in progress at once, all workers */
+    char *user, *group;        /* drop privileges to these after binding; NULL = stay */
+    struct cfg_addrlist admin; /* 0 or 1 address */
+
+    struct cfg_listener *listeners;
+    size_t nlisteners;
+    struct cfg_backend *backends;
+    size_t nbackends;
+    struct cfg_route *routes; /* named rules in file order, then the class map */
+    size_t nroutes;
+    /* The class map by class; [CLASS_UNKNOWN] is `default`, [CLASS_TIMEOUT] `on_timeout`. */
+    const struct cfg_route *route_map[CLASS_COUNT];
+
+    struct cfg_tls *tls;
+    size_t ntls;
+    const struct cfg_tls *tls_default;
+    uint8_t alpn[64]; /* ALPN we accept when terminating, wire format, our preference order */
+    unsigned alpn_len;
+};
+
+/* Loads and validates `path`. Returns a snapshot holding one reference, or NULL after
+ * printing every error found to `errs` (one per line, FILE:LINE: [section] key: ...). */
+struct cfg *cfg_load(const char *path, FILE *errs);
+/* The same from an open stream; `name` is used in messages. */
+struct cfg *cfg_load_stream(FILE *in, const char *name, FILE *errs);
+
+void cfg_strlist_add(struct cfg_strlist *l, const char *s);
+/* "127.0.0.1:443" / "[::1]:443". */
+void cfg_addr_format(const struct sockaddr *sa, char *dst, size_t cap);
+
+struct cfg *cfg_ref(struct cfg *c);
+void cfg_unref(struct cfg *c); /* frees the snapshot with the last reference; NULL ok */
+
+const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name);
+const struct cfg_listener *cfg_listener_find(const struct cfg *c, const char *name);
+
+/* Prints the key table (section, key, type, default, help): as text (--help-config) or as
+ * the mux443.ini(5) manual page (--man-config), so the documentation cannot drift. */
+void cfg_print_reference(FILE *out, bool man);
+
+/* Fuzzing entry point: loads a config from memory, discarding messages. Returns 0. */
+int cfg_fuzz_load(const uint8_t *data, size_t size);
+
+#endif

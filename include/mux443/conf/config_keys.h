@@ -1,0 +1,133 @@
+/* Private to the configuration loader (config.c: reading, sections, validation,
+ * snapshot; config_keys.c: the key table and value parsing). */
+#ifndef MUX443_CONFIG_INT_H
+#define MUX443_CONFIG_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "mux443/conf/config.h"
+#include "mux443/lib/log.h"
+
+enum sec_kind { SEC_MAIN, SEC_LISTENER, SEC_BACKEND, SEC_ROUTEMAP, SEC_RULE, SEC_TLS, SEC_UNKNOWN };
+
+enum key_type {
+    K_ADDRS,   /* comma list of IP:PORT / [IPv6]:PORT; the key may repeat */
+    K_SERVERS, /* comma list of HOST:PORT (names resolved at load); may repeat */
+    K_SECONDS, /* duration: 5, 0.5, 500ms, 10s, 2m, 1h */
+    K_SIZE,    /* bytes: 32768, 32k */
+    K_UINT,
+    K_BOOL,
+    K_ENUM,    /* one of `choices` ("a|b|c"), stored as its index */
+    K_STRLIST, /* comma list of words */
+    K_PATHS,   /* comma list of file paths; relative ones are relative to the config file */
+    K_STRING,
+    K_BACKEND, /* name of a [backend NAME], resolved after parsing */
+    K_CLASSES, /* comma list of traffic classes */
+    K_WORKERS, /* auto | 1..256 */
+};
+
+/* A reference to a backend by name, resolved in the validation pass. */
+struct ref {
+    char *name;
+    int line;
+};
+
+/* Parse-time forms of each section. The snapshot types are embedded so that the table's
+ * offsets point straight at the fields that end up in the snapshot. */
+struct raw_main {
+    struct cfg_addrlist listen;
+    int listen_line;
+    unsigned workers;
+    int log_level;
+    double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
+    unsigned preread_max, max_connections, max_per_client, fanout_max;
+    double ufrag_ttl, ufrag_grace, fanout_timeout;
+    char *user, *group;
+    struct cfg_addrlist admin;
+};
+
+struct raw_listener {
+    struct cfg_listener l;
+};
+
+struct raw_backend {
+    struct cfg_backend b;
+};
+
+struct raw_rule {
+    struct cfg_route r;
+    struct ref backend;
+};
+
+struct raw_routemap {
+    struct ref cls[CLASS_COUNT];
+};
+
+struct raw_tls {
+    struct cfg_tls t;
+};
+
+struct key_def {
+    enum sec_kind sec;
+    const char *name;
+    enum key_type type;
+    size_t off;
+    double min, max;
+    const char *choices;
+    const char *dflt; /* applied when the key is absent; NULL = required or inherited */
+    const char *help;
+};
+
+#define CFG_MAX_KEYS 64
+extern const struct key_def cfg_keys[];
+extern const size_t cfg_nkeys;
+#define CFG_NKEYS cfg_nkeys
+
+struct section {
+    enum sec_kind kind;
+    char *title; /* as written between the brackets */
+    int line;
+    void *obj;
+    int key_line[CFG_MAX_KEYS]; /* line each key was set on; 0 = not set */
+};
+
+struct err {
+    int line;
+    char *msg;
+};
+
+struct parse {
+    const char *file;
+    FILE *in;
+    int line;
+    struct section **secs;
+    size_t nsecs;
+    struct section *cur;
+    struct raw_main *main;
+    struct raw_routemap *routemap;
+    struct err *errs;
+    size_t nerrs;
+};
+
+/* Allocation that cannot fail (exits on out of memory: the loader has no partial state
+ * worth keeping). */
+void *cfg_xcalloc(size_t n, size_t sz);
+void *cfg_xrealloc(void *p, size_t n, size_t sz);
+char *cfg_xstrdup(const char *s);
+/* Records "FILE:LINE: [section] key: msg" (sec and key may be NULL). */
+void cfg_perr(struct parse *ps, int line, const struct section *sec, const char *key,
+              const char *fmt, ...) LOG_FMT(5, 6);
+char *cfg_trim(char *s);
+bool cfg_valid_name(const char *s);
+/* Parses `value` for key k of section sec into its object, recording errors. */
+void cfg_set_value(struct parse *ps, struct section *sec, const struct key_def *k,
+                   const char *value, int line);
+const char *cfg_type_expect(const struct key_def *k, char *buf, size_t cap);
+/* The line key was set on in sec, or the section's own line when it was not set. */
+int cfg_key_line(const struct section *sec, const char *key);
+/* False while fuzzing: host names are not resolved (no DNS queries). */
+extern bool cfg_resolve_names;
+
+#endif

@@ -1,0 +1,52 @@
+/* The transport of one side of a connection: plain TCP here, TLS in src/tls. The relay
+ * pump calls these ops and never branches on the kind of socket. */
+#ifndef MUX443_LIB_TRANSPORT_H
+#define MUX443_LIB_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct transport;
+
+struct transport_ops {
+    const char *name;
+    /* The socket carries the stream's bytes as they are (no record layer): the pump may
+     * splice(2) them, and closing the socket is a complete end of the stream. */
+    bool raw;
+    /* > 0: bytes moved; 0 (read only): end of stream; -1: errno set (EAGAIN = try later,
+     * when wants() or the socket says so). */
+    ssize_t (*read)(struct transport *t, void *buf, size_t len);
+    ssize_t (*write)(struct transport *t, const void *buf, size_t len);
+    /* Ends our sending direction: FIN, or close_notify then FIN. 0 when done; -1 with
+     * errno EAGAIN when the end could not be written yet (call again once wants() is
+     * met: the FIN must not overtake TLS's close_notify), other errno on failure. */
+    int (*shutdown_wr)(struct transport *t);
+    /* Releases the transport's state; the caller closes the descriptor. */
+    void (*release)(struct transport *t);
+    /* Socket events (EV_READ 1, EV_WRITE 2) the transport itself waits for now: TLS's
+     * read that must first write, or write that must first read. 0 for plain TCP. */
+    int (*wants)(const struct transport *t);
+    /* True when bytes can be read without waiting for the socket (TLS: decrypted, or
+     * records already read ahead). */
+    bool (*pending)(const struct transport *t);
+};
+
+struct transport {
+    int fd;
+    const struct transport_ops *ops;
+    void *state; /* the transport's own (TLS: its SSL object) */
+};
+
+/* Plain TCP: recv/send/shutdown on t->fd. */
+extern const struct transport_ops transport_plain;
+
+/* A plain transport on fd (-1: not connected yet). */
+static inline void transport_init(struct transport *t, int fd)
+{
+    t->fd = fd;
+    t->ops = &transport_plain;
+    t->state = NULL;
+}
+
+#endif

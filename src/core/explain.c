@@ -1,0 +1,108 @@
+/* --explain: the same detection and route selection as a live connection (probe_detect,
+ * route_select), over bytes from stdin, printed for an operator. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mux443/core/explain.h"
+#include "mux443/lib/log.h"
+#include "mux443/lib/proxy_proto.h"
+#include "mux443/core/route.h"
+
+static void field(FILE *out, const char *name, const void *s, size_t len)
+{
+    char esc[1200];
+    fprintf(out, "%-9s %s\n", name, len ? log_escape(esc, sizeof(esc), s, len) : "-");
+}
+
+/* For ICE-TCP to a pool balanced by ufrag: which server the ufrag leads to. */
+static void explain_ufrag(FILE *out, const struct cfg_backend *b, const struct probe_out *p)
+{
+    if (b->balance != BALANCE_UFRAG || p->cls != CLASS_ICE_TCP)
+        return;
+    for (size_t i = 0; p->ufrag_len && i < b->servers.n; i++) {
+        const char *pfx = b->ufrag_prefix ? b->ufrag_prefix[i] : NULL;
+        if (pfx && strlen(pfx) <= p->ufrag_len && strncmp(p->ufrag, pfx, strlen(pfx)) == 0) {
+            fprintf(out, "server    %s (ufrag_prefix=%s)\n", b->servers.v[i].text, pfx);
+            return;
+        }
+    }
+    fprintf(out,
+            "server    decided at run time: the ufrag table (GET /ufrags on the admin "
+            "listener), else a fan-out to the %zu servers\n",
+            b->servers.n);
+}
+
+int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
+{
+    const struct cfg_listener *l = listener ? cfg_listener_find(c, listener) : &c->listeners[0];
+    struct probe_out p;
+
+    if (!l) {
+        fprintf(stderr, "mux443: no listener named '%s' in %s\n", listener, c->path);
+        return 1;
+    }
+    uint8_t *buf = malloc(l->preread_max);
+    if (!buf)
+        fatal("out of memory");
+    size_t n = fread(buf, 1, l->preread_max, in), off = 0;
+
+    fprintf(out, "listener  %s\nbytes     %zu%s\n", l->name, n,
+            n == l->preread_max ? " (preread_max reached: the rest is ignored)" : "");
+    if (l->proxy_in) {
+        struct proxy_info pi;
+        const char *why = "incomplete";
+        char src[64];
+        if (proxy_parse(buf, n, &pi, &why) != PROBE_MATCH) {
+            fprintf(out, "proxy     expected a PROXY header: %s\nroute     - (closed)\n", why);
+            free(buf);
+            return 0;
+        }
+        cfg_addr_format((struct sockaddr *)&pi.src, src, sizeof(src));
+        fprintf(out, "proxy     %s (%zu header bytes)\n", pi.local ? "LOCAL" : src, pi.hdr_len);
+        off = pi.hdr_len;
+    }
+
+    enum probe_result r = probe_detect(buf + off, n - off, &p);
+    if (r == PROBE_AGAIN) {
+        /* A live connection would wait for more bytes, then hit peek_timeout. */
+        fprintf(out, "result    incomplete: a probe still wants more bytes\n");
+        memset(&p, 0, sizeof(p));
+        p.cls = CLASS_TIMEOUT;
+    }
+    char alpn[600];
+    fprintf(out, "class     %s\n", probe_class_name(p.cls));
+    if (p.why)
+        fprintf(out, "note      %s\n", p.why);
+    field(out, "sni", p.sni, p.sni_len);
+    probe_alpn_format(&p, alpn, sizeof(alpn));
+    field(out, "alpn", alpn, p.alpn_len ? strlen(alpn) : 0);
+    if (p.cls == CLASS_TLS)
+        fprintf(out, "%-9s 0x%04x%s\n", "version", p.tls_version,
+                p.tls_sslv2 ? " (SSLv2 hello)" : "");
+    field(out, "host", p.host, p.host_len);
+    field(out, "path", p.path, p.path_len);
+    field(out, "ufrag", p.ufrag, p.ufrag_len);
+    if (p.cufrag_len)
+        field(out, "client", p.cufrag, p.cufrag_len);
+
+    const struct cfg_tls *term = NULL;
+    const struct cfg_route *rt =
+        p.cls == CLASS_TLS ? route_tls_hello(c, &p, &term) : route_select(c, &p, VIA_PLAIN);
+    if (term) {
+        fprintf(out,
+                "tls       terminate with [tls%s%s] (%s:%d); the route is chosen from the "
+                "bytes inside\n",
+                *term->name ? " " : "", term->name, c->path, term->line);
+    } else if (!rt) {
+        fprintf(out, "route     - (no route matches: the connection is closed)\n");
+    } else {
+        fprintf(out, "route     %s (%s:%d)\nbackend   %s:", rt->name, c->path, rt->line,
+                rt->backend->name);
+        for (size_t i = 0; i < rt->backend->servers.n; i++)
+            fprintf(out, " %s", rt->backend->servers.v[i].text);
+        fprintf(out, "\n");
+        explain_ufrag(out, rt->backend, &p);
+    }
+    free(buf);
+    return 0;
+}

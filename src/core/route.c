@@ -1,0 +1,87 @@
+/* Route selection: walks the snapshot's ordered rules (named rules in file order, then
+ * the [route] class map) and returns the first whose every criterion matches. */
+#include <string.h>
+#include <strings.h>
+
+#include "mux443/core/route.h"
+#include "mux443/tls/tls_ctx.h"
+
+bool route_name_match(const char *pattern, const char *name, size_t len)
+{
+    if (len && name[len - 1] == '.')
+        len--;
+    if (pattern[0] == '*' && pattern[1] == '.') {
+        size_t sl = strlen(pattern + 1); /* ".example.com" */
+        return len > sl && strncasecmp(name + len - sl, pattern + 1, sl) == 0;
+    }
+    return strlen(pattern) == len && strncasecmp(pattern, name, len) == 0;
+}
+
+static bool any_name(const struct cfg_strlist *l, const char *name, size_t len)
+{
+    if (!len)
+        return false;
+    for (size_t i = 0; i < l->n; i++)
+        if (route_name_match(l->v[i], name, len))
+            return true;
+    return false;
+}
+
+static bool any_alpn(const struct cfg_strlist *l, const struct probe_out *p)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (probe_alpn_offers(p, l->v[i], strlen(l->v[i])))
+            return true;
+    return false;
+}
+
+static bool prefix(const char *pfx, const char *s, size_t len)
+{
+    size_t pl = strlen(pfx);
+    return pl <= len && memcmp(pfx, s, pl) == 0;
+}
+
+/* tls_used: the client spoke TLS (a ClientHello being passed through, or terminated). */
+static bool route_matches(const struct cfg_route *r, const struct probe_out *p, bool tls_used)
+{
+    if (r->classes ? !(r->classes & (1u << p->cls))
+                   : (p->cls == CLASS_UNKNOWN || p->cls == CLASS_TIMEOUT))
+        return false;
+    if ((r->tls == TLSM_YES && !tls_used) || (r->tls == TLSM_NO && tls_used))
+        return false;
+    if (r->sni.n && !any_name(&r->sni, p->sni, p->sni_len))
+        return false;
+    if (r->alpn.n && !any_alpn(&r->alpn, p))
+        return false;
+    if (r->host.n && !any_name(&r->host, p->host, p->host_len))
+        return false;
+    if (r->path && !prefix(r->path, p->path, p->path_len))
+        return false;
+    if (r->ufrag && !prefix(r->ufrag, p->ufrag, p->ufrag_len))
+        return false;
+    return true;
+}
+
+const struct cfg_route *route_select(const struct cfg *c, const struct probe_out *p,
+                                     enum route_via via)
+{
+    if (via == VIA_TERMINATED && (p->cls == CLASS_UNKNOWN || p->cls == CLASS_TIMEOUT))
+        return NULL;
+    for (size_t i = 0; i < c->nroutes; i++)
+        if (route_matches(&c->routes[i], p, via == VIA_TERMINATED))
+            return &c->routes[i];
+    return NULL;
+}
+
+const struct cfg_route *route_tls_hello(const struct cfg *c, const struct probe_out *p,
+                                        const struct cfg_tls **terminate)
+{
+    *terminate = NULL;
+    for (size_t i = 0; i < c->nroutes; i++)
+        if (!c->routes[i].map && route_matches(&c->routes[i], p, true))
+            return &c->routes[i];
+    /* An SSLv2-format hello cannot be terminated (TLS 1.2+ only): pass it on. */
+    if (!p->tls_sslv2 && (*terminate = tls_find(c, p->sni, p->sni_len)))
+        return NULL;
+    return c->route_map[CLASS_TLS] ? c->route_map[CLASS_TLS] : c->route_map[CLASS_UNKNOWN];
+}

@@ -1,0 +1,177 @@
+/* Counters and the Prometheus text rendering. Hot paths only do relaxed atomic adds;
+ * the registry of named entries takes a lock only when an entry is first created. */
+#include <dirent.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mux443/lib/log.h"
+#include "mux443/state/metrics.h"
+
+struct mx_global mx;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mx_route *routes;
+static struct mx_server *servers;
+
+static const char *const class_names[MXC_COUNT] = {"none",  "tls",     "http",    "websocket",
+                                                   "stun",  "ice-tcp", "unknown", "timeout",
+                                                   "https", "wss",     "turns"};
+static const char *const detect_names[MXD_COUNT] = {
+    "matched", "unknown", "timeout", "client_closed", "preread_limit", "proxy_error"};
+static const char *const refuse_names[MXR_COUNT] = {"max_connections", "listener_max",
+                                                    "per_client"};
+
+enum mx_class mx_class_of(const char *name)
+{
+    for (int i = 0; i < MXC_COUNT; i++)
+        if (strcmp(class_names[i], name) == 0)
+            return (enum mx_class)i;
+    return MXC_UNKNOWN; /* "tls-unknown", "tls-timeout" */
+}
+
+struct mx_route *mx_route_get(const char *name)
+{
+    struct mx_route *r;
+    pthread_mutex_lock(&registry_lock);
+    for (r = routes; r; r = r->next)
+        if (strcmp(r->name, name) == 0)
+            break;
+    if (!r && (r = calloc(1, sizeof(*r)))) {
+        snprintf(r->name, sizeof(r->name), "%s", name);
+        r->next = routes;
+        routes = r;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    if (!r)
+        fatal("out of memory");
+    return r;
+}
+
+struct mx_server *mx_server_get(const char *backend, const char *addr)
+{
+    struct mx_server *s;
+    pthread_mutex_lock(&registry_lock);
+    for (s = servers; s; s = s->next)
+        if (strcmp(s->backend, backend) == 0 && strcmp(s->addr, addr) == 0)
+            break;
+    if (!s && (s = calloc(1, sizeof(*s)))) {
+        snprintf(s->backend, sizeof(s->backend), "%s", backend);
+        snprintf(s->addr, sizeof(s->addr), "%s", addr);
+        s->next = servers;
+        servers = s;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    if (!s)
+        fatal("out of memory");
+    return s;
+}
+
+#define LD(x) ((unsigned long long)atomic_load_explicit(&(x), memory_order_relaxed))
+
+static void head(FILE *out, const char *name, const char *type, const char *help)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static long count_fds(void)
+{
+    long n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n - 3; /* ".", ".." and the directory's own descriptor */
+}
+
+void metrics_render(FILE *out)
+{
+    head(out, "mux443_connections_accepted_total", "counter", "Connections accepted.");
+    fprintf(out, "mux443_connections_accepted_total %llu\n", LD(mx.accepted));
+    head(out, "mux443_connections_total", "counter",
+         "Connections by class once recognised (https, wss, turns: inside terminated TLS).");
+    for (int i = 1; i < MXC_COUNT; i++)
+        fprintf(out, "mux443_connections_total{class=\"%s\"} %llu\n", class_names[i],
+                LD(mx.conns_total[i]));
+    head(out, "mux443_connections_open", "gauge", "Connections open, by class.");
+    for (int i = 0; i < MXC_COUNT; i++)
+        fprintf(out, "mux443_connections_open{class=\"%s\"} %lld\n", class_names[i],
+                (long long)atomic_load(&mx.conns_open[i]));
+    head(out, "mux443_detection_total", "counter", "How detection of the first bytes ended.");
+    for (int i = 0; i < MXD_COUNT; i++)
+        fprintf(out, "mux443_detection_total{outcome=\"%s\"} %llu\n", detect_names[i],
+                LD(mx.detect[i]));
+    head(out, "mux443_refused_total", "counter", "Connections refused by a limit.");
+    for (int i = 0; i < MXR_COUNT; i++)
+        fprintf(out, "mux443_refused_total{limit=\"%s\"} %llu\n", refuse_names[i],
+                LD(mx.refused[i]));
+    head(out, "mux443_tls_handshakes_total", "counter", "TLS handshakes completed.");
+    fprintf(out, "mux443_tls_handshakes_total %llu\n", LD(mx.tls_handshakes));
+    head(out, "mux443_tls_handshake_failures_total", "counter", "TLS handshakes failed.");
+    fprintf(out, "mux443_tls_handshake_failures_total{reason=\"error\"} %llu\n",
+            LD(mx.tls_failures));
+    fprintf(out, "mux443_tls_handshake_failures_total{reason=\"timeout\"} %llu\n",
+            LD(mx.tls_failures_timeout));
+    head(out, "mux443_reloads_total", "counter", "Configuration reloads (SIGHUP).");
+    fprintf(out, "mux443_reloads_total{result=\"ok\"} %llu\n", LD(mx.reloads_ok));
+    fprintf(out, "mux443_reloads_total{result=\"failed\"} %llu\n", LD(mx.reloads_failed));
+
+    pthread_mutex_lock(&registry_lock);
+    head(out, "mux443_route_connections_total", "counter", "Connections relayed, by route.");
+    for (struct mx_route *r = routes; r; r = r->next)
+        fprintf(out, "mux443_route_connections_total{route=\"%s\"} %llu\n", r->name, LD(r->conns));
+    head(out, "mux443_route_bytes_total", "counter",
+         "Bytes relayed by route; in = from clients, out = to clients.");
+    for (struct mx_route *r = routes; r; r = r->next) {
+        fprintf(out, "mux443_route_bytes_total{route=\"%s\",direction=\"in\"} %llu\n", r->name,
+                LD(r->bytes_in));
+        fprintf(out, "mux443_route_bytes_total{route=\"%s\",direction=\"out\"} %llu\n", r->name,
+                LD(r->bytes_out));
+    }
+    head(out, "mux443_backend_server_up", "gauge",
+         "1 when the server is in service (health checks passing or not configured).");
+    for (struct mx_server *s = servers; s; s = s->next)
+        fprintf(out, "mux443_backend_server_up{backend=\"%s\",server=\"%s\"} %d\n", s->backend,
+                s->addr, !atomic_load(&s->down));
+    head(out, "mux443_backend_connects_total", "counter", "Successful backend connects.");
+    for (struct mx_server *s = servers; s; s = s->next)
+        fprintf(out, "mux443_backend_connects_total{backend=\"%s\",server=\"%s\"} %llu\n",
+                s->backend, s->addr, LD(s->connects));
+    head(out, "mux443_backend_connect_failures_total", "counter",
+         "Backend connects refused or timed out.");
+    for (struct mx_server *s = servers; s; s = s->next)
+        fprintf(out, "mux443_backend_connect_failures_total{backend=\"%s\",server=\"%s\"} %llu\n",
+                s->backend, s->addr, LD(s->connect_failures));
+    head(out, "mux443_ufrag_fanout_wins_total", "counter",
+         "ICE-TCP fan-outs won by each server (it owned the ufrag).");
+    for (struct mx_server *s = servers; s; s = s->next)
+        fprintf(out, "mux443_ufrag_fanout_wins_total{backend=\"%s\",server=\"%s\"} %llu\n",
+                s->backend, s->addr, LD(s->fanout_wins));
+    pthread_mutex_unlock(&registry_lock);
+
+    head(out, "mux443_ufrag_lookups_total", "counter", "ICE-TCP ufrag table lookups.");
+    fprintf(out, "mux443_ufrag_lookups_total{result=\"hit\"} %llu\n", LD(mx.ufrag_hits));
+    fprintf(out, "mux443_ufrag_lookups_total{result=\"miss\"} %llu\n", LD(mx.ufrag_misses));
+    head(out, "mux443_ufrag_fanouts_total", "counter", "Fan-outs for unknown ufrags.");
+    fprintf(out, "mux443_ufrag_fanouts_total %llu\n", LD(mx.fanouts));
+    head(out, "mux443_ufrag_fanout_failures_total", "counter",
+         "Fan-outs where no server answered with a Binding success.");
+    fprintf(out, "mux443_ufrag_fanout_failures_total %llu\n", LD(mx.fanout_failures));
+    head(out, "mux443_ufrag_entries", "gauge", "Entries in the ufrag table.");
+    fprintf(out, "mux443_ufrag_entries %lld\n", (long long)atomic_load(&mx.ufrag_entries));
+
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    head(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    fprintf(out, "process_resident_memory_bytes %ld\n", rss * sysconf(_SC_PAGESIZE));
+    head(out, "process_open_fds", "gauge", "Open file descriptors.");
+    fprintf(out, "process_open_fds %ld\n", count_fds());
+}
