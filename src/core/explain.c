@@ -1,12 +1,13 @@
 /* --explain: the same detection and route selection as a live connection (probe_detect,
- * route_select), over bytes from stdin, printed for an operator. */
+ * route_select, route_ufrag_prefix), over bytes from stdin, printed for an operator. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "mux443/core/explain.h"
+#include "mux443/core/route.h"
+#include "mux443/lib/classes.h"
 #include "mux443/lib/log.h"
 #include "mux443/lib/proxy_proto.h"
-#include "mux443/core/route.h"
 
 static void field(FILE *out, const char *name, const void *s, size_t len)
 {
@@ -14,17 +15,16 @@ static void field(FILE *out, const char *name, const void *s, size_t len)
     fprintf(out, "%-9s %s\n", name, len ? log_escape(esc, sizeof(esc), s, len) : "-");
 }
 
-/* For ICE-TCP to a pool balanced by ufrag: which server the ufrag leads to. */
+/* For ICE-TCP to a pool balanced by ufrag: which server the ufrag leads to, decided by
+ * the same function as a live connection's. */
 static void explain_ufrag(FILE *out, const struct cfg_backend *b, const struct probe_out *p)
 {
     if (b->balance != BALANCE_UFRAG || p->cls != CLASS_ICE_TCP)
         return;
-    for (size_t i = 0; p->ufrag_len && i < b->servers.n; i++) {
-        const char *pfx = b->ufrag_prefix ? b->ufrag_prefix[i] : NULL;
-        if (pfx && strlen(pfx) <= p->ufrag_len && strncmp(p->ufrag, pfx, strlen(pfx)) == 0) {
-            fprintf(out, "server    %s (ufrag_prefix=%s)\n", b->servers.v[i].text, pfx);
-            return;
-        }
+    int i = route_ufrag_prefix(b, p->ufrag, p->ufrag_len);
+    if (i >= 0) {
+        fprintf(out, "server    %s (ufrag_prefix=%s)\n", b->servers.v[i].text, b->ufrag_prefix[i]);
+        return;
     }
     fprintf(out,
             "server    decided at run time: the ufrag table (GET /ufrags on the admin "
@@ -57,12 +57,14 @@ int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
             free(buf);
             return 0;
         }
-        cfg_addr_format((struct sockaddr *)&pi.src, src, sizeof(src));
+        addr_format((struct sockaddr *)&pi.src, src, sizeof(src));
         fprintf(out, "proxy     %s (%zu header bytes)\n", pi.local ? "LOCAL" : src, pi.hdr_len);
         off = pi.hdr_len;
     }
 
-    enum probe_result r = probe_detect(buf + off, n - off, &p);
+    struct probe_state st;
+    probe_state_init(&st);
+    enum probe_result r = probe_detect(&st, buf + off, n - off, &p);
     if (r == PROBE_AGAIN) {
         /* A live connection would wait for more bytes, then hit peek_timeout. */
         fprintf(out, "result    incomplete: a probe still wants more bytes\n");
@@ -70,7 +72,7 @@ int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
         p.cls = CLASS_TIMEOUT;
     }
     char alpn[600];
-    fprintf(out, "class     %s\n", probe_class_name(p.cls));
+    fprintf(out, "class     %s\n", class_name(p.cls));
     if (p.why)
         fprintf(out, "note      %s\n", p.why);
     field(out, "sni", p.sni, p.sni_len);

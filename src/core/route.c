@@ -4,25 +4,15 @@
 #include <strings.h>
 
 #include "mux443/core/route.h"
-#include "mux443/tls/tls_ctx.h"
-
-bool route_name_match(const char *pattern, const char *name, size_t len)
-{
-    if (len && name[len - 1] == '.')
-        len--;
-    if (pattern[0] == '*' && pattern[1] == '.') {
-        size_t sl = strlen(pattern + 1); /* ".example.com" */
-        return len > sl && strncasecmp(name + len - sl, pattern + 1, sl) == 0;
-    }
-    return strlen(pattern) == len && strncasecmp(pattern, name, len) == 0;
-}
+#include "mux443/lib/ice.h"
+#include "mux443/lib/names.h"
 
 static bool any_name(const struct cfg_strlist *l, const char *name, size_t len)
 {
     if (!len)
         return false;
     for (size_t i = 0; i < l->n; i++)
-        if (route_name_match(l->v[i], name, len))
+        if (name_match(l->v[i], name, len))
             return true;
     return false;
 }
@@ -81,7 +71,33 @@ const struct cfg_route *route_tls_hello(const struct cfg *c, const struct probe_
         if (!c->routes[i].map && route_matches(&c->routes[i], p, true))
             return &c->routes[i];
     /* An SSLv2-format hello cannot be terminated (TLS 1.2+ only): pass it on. */
-    if (!p->tls_sslv2 && (*terminate = tls_find(c, p->sni, p->sni_len)))
+    if (!p->tls_sslv2 && (*terminate = route_cert_for(c, p->sni, p->sni_len)))
         return NULL;
     return c->route_map[CLASS_TLS] ? c->route_map[CLASS_TLS] : c->route_map[CLASS_UNKNOWN];
+}
+
+const struct cfg_tls *route_cert_for(const struct cfg *c, const char *sni, size_t len)
+{
+    /* Exact names win over wildcards, whatever the order of the sections. */
+    for (int pass = 0; pass < 2 && len; pass++)
+        for (size_t i = 0; i < c->ntls; i++)
+            for (size_t k = 0; k < c->tls[i].names.n; k++) {
+                const char *n = c->tls[i].names.v[k];
+                if ((n[0] == '*') == (pass == 1) && name_match(n, sni, len))
+                    return &c->tls[i];
+            }
+    return c->tls_default;
+}
+
+int route_ufrag_prefix(const struct cfg_backend *b, const char *u, size_t len)
+{
+    /* Only a well-formed ufrag is routed by it: it comes from the client. */
+    if (!b->ufrag_prefix || !ufrag_valid(u, len))
+        return -1;
+    for (size_t i = 0; i < b->servers.n; i++) {
+        const char *pfx = b->ufrag_prefix[i];
+        if (pfx && prefix(pfx, u, len))
+            return (int)i;
+    }
+    return -1;
 }

@@ -35,8 +35,15 @@ static const char *nomatch_why(const uint8_t *p, size_t n, const char *const why
     return "first byte starts no known protocol";
 }
 
-enum probe_result probe_detect(const uint8_t *p, size_t n, struct probe_out *out)
+void probe_state_init(struct probe_state *st)
 {
+    st->unused = 0;
+}
+
+enum probe_result probe_detect(struct probe_state *st, const uint8_t *p, size_t n,
+                               struct probe_out *out)
+{
+    (void)st;
     const char *whys[sizeof(probes) / sizeof(probes[0])];
     bool again = false;
 

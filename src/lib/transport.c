@@ -46,7 +46,6 @@ static bool plain_pending(const struct transport *t)
 }
 
 const struct transport_ops transport_plain = {
-    .name = "plain",
     .raw = true,
     .read = plain_read,
     .write = plain_write,

@@ -1,6 +1,6 @@
-/* Admin HTTP server: /healthz, /metrics (Prometheus text), /routes (JSON view of the
- * running snapshot) and /ufrags (ICE ufrag registration, ufrag.c). Runs on the main
- * thread so that it never competes with the relays. */
+/* Admin HTTP server: accepts, reads a request as it arrives (lib/http_req.c keeps the
+ * parser's state, so a trickled request costs linear CPU), answers through admin_api.c,
+ * writes and closes. Runs on the main thread so that it never competes with the relays. */
 #include <errno.h>
 #include <http_parser.h>
 #include <netinet/in.h>
@@ -9,73 +9,24 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "mux443/runtime/admin.h"
-#include "mux443/runtime/listener.h"
+#include "mux443/lib/http_req.h"
 #include "mux443/lib/log.h"
-#include "mux443/state/metrics.h"
+#include "mux443/runtime/admin.h"
+#include "mux443/runtime/admin_api.h"
 
 #define ADMIN_MAX_REQUEST (72 * 1024) /* 64 KiB of body + the head */
 #define ADMIN_TIMEOUT     5.0
 
 struct admin_conn {
-    ev_io io;
+    ev_io io; /* first member: the watcher is the connection */
     ev_timer timer;
     int fd;
     char *buf;
     size_t len, cap;
+    struct http_req req;
     char *out;
     size_t out_len, out_off;
 };
-
-/* What http-parser found; pointers into the request buffer. */
-struct parsed {
-    const char *url, *body, *ctype;
-    size_t url_len, body_len, ctype_len;
-    int in_ctype;
-    int done;
-};
-
-static int on_url(http_parser *p, const char *at, size_t n)
-{
-    struct parsed *r = p->data;
-    if (!r->url)
-        r->url = at;
-    r->url_len = (size_t)(at + n - r->url);
-    return 0;
-}
-
-static int on_hfield(http_parser *p, const char *at, size_t n)
-{
-    struct parsed *r = p->data;
-    r->in_ctype = n == 12 && strncasecmp(at, "content-type", 12) == 0;
-    return 0;
-}
-
-static int on_hvalue(http_parser *p, const char *at, size_t n)
-{
-    struct parsed *r = p->data;
-    if (r->in_ctype) {
-        r->ctype = at;
-        r->ctype_len = n;
-    }
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t n)
-{
-    struct parsed *r = p->data;
-    if (!r->body)
-        r->body = at;
-    r->body_len = (size_t)(at + n - r->body);
-    return 0;
-}
-
-static int on_done(http_parser *p)
-{
-    ((struct parsed *)p->data)->done = 1;
-    http_parser_pause(p, 1);
-    return 0;
-}
 
 static void admin_close(struct ev_loop *loop, struct admin_conn *a)
 {
@@ -85,84 +36,6 @@ static void admin_close(struct ev_loop *loop, struct admin_conn *a)
     free(a->buf);
     free(a->out);
     free(a);
-}
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
-static void routes_json(FILE *f)
-{
-    struct cfg *c = admin_cfg_get();
-    fprintf(f, "{\"config\":");
-    json_str(f, c->path);
-    fprintf(f, ",\"routes\":[");
-    for (size_t i = 0; i < c->nroutes; i++) {
-        const struct cfg_route *r = &c->routes[i];
-        fprintf(f, "%s{\"name\":", i ? "," : "");
-        json_str(f, r->name);
-        fprintf(f, ",\"line\":%d,\"classes\":[", r->line);
-        int first = 1;
-        for (int k = CLASS_TLS; k < CLASS_COUNT; k++)
-            if (r->classes & (1u << k)) {
-                fprintf(f, "%s\"%s\"", first ? "" : ",", probe_class_name((enum mux_class)k));
-                first = 0;
-            }
-        fprintf(f, "],\"backend\":");
-        json_str(f, r->backend->name);
-        fprintf(f, ",\"idle_timeout\":%g}", r->idle_timeout);
-    }
-    fprintf(f, "],\"backends\":[");
-    for (size_t i = 0; i < c->nbackends; i++) {
-        const struct cfg_backend *b = &c->backends[i];
-        fprintf(f, "%s{\"name\":", i ? "," : "");
-        json_str(f, b->name);
-        fprintf(f, ",\"servers\":[");
-        for (size_t k = 0; k < b->servers.n; k++) {
-            struct mx_server *s = mx_server_get(b->name, b->servers.v[k].text);
-            fprintf(f, "%s{\"address\":", k ? "," : "");
-            json_str(f, b->servers.v[k].text);
-            fprintf(f, ",\"up\":%s}", atomic_load(&s->down) ? "false" : "true");
-        }
-        fprintf(f, "]}");
-    }
-    fprintf(f, "]}\n");
-    cfg_unref(c);
-}
-
-static void dispatch(const struct admin_req *req, struct admin_resp *resp)
-{
-    if (strcmp(req->path, "/ufrags") == 0 || strncmp(req->path, "/ufrags/", 8) == 0) {
-        ufrag_admin(req, resp);
-        return;
-    }
-    if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
-        resp->status = 405;
-        fprintf(resp->body, "method not allowed\n");
-    } else if (strcmp(req->path, "/healthz") == 0) {
-        bool ok = atomic_load(&mx.ready);
-        resp->status = ok ? 200 : 503;
-        fprintf(resp->body, ok ? "ok\n" : "starting\n");
-    } else if (strcmp(req->path, "/metrics") == 0) {
-        resp->type = "text/plain; version=0.0.4; charset=utf-8";
-        metrics_render(resp->body);
-    } else if (strcmp(req->path, "/routes") == 0) {
-        resp->type = "application/json";
-        routes_json(resp->body);
-    } else {
-        resp->status = 404;
-        fprintf(resp->body, "not found: try /healthz, /metrics, /routes, /ufrags\n");
-    }
 }
 
 static const char *status_text(int s)
@@ -257,49 +130,38 @@ static void admin_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
     a->len += (size_t)n;
 
-    /* Parse from the start each time: requests are small and this keeps no state. */
-    static const http_parser_settings settings = {.on_url = on_url,
-                                                  .on_header_field = on_hfield,
-                                                  .on_header_value = on_hvalue,
-                                                  .on_body = on_body,
-                                                  .on_message_complete = on_done};
-    struct parsed r = {0};
-    http_parser p;
-    http_parser_init(&p, HTTP_REQUEST);
-    p.data = &r;
-    http_parser_execute(&p, &settings, a->buf, a->len);
-    enum http_errno e = HTTP_PARSER_ERRNO(&p);
-    if (e != HPE_OK && e != HPE_PAUSED) {
+    const char *why = NULL;
+    int r = http_req_feed(&a->req, a->buf, a->len, &why);
+    if (r < 0) {
         char msg[128];
-        int m = snprintf(msg, sizeof(msg), "bad request: %s\n", http_errno_description(e));
+        int m = snprintf(msg, sizeof(msg), "bad request: %s\n", why);
         respond(loop, a, 400, "text/plain", msg, (size_t)m, false);
         return;
     }
-    if (!r.done)
+    if (r == 0)
         return;
 
     /* Copy the parts into NUL-terminated strings. */
-    char path[512] = "", query[512] = "", ctype[128] = "";
-    size_t ul = r.url_len < sizeof(path) - 1 ? r.url_len : sizeof(path) - 1;
-    memcpy(path, r.url, ul);
+    const struct http_req *hr = &a->req;
+    char path[512] = "", ctype[128] = "";
+    size_t ul = hr->url.len < sizeof(path) - 1 ? hr->url.len : sizeof(path) - 1;
+    memcpy(path, a->buf + hr->url.off, ul);
     char *q = strchr(path, '?');
-    if (q) {
-        snprintf(query, sizeof(query), "%s", q + 1);
-        *q = '\0';
-    }
-    if (r.ctype_len)
-        snprintf(ctype, sizeof(ctype), "%.*s", (int)r.ctype_len, r.ctype);
-    char *body = strndup(r.body ? r.body : "", r.body_len);
-    if (!body || strlen(body) != r.body_len) {
+    if (q)
+        *q = '\0'; /* no endpoint takes a query */
+    const struct http_slice *ct = &hr->hdr[HREQ_CONTENT_TYPE];
+    if (ct->len)
+        snprintf(ctype, sizeof(ctype), "%.*s", (int)ct->len, a->buf + ct->off);
+    char *body = strndup(a->buf + hr->body.off, hr->body.len);
+    if (!body || strlen(body) != hr->body.len) {
         free(body);
         respond(loop, a, 400, "text/plain", "bad request: NUL byte in body\n", 30, false);
         return;
     }
-    struct admin_req req = {.method = (int)p.method,
+    struct admin_req req = {.method = (int)hr->p.method,
                             .path = path,
-                            .query = query,
                             .body = body,
-                            .body_len = r.body_len,
+                            .body_len = hr->body.len,
                             .content_type = ctype};
     char *out = NULL;
     size_t out_len = 0;
@@ -310,10 +172,10 @@ static void admin_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         admin_close(loop, a);
         return;
     }
-    dispatch(&req, &resp);
+    admin_api_dispatch(&req, &resp);
     fclose(resp.body);
     free(body);
-    respond(loop, a, resp.status, resp.type, out, out_len, p.method == HTTP_HEAD);
+    respond(loop, a, resp.status, resp.type, out, out_len, hr->p.method == HTTP_HEAD);
     free(out);
 }
 
@@ -335,6 +197,7 @@ static void admin_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         return;
     }
     a->fd = fd;
+    http_req_init(&a->req);
     ev_io_init(&a->io, admin_read_cb, fd, EV_READ);
     ev_io_start(loop, &a->io);
     ev_timer_init(&a->timer, admin_timeout_cb, ADMIN_TIMEOUT, 0);

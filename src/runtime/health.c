@@ -7,11 +7,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "mux443/core/backend.h"
-#include "mux443/runtime/health.h"
+#include "mux443/core/connect.h"
+#include "mux443/lib/ice.h"
 #include "mux443/lib/log.h"
+#include "mux443/runtime/health.h"
 #include "mux443/state/metrics.h"
-#include "mux443/lib/proxy_proto.h"
 
 struct check {
     ev_timer timer; /* next check, then the check's own timeout */
@@ -19,6 +19,7 @@ struct check {
     int fd;
     bool running;
     const struct cfg_backend *b;
+    struct mx_server *s; /* the server's health state and counters */
     size_t idx;
     uint8_t txid[12];
     char in[512];
@@ -27,11 +28,11 @@ struct check {
 };
 
 static struct check *checks;
-static struct cfg *checked; /* the snapshot the checks point into (a reference) */
+static struct snap *checked; /* the snapshot the checks point into (a reference) */
 
 static void check_done(struct ev_loop *loop, struct check *k, bool ok, const char *why)
 {
-    struct mx_server *s = k->b->mx[k->idx];
+    struct mx_server *s = k->s;
     bool down = atomic_load(&s->down);
 
     ev_io_stop(loop, &k->io);
@@ -63,7 +64,7 @@ static void check_done(struct ev_loop *loop, struct check *k, bool ok, const cha
 static bool judge(struct ev_loop *loop, struct check *k)
 {
     if (k->b->health == HEALTH_STUN) {
-        if (k->in_len < 20)
+        if (k->in_len < STUN_HEADER)
             return false;
         const uint8_t *p = (const uint8_t *)k->in;
         unsigned type = (unsigned)(p[0] << 8 | p[1]);
@@ -87,9 +88,7 @@ static void check_io_cb(struct ev_loop *loop, ev_io *io, int revents)
     struct check *k = io->data;
 
     if (revents & EV_WRITE) { /* connected (or failed) */
-        int err = 0;
-        socklen_t len = sizeof(err);
-        getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        int err = connect_result(k->fd);
         if (err) {
             check_done(loop, k, false, strerror(err));
             return;
@@ -99,15 +98,13 @@ static void check_io_cb(struct ev_loop *loop, ev_io *io, int revents)
             return;
         }
         uint8_t req[PROXY_HDR_MAX + 600];
-        size_t n = 0;
         /* A backend that expects a PROXY header gets one saying "no client" (LOCAL). */
-        if (k->b->proxy_protocol)
-            n = proxy_build(req, sizeof(req), k->b->proxy_protocol, NULL, NULL);
+        size_t n = connect_proxy_header(k->b, NULL, NULL, req);
         if (k->b->health == HEALTH_STUN) {
             RAND_bytes(k->txid, sizeof(k->txid));
             memcpy(req + n, "\x00\x01\x00\x00\x21\x12\xa4\x42", 8);
             memcpy(req + n + 8, k->txid, 12);
-            n += 20;
+            n += STUN_HEADER;
         } else {
             n += (size_t)snprintf((char *)req + n, sizeof(req) - n,
                                   "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: mux443-health\r\n"
@@ -145,7 +142,7 @@ static void check_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
         check_done(loop, k, false, "timeout");
         return;
     }
-    k->fd = backend_connect(&k->b->servers.v[k->idx]);
+    k->fd = connect_start(&k->b->servers.v[k->idx]);
     if (k->fd < 0) {
         check_done(loop, k, false, strerror(errno));
         return;
@@ -158,7 +155,7 @@ static void check_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_timer_start(loop, &k->timer);
 }
 
-void health_configure(struct ev_loop *loop, struct cfg *c)
+void health_configure(struct ev_loop *loop, struct snap *snap)
 {
     while (checks) {
         struct check *k = checks;
@@ -169,13 +166,15 @@ void health_configure(struct ev_loop *loop, struct cfg *c)
             close(k->fd);
         free(k);
     }
-    cfg_unref(checked);
-    checked = c ? cfg_ref(c) : NULL;
+    snap_unref(checked);
+    checked = snap ? snap_ref(snap) : NULL;
+    const struct cfg *c = snap ? snap->cfg : NULL;
     for (size_t i = 0; c && i < c->nbackends; i++) {
         const struct cfg_backend *b = &c->backends[i];
         for (size_t s = 0; s < b->servers.n; s++) {
+            struct mx_server *sm = snap_server_mx(snap, b, s);
             if (b->health == HEALTH_NONE) {
-                atomic_store(&b->mx[s]->down, 0);
+                atomic_store(&sm->down, 0);
                 continue;
             }
             struct check *k = calloc(1, sizeof(*k));
@@ -183,6 +182,7 @@ void health_configure(struct ev_loop *loop, struct cfg *c)
                 fatal("out of memory");
             k->fd = -1;
             k->b = b;
+            k->s = sm;
             k->idx = s;
             ev_init(&k->io, check_io_cb);
             /* First check soon, spread over the interval so servers are not hit at once. */

@@ -1,5 +1,6 @@
-/* Per-client-address connection counts: a hash table striped over several locks so that
- * workers accepting at once rarely wait for each other. Entries vanish at count 0. */
+/* Admission counters, and per-client-address connection counts: a hash table (keyed
+ * hash: clients choose their addresses, not their buckets) striped over several locks so
+ * that workers accepting at once rarely wait for each other. Entries vanish at 0. */
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -7,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "mux443/lib/addr.h"
+#include "mux443/lib/hash.h"
 #include "mux443/state/limits.h"
 
 #define STRIPES 64
@@ -31,35 +34,31 @@ static void init(void)
         pthread_mutex_init(&stripes[i].lock, NULL);
 }
 
-/* The address as 16 bytes (IPv4 as v4-mapped IPv6, so both forms count together). */
-static bool key_of(const struct sockaddr *sa, uint8_t k[16])
+bool limits_admit(atomic_uint *open, unsigned max)
 {
-    memset(k, 0, 16);
-    if (sa->sa_family == AF_INET) {
-        k[10] = k[11] = 0xff;
-        memcpy(k + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-        return true;
-    }
-    if (sa->sa_family == AF_INET6) {
-        memcpy(k, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-        return true;
-    }
-    return false;
+    unsigned cur = atomic_load_explicit(open, memory_order_relaxed);
+    do {
+        if (max && cur >= max)
+            return false;
+    } while (!atomic_compare_exchange_weak(open, &cur, cur + 1));
+    return true;
+}
+
+void limits_leave(atomic_uint *open)
+{
+    atomic_fetch_sub(open, 1);
 }
 
 static uint32_t hash(const uint8_t k[16])
 {
-    uint32_t h = 2166136261u;
-    for (int i = 0; i < 16; i++)
-        h = (h ^ k[i]) * 16777619u;
-    return h;
+    return (uint32_t)hash_bytes(k, 16);
 }
 
-bool limits_acquire(const struct sockaddr *sa, unsigned max, bool *log_it)
+bool limits_client_acquire(const struct sockaddr *sa, unsigned max, bool *log_it)
 {
     uint8_t k[16];
     *log_it = false;
-    if (!max || !key_of(sa, k))
+    if (!max || !addr_key(sa, k))
         return true;
     pthread_once(&once, init);
     uint32_t h = hash(k);
@@ -91,10 +90,10 @@ bool limits_acquire(const struct sockaddr *sa, unsigned max, bool *log_it)
     return ok;
 }
 
-void limits_release(const struct sockaddr *sa)
+void limits_client_release(const struct sockaddr *sa)
 {
     uint8_t k[16];
-    if (!key_of(sa, k))
+    if (!addr_key(sa, k))
         return;
     pthread_once(&once, init);
     uint32_t h = hash(k);

@@ -14,22 +14,12 @@ struct mx_global mx;
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mx_route *routes;
 static struct mx_server *servers;
-
-static const char *const class_names[MXC_COUNT] = {"none",  "tls",     "http",    "websocket",
-                                                   "stun",  "ice-tcp", "unknown", "timeout",
-                                                   "https", "wss",     "turns"};
+static struct mx_listener *listeners;
+static size_t nentries;
 static const char *const detect_names[MXD_COUNT] = {
     "matched", "unknown", "timeout", "client_closed", "preread_limit", "proxy_error"};
 static const char *const refuse_names[MXR_COUNT] = {"max_connections", "listener_max",
                                                     "per_client"};
-
-enum mx_class mx_class_of(const char *name)
-{
-    for (int i = 0; i < MXC_COUNT; i++)
-        if (strcmp(class_names[i], name) == 0)
-            return (enum mx_class)i;
-    return MXC_UNKNOWN; /* "tls-unknown", "tls-timeout" */
-}
 
 struct mx_route *mx_route_get(const char *name)
 {
@@ -42,6 +32,7 @@ struct mx_route *mx_route_get(const char *name)
         snprintf(r->name, sizeof(r->name), "%s", name);
         r->next = routes;
         routes = r;
+        nentries++;
     }
     pthread_mutex_unlock(&registry_lock);
     if (!r)
@@ -61,11 +52,39 @@ struct mx_server *mx_server_get(const char *backend, const char *addr)
         snprintf(s->addr, sizeof(s->addr), "%s", addr);
         s->next = servers;
         servers = s;
+        nentries++;
     }
     pthread_mutex_unlock(&registry_lock);
     if (!s)
         fatal("out of memory");
     return s;
+}
+
+struct mx_listener *mx_listener_get(const char *name)
+{
+    struct mx_listener *l;
+    pthread_mutex_lock(&registry_lock);
+    for (l = listeners; l; l = l->next)
+        if (strcmp(l->name, name) == 0)
+            break;
+    if (!l && (l = calloc(1, sizeof(*l)))) {
+        snprintf(l->name, sizeof(l->name), "%s", name);
+        l->next = listeners;
+        listeners = l;
+        nentries++;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    if (!l)
+        fatal("out of memory");
+    return l;
+}
+
+size_t mx_registry_size(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    size_t n = nentries;
+    pthread_mutex_unlock(&registry_lock);
+    return n;
 }
 
 #define LD(x) ((unsigned long long)atomic_load_explicit(&(x), memory_order_relaxed))
@@ -93,13 +112,13 @@ void metrics_render(FILE *out)
     fprintf(out, "mux443_connections_accepted_total %llu\n", LD(mx.accepted));
     head(out, "mux443_connections_total", "counter",
          "Connections by class once recognised (https, wss, turns: inside terminated TLS).");
-    for (int i = 1; i < MXC_COUNT; i++)
-        fprintf(out, "mux443_connections_total{class=\"%s\"} %llu\n", class_names[i],
-                LD(mx.conns_total[i]));
+    for (int i = 1; i < LABEL_COUNT; i++)
+        fprintf(out, "mux443_connections_total{class=\"%s\"} %llu\n",
+                class_label_name((enum class_label)i), LD(mx.conns_total[i]));
     head(out, "mux443_connections_open", "gauge", "Connections open, by class.");
-    for (int i = 0; i < MXC_COUNT; i++)
-        fprintf(out, "mux443_connections_open{class=\"%s\"} %lld\n", class_names[i],
-                (long long)atomic_load(&mx.conns_open[i]));
+    for (int i = 0; i < LABEL_COUNT; i++)
+        fprintf(out, "mux443_connections_open{class=\"%s\"} %lld\n",
+                class_label_name((enum class_label)i), (long long)atomic_load(&mx.conns_open[i]));
     head(out, "mux443_detection_total", "counter", "How detection of the first bytes ended.");
     for (int i = 0; i < MXD_COUNT; i++)
         fprintf(out, "mux443_detection_total{outcome=\"%s\"} %llu\n", detect_names[i],
@@ -134,8 +153,9 @@ void metrics_render(FILE *out)
     head(out, "mux443_backend_server_up", "gauge",
          "1 when the server is in service (health checks passing or not configured).");
     for (struct mx_server *s = servers; s; s = s->next)
-        fprintf(out, "mux443_backend_server_up{backend=\"%s\",server=\"%s\"} %d\n", s->backend,
-                s->addr, !atomic_load(&s->down));
+        if (atomic_load(&s->live) > 0)
+            fprintf(out, "mux443_backend_server_up{backend=\"%s\",server=\"%s\"} %d\n", s->backend,
+                    s->addr, !atomic_load(&s->down));
     head(out, "mux443_backend_connects_total", "counter", "Successful backend connects.");
     for (struct mx_server *s = servers; s; s = s->next)
         fprintf(out, "mux443_backend_connects_total{backend=\"%s\",server=\"%s\"} %llu\n",

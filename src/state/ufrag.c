@@ -1,34 +1,43 @@
-/* The ICE ufrag table (server ufrag -> backend server), its expiry, and its admin API
- * (/ufrags: register, unregister, list; JSON or one "UFRAG HOST:PORT [TTL]" per line). */
-#include <ctype.h>
-#include <math.h>
+/* The ICE ufrag table: a hash table keyed (under the process's random key) by the ufrag,
+ * chained entries told apart by backend, striped over locks so that workers looking up
+ * different ufrags rarely wait for each other, and reference-counted entries so that a
+ * connection's handle never points at somebody else's entry. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <http_parser.h>
-
-#include "mux443/runtime/admin.h"
-#include "mux443/lib/log.h"
+#include "mux443/lib/hash.h"
 #include "mux443/state/metrics.h"
 #include "mux443/state/ufrag.h"
 
 #define BUCKETS 8192
+#define STRIPES 64 /* bucket b is under lock b % STRIPES */
 
-struct entry {
-    char *ufrag;
-    char backend[64], server[64]; /* by name: survives reloads, checked on use */
-    bool learnt;                  /* by fan-out (else registered) */
-    unsigned refs;                /* live connections using it */
-    double expires;               /* monotonic seconds; meaningful when refs == 0 */
-    struct entry *next;
+struct ufrag_entry {
+    char backend[NAME_MAX_LEN + 1], server[ADDR_TEXT_MAX]; /* by name: survives reloads */
+    bool learnt;                                           /* by fan-out (else registered) */
+    bool linked;    /* in the table; false once deleted (then freed at refs 0) */
+    unsigned refs;  /* live connections holding it */
+    double expires; /* monotonic seconds; meaningful when refs == 0 */
+    unsigned bucket;
+    struct ufrag_entry *next;
+    size_t len;
+    char ufrag[]; /* len bytes + NUL */
 };
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct entry *table[BUCKETS];
-static size_t nentries;
-static double ttl = 600, grace = 30;
+static pthread_mutex_t locks[STRIPES];
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static struct ufrag_entry *table[BUCKETS];
+static atomic_size_t nentries;
+static _Atomic double ttl = 600, grace = 30;
+
+static void init_locks(void)
+{
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_init(&locks[i], NULL);
+}
 
 static double now_mono(void)
 {
@@ -37,399 +46,249 @@ static double now_mono(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-bool ufrag_charset(const char *s, size_t len)
+static unsigned bucket_of(const char *u, size_t len)
 {
-    for (size_t i = 0; i < len; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '+' && s[i] != '/')
-            return false;
-    return len > 0;
+    return (unsigned)(hash_bytes(u, len) % BUCKETS);
 }
 
-bool ufrag_valid(const char *s, size_t len)
+static pthread_mutex_t *lock_bucket(unsigned b)
 {
-    return len >= 4 && len <= 256 && ufrag_charset(s, len);
+    pthread_once(&once, init_locks);
+    pthread_mutex_lock(&locks[b % STRIPES]);
+    return &locks[b % STRIPES];
 }
 
-static struct entry **slot(const char *u)
+/* The slot holding backend's entry for u in bucket b (caller holds the lock); *slot is
+ * NULL when there is none. */
+static struct ufrag_entry **find(unsigned b, const char *backend, const char *u, size_t len)
 {
-    uint32_t h = 2166136261u;
-    for (const char *p = u; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
-    struct entry **pp = &table[h % BUCKETS];
-    while (*pp && strcmp((*pp)->ufrag, u) != 0)
+    struct ufrag_entry **pp = &table[b];
+    while (*pp && !((*pp)->len == len && memcmp((*pp)->ufrag, u, len) == 0 &&
+                    strcmp((*pp)->backend, backend) == 0))
         pp = &(*pp)->next;
     return pp;
 }
 
-static void unlink_entry(struct entry **pp)
+/* Takes the entry at *pp out of the table (caller holds the lock); frees it unless a
+ * connection still holds it. */
+static void unlink_entry(struct ufrag_entry **pp)
 {
-    struct entry *e = *pp;
+    struct ufrag_entry *e = *pp;
     *pp = e->next;
-    free(e->ufrag);
-    free(e);
-    nentries--;
-    atomic_store(&mx.ufrag_entries, (long long)nentries);
+    e->next = NULL;
+    e->linked = false;
+    atomic_fetch_sub(&nentries, 1);
+    atomic_store(&mx.ufrag_entries, (long long)atomic_load(&nentries));
+    if (!e->refs)
+        free(e);
 }
 
-/* Inserts or updates; caller holds the lock. Returns NULL when the table is full. */
-static struct entry *put(const char *u, const char *backend, const char *server, bool learnt,
-                         double expires)
+/* Creates or updates the entry for (backend, u); connections holding it keep holding
+ * it. Caller holds the lock. NULL when out of memory. */
+static struct ufrag_entry *put(unsigned b, const char *backend, const char *server, const char *u,
+                               size_t len, bool learnt, double expires)
 {
-    struct entry **pp = slot(u), *e = *pp;
+    struct ufrag_entry *e = *find(b, backend, u, len);
     if (!e) {
-        if (nentries >= UFRAG_MAX_ENTRIES || !(e = calloc(1, sizeof(*e))) ||
-            !(e->ufrag = strdup(u))) {
-            free(e);
+        if (!(e = calloc(1, sizeof(*e) + len + 1)))
             return NULL;
-        }
-        *pp = e;
-        nentries++;
-        atomic_store(&mx.ufrag_entries, (long long)nentries);
+        memcpy(e->ufrag, u, len);
+        e->len = len;
+        snprintf(e->backend, sizeof(e->backend), "%s", backend);
+        e->bucket = b;
+        e->linked = true;
+        e->next = table[b];
+        table[b] = e;
+        atomic_fetch_add(&nentries, 1);
+        atomic_store(&mx.ufrag_entries, (long long)atomic_load(&nentries));
     }
-    snprintf(e->backend, sizeof(e->backend), "%s", backend);
     snprintf(e->server, sizeof(e->server), "%s", server);
     e->learnt = learnt;
     e->expires = expires;
     return e;
 }
 
-int ufrag_acquire(const char *u, const struct cfg_backend *b)
+struct ufrag_entry *ufrag_acquire(const struct cfg_backend *b, const char *u, size_t len,
+                                  size_t *idx)
 {
-    int idx = -1;
-    pthread_mutex_lock(&lock);
-    struct entry **pp = slot(u), *e = *pp;
-    if (e && strcmp(e->backend, b->name) == 0) {
+    unsigned bk = bucket_of(u, len);
+    struct ufrag_entry *hit = NULL;
+    pthread_mutex_t *l = lock_bucket(bk);
+    struct ufrag_entry **pp = find(bk, b->name, u, len), *e = *pp;
+    if (e) {
         for (size_t i = 0; i < b->servers.n; i++)
-            if (strcmp(b->servers.v[i].text, e->server) == 0)
-                idx = (int)i;
+            if (strcmp(b->servers.v[i].text, e->server) == 0) {
+                *idx = i;
+                hit = e;
+                break;
+            }
+        if (hit)
+            e->refs++;
+        else if (!e->refs)
+            unlink_entry(pp); /* its server left the pool in a reload */
     }
-    if (idx >= 0) {
-        e->refs++;
-    } else if (e && !e->refs) {
-        unlink_entry(pp); /* its server left the pool in a reload */
-    }
-    pthread_mutex_unlock(&lock);
-    if (idx >= 0)
+    pthread_mutex_unlock(l);
+    if (hit)
         MX_INC(mx.ufrag_hits);
     else
         MX_INC(mx.ufrag_misses);
-    return idx;
+    return hit;
 }
 
-void ufrag_learn(const char *u, const struct cfg_backend *b, size_t idx)
+struct ufrag_entry *ufrag_learn(const struct cfg_backend *b, const char *u, size_t len, size_t idx)
 {
-    pthread_mutex_lock(&lock);
-    struct entry *e = put(u, b->name, b->servers.v[idx].text, true, now_mono() + ttl);
+    unsigned bk = bucket_of(u, len);
+    struct ufrag_entry *e = NULL;
+    if (atomic_load(&nentries) >= UFRAG_MAX_ENTRIES)
+        return NULL;
+    pthread_mutex_t *l = lock_bucket(bk);
+    e = put(bk, b->name, b->servers.v[idx].text, u, len, true, now_mono() + ttl);
     if (e)
         e->refs++;
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(l);
+    return e;
 }
 
-void ufrag_release(const char *u)
+void ufrag_release(struct ufrag_entry *e)
 {
-    pthread_mutex_lock(&lock);
-    struct entry *e = *slot(u);
-    /* A registration keeps the lifetime it was given; otherwise ufrag_grace from now. */
-    if (e && e->refs && --e->refs == 0 && e->expires < now_mono() + grace)
-        e->expires = now_mono() + grace;
-    pthread_mutex_unlock(&lock);
+    if (!e)
+        return;
+    pthread_mutex_t *l = lock_bucket(e->bucket);
+    if (e->refs && --e->refs == 0) {
+        if (!e->linked) {
+            free(e); /* deleted while held: nobody else knows it */
+        } else {
+            /* A registration keeps the lifetime it was given; otherwise grace from now. */
+            double until = now_mono() + grace;
+            if (e->expires < until)
+                e->expires = until;
+        }
+    }
+    pthread_mutex_unlock(l);
 }
 
-static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
+void ufrag_set_timing(double t, double g)
+{
+    ttl = t;
+    grace = g;
+}
+
+void ufrag_sweep(void)
 {
     double now = now_mono();
-    (void)loop;
-    (void)t;
-    (void)revents;
-    pthread_mutex_lock(&lock);
-    for (size_t b = 0; b < BUCKETS; b++) {
-        struct entry **pp = &table[b];
-        while (*pp) {
-            if (!(*pp)->refs && (*pp)->expires <= now)
-                unlink_entry(pp);
-            else
-                pp = &(*pp)->next;
-        }
-    }
-    pthread_mutex_unlock(&lock);
-}
-
-void ufrag_configure(struct ev_loop *loop, const struct cfg *c)
-{
-    static ev_timer sweep;
-    pthread_mutex_lock(&lock);
-    ttl = c->ufrag_ttl;
-    grace = c->ufrag_grace;
-    pthread_mutex_unlock(&lock);
-    if (!ev_is_active(&sweep)) {
-        ev_timer_init(&sweep, sweep_cb, 1.0, 1.0);
-        ev_timer_start(loop, &sweep);
-        ev_unref(loop); /* the sweep alone must not keep the main loop running */
-    }
-}
-
-/* ---- admin API -------------------------------------------------------------------- */
-
-struct reg {
-    char ufrag[260], server[80], backend[80];
-    double ttl; /* 0 = the configured ufrag_ttl */
-};
-
-/* Finds the backend with balance = ufrag that has `server` (or the named backend). */
-static const char *check_reg(const struct cfg *c, struct reg *r)
-{
-    static _Thread_local char why[256];
-    if (!ufrag_valid(r->ufrag, strlen(r->ufrag)))
-        return "malformed ufrag (4 to 256 characters: ALPHA DIGIT + /)";
-    if (!isfinite(r->ttl) || r->ttl < 0 || r->ttl > 604800)
-        return "ttl out of range (0 to 604800 seconds)";
-    for (size_t i = 0; i < c->nbackends; i++) {
-        const struct cfg_backend *b = &c->backends[i];
-        if (b->balance != BALANCE_UFRAG || (*r->backend && strcmp(b->name, r->backend) != 0))
-            continue;
-        for (size_t k = 0; k < b->servers.n; k++)
-            if (strcmp(b->servers.v[k].text, r->server) == 0) {
-                snprintf(r->backend, sizeof(r->backend), "%s", b->name);
-                return NULL;
+    for (unsigned s = 0; s < STRIPES; s++) {
+        pthread_mutex_t *l = lock_bucket(s);
+        for (unsigned b = s; b < BUCKETS; b += STRIPES) {
+            struct ufrag_entry **pp = &table[b];
+            while (*pp) {
+                if (!(*pp)->refs && (*pp)->expires <= now)
+                    unlink_entry(pp);
+                else
+                    pp = &(*pp)->next;
             }
-    }
-    snprintf(why, sizeof(why),
-             "unknown server '%.80s': not a server of %s%.64s with balance = ufrag", r->server,
-             *r->backend ? "backend " : "any backend", r->backend);
-    return why;
-}
-
-/* A minimal strict JSON reader for what /ufrags accepts: an object, or an array of
- * objects, whose members are strings or numbers. */
-struct json {
-    const char *p, *end;
-};
-
-static void ws(struct json *j)
-{
-    while (j->p < j->end && strchr(" \t\r\n", *j->p))
-        j->p++;
-}
-
-static bool lit(struct json *j, char ch)
-{
-    ws(j);
-    if (j->p < j->end && *j->p == ch) {
-        j->p++;
-        return true;
-    }
-    return false;
-}
-
-static bool jstring(struct json *j, char *out, size_t cap)
-{
-    size_t n = 0;
-    if (!lit(j, '"'))
-        return false;
-    while (j->p < j->end && *j->p != '"') {
-        char ch = *j->p++;
-        if ((unsigned char)ch < 0x20)
-            return false;
-        if (ch == '\\') {
-            if (j->p >= j->end)
-                return false;
-            ch = *j->p++;
-            if (ch == 'n')
-                ch = '\n';
-            else if (ch == 't')
-                ch = '\t';
-            else if (!strchr("\"\\/", ch))
-                return false; /* \u and others: never needed for ufrags and addresses */
         }
-        if (n + 1 >= cap)
-            return false;
-        out[n++] = ch;
+        pthread_mutex_unlock(l);
     }
-    out[n] = '\0';
-    return lit(j, '"');
 }
 
-static bool jnumber(struct json *j, double *out)
+bool ufrag_register(const struct ufrag_reg *regs, size_t n)
 {
-    char *e;
-    ws(j);
-    if (j->p >= j->end || !(isdigit((unsigned char)*j->p) || *j->p == '-'))
+    /* Approximate (updates need no room, and workers may learn meanwhile): refuse rather
+     * than half-do. */
+    if (n > UFRAG_MAX_ENTRIES - atomic_load(&nentries))
         return false;
-    *out = strtod(j->p, &e);
-    if (e > j->end || e == j->p)
-        return false;
-    j->p = e;
+    double now = now_mono();
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(regs[i].ufrag);
+        unsigned bk = bucket_of(regs[i].ufrag, len);
+        pthread_mutex_t *l = lock_bucket(bk);
+        put(bk, regs[i].backend, regs[i].server, regs[i].ufrag, len, false,
+            now + (regs[i].ttl > 0 ? regs[i].ttl : ttl));
+        pthread_mutex_unlock(l);
+    }
     return true;
 }
 
-static const char *json_object(struct json *j, struct reg *r)
+size_t ufrag_unregister(const char *u, size_t len)
 {
-    memset(r, 0, sizeof(*r));
-    if (!lit(j, '{'))
-        return "expected a JSON object";
-    if (lit(j, '}'))
-        return "empty object: ufrag and server are required";
-    do {
-        char key[32];
-        if (!jstring(j, key, sizeof(key)) || !lit(j, ':'))
-            return "invalid JSON (expected \"key\": value)";
-        bool ok;
-        if (!strcmp(key, "ufrag"))
-            ok = jstring(j, r->ufrag, sizeof(r->ufrag));
-        else if (!strcmp(key, "server"))
-            ok = jstring(j, r->server, sizeof(r->server));
-        else if (!strcmp(key, "backend"))
-            ok = jstring(j, r->backend, sizeof(r->backend));
-        else if (!strcmp(key, "ttl"))
-            ok = jnumber(j, &r->ttl);
-        else
-            return "unknown member (expected ufrag, server, backend, ttl)";
-        if (!ok)
-            return "invalid JSON value (strings for ufrag/server/backend, a number for ttl)";
-    } while (lit(j, ','));
-    if (!lit(j, '}'))
-        return "invalid JSON (expected , or })";
-    if (!*r->ufrag || !*r->server)
-        return "ufrag and server are required";
-    return NULL;
+    unsigned bk = bucket_of(u, len);
+    size_t n = 0;
+    pthread_mutex_t *l = lock_bucket(bk);
+    struct ufrag_entry **pp = &table[bk];
+    while (*pp) {
+        if ((*pp)->len == len && memcmp((*pp)->ufrag, u, len) == 0) {
+            unlink_entry(pp);
+            n++;
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+    pthread_mutex_unlock(l);
+    return n;
 }
 
-/* Parses the body into regs (at most max). Returns an error text, or NULL. */
-static const char *parse_body(const char *body, size_t len, struct reg *regs, size_t max, size_t *n)
+size_t ufrag_count(void)
 {
-    *n = 0;
-    struct json j = {body, body + len};
-    ws(&j);
-    if (j.p < j.end && (*j.p == '{' || *j.p == '[')) {
-        bool array = lit(&j, '[');
-        do {
-            if (*n >= max)
-                return "too many entries in one request";
-            const char *e = json_object(&j, &regs[(*n)++]);
-            if (e)
-                return e;
-        } while (array && lit(&j, ','));
-        if (array && !lit(&j, ']'))
-            return "invalid JSON (expected , or ])";
-        ws(&j);
-        return j.p == j.end ? NULL : "trailing bytes after the JSON value";
-    }
-    /* Line form: "UFRAG HOST:PORT [TTL]" per line, e.g. curl --data-binary. */
-    char *copy = strndup(body, len), *save = NULL;
-    const char *err = NULL;
-    if (!copy)
-        return "out of memory";
-    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char *tok[4], *tsave = NULL, *end;
-        int f = 0;
-        for (char *t = strtok_r(line, " \t\r", &tsave); t && f < 4;
-             t = strtok_r(NULL, " \t\r", &tsave))
-            tok[f++] = t;
-        if (f == 0)
-            continue; /* blank */
-        struct reg r = {0};
-        if (f < 2 || f > 3 || strlen(tok[0]) >= sizeof(r.ufrag) ||
-            strlen(tok[1]) >= sizeof(r.server)) {
-            err = "expected lines of UFRAG HOST:PORT [TTL], or JSON";
-            break;
-        }
-        strcpy(r.ufrag, tok[0]);
-        strcpy(r.server, tok[1]);
-        if (f == 3 && (r.ttl = strtod(tok[2], &end), *end || end == tok[2] || !isfinite(r.ttl))) {
-            err = "TTL must be a number of seconds";
-            break;
-        }
-        if (*n >= max) {
-            err = "too many entries in one request";
-            break;
-        }
-        regs[(*n)++] = r;
-    }
-    free(copy);
-    if (!err && !*n)
-        err = "empty request: nothing to register";
-    return err;
+    return atomic_load(&nentries);
 }
+
+/* What a listing shows of an entry, copied out under the lock. */
+struct row {
+    char *ufrag;
+    char backend[NAME_MAX_LEN + 1], server[ADDR_TEXT_MAX];
+    bool learnt;
+    unsigned refs;
+    double expires;
+};
 
 /* Nothing here needs JSON escaping: ufrags enter the table only as ice-chars (checked by
- * check_reg and, for fan-outs, by conn.c), backend names and addresses were validated
- * by the configuration loader. */
-static void list_json(FILE *f)
+ * the admin API and, for fan-outs, by the connection code), backend names and addresses
+ * were validated by the configuration loader. */
+void ufrag_list_json(FILE *f)
 {
     double now = now_mono();
     bool first = true;
     fprintf(f, "[");
-    pthread_mutex_lock(&lock);
-    for (size_t b = 0; b < BUCKETS; b++)
-        for (struct entry *e = table[b]; e; e = e->next) {
+    for (unsigned s = 0; s < STRIPES; s++) {
+        struct row *rows = NULL;
+        size_t n = 0, cap = 0;
+        bool oom = false;
+        pthread_mutex_t *l = lock_bucket(s);
+        for (unsigned b = s; b < BUCKETS && !oom; b += STRIPES)
+            for (struct ufrag_entry *e = table[b]; e && !oom; e = e->next) {
+                if (n == cap) {
+                    struct row *r = realloc(rows, (cap = cap ? cap * 2 : 64) * sizeof(*r));
+                    if (!r) {
+                        oom = true;
+                        break;
+                    }
+                    rows = r;
+                }
+                struct row *r = &rows[n];
+                if (!(r->ufrag = strdup(e->ufrag))) {
+                    oom = true;
+                    break;
+                }
+                memcpy(r->backend, e->backend, sizeof(r->backend));
+                memcpy(r->server, e->server, sizeof(r->server));
+                r->learnt = e->learnt;
+                r->refs = e->refs;
+                r->expires = e->expires;
+                n++;
+            }
+        pthread_mutex_unlock(l);
+        for (size_t i = 0; i < n; i++) {
+            struct row *r = &rows[i];
             fprintf(f,
                     "%s\n{\"ufrag\":\"%s\",\"backend\":\"%s\",\"server\":\"%s\",\"source\":\"%s\","
                     "\"connections\":%u,\"expires_in\":%.0f}",
-                    first ? "" : ",", e->ufrag, e->backend, e->server,
-                    e->learnt ? "fanout" : "registered", e->refs,
-                    e->refs ? -1.0 : e->expires - now);
+                    first ? "" : ",", r->ufrag, r->backend, r->server,
+                    r->learnt ? "fanout" : "registered", r->refs,
+                    r->refs ? -1.0 : r->expires - now);
             first = false;
+            free(r->ufrag);
         }
-    pthread_mutex_unlock(&lock);
+        free(rows);
+    }
     fprintf(f, "\n]\n");
-}
-
-void ufrag_admin(const struct admin_req *req, struct admin_resp *resp)
-{
-    static struct reg regs[1000];
-    const char *sub = req->path[7] == '/' ? req->path + 8 : NULL; /* /ufrags/NAME */
-
-    if (req->method == HTTP_GET && !sub) {
-        resp->type = "application/json";
-        list_json(resp->body);
-        return;
-    }
-    if (req->method == HTTP_DELETE && sub) {
-        pthread_mutex_lock(&lock);
-        struct entry **pp = slot(sub);
-        bool found = *pp != NULL;
-        if (found)
-            unlink_entry(pp);
-        pthread_mutex_unlock(&lock);
-        resp->status = found ? 200 : 404;
-        fprintf(resp->body, found ? "unregistered\n" : "no such ufrag\n");
-        return;
-    }
-    if ((req->method != HTTP_POST && req->method != HTTP_PUT) || sub) {
-        resp->status = 405;
-        fprintf(resp->body, "use GET /ufrags, POST /ufrags, DELETE /ufrags/UFRAG\n");
-        return;
-    }
-    size_t n;
-    const char *err = parse_body(req->body, req->body_len, regs, 1000, &n);
-    struct cfg *c = admin_cfg_get();
-    /* Check everything before changing anything: a bad request leaves the table as is. */
-    for (size_t i = 0; !err && i < n; i++)
-        if ((err = check_reg(c, &regs[i])))
-            fprintf(resp->body, "entry %zu: ", i + 1);
-    cfg_unref(c);
-    if (err) {
-        resp->status = 400;
-        fprintf(resp->body, "%s; nothing registered\n", err);
-        return;
-    }
-    double now = now_mono();
-    pthread_mutex_lock(&lock);
-    size_t room = UFRAG_MAX_ENTRIES - nentries;
-    bool full = n > room; /* approximate (updates need no room): refuse rather than half-do */
-    for (size_t i = 0; !full && i < n; i++)
-        put(regs[i].ufrag, regs[i].backend, regs[i].server, false,
-            now + (regs[i].ttl > 0 ? regs[i].ttl : ttl));
-    pthread_mutex_unlock(&lock);
-    if (full) {
-        resp->status = 409;
-        fprintf(resp->body, "the ufrag table is full (%d entries); nothing registered\n",
-                UFRAG_MAX_ENTRIES);
-        return;
-    }
-    resp->status = 201;
-    for (size_t i = 0; i < n; i++)
-        fprintf(resp->body, "registered %s -> %s %s\n", regs[i].ufrag, regs[i].backend,
-                regs[i].server);
-    log_info("admin: registered %zu ufrag%s", n, n == 1 ? "" : "s");
 }

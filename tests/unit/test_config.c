@@ -10,8 +10,11 @@
 
 #include <cmocka.h>
 
-#include "mux443/conf/config.h"
+#include "mux443/conf/load.h"
 #include "mux443/core/route.h"
+#include "mux443/core/snapshot.h"
+#include "mux443/lib/names.h"
+#include "mux443/state/metrics.h"
 
 static char *errbuf;
 static size_t errlen;
@@ -23,7 +26,7 @@ static struct cfg *load(const char *text)
     free(errbuf);
     errbuf = NULL;
     FILE *errs = open_memstream(&errbuf, &errlen);
-    struct cfg *c = cfg_load_stream(in, "t.ini", errs);
+    struct cfg *c = cfg_load_stream(in, "t.ini", errs, NULL);
     fclose(errs);
     fclose(in);
     return c;
@@ -34,7 +37,7 @@ static void expect_error(const char *text, const char *msg)
     struct cfg *c = load(text);
     if (c || !strstr(errbuf, msg))
         fail_msg("expected error containing \"%s\", got:\n%s", msg, errbuf ? errbuf : "");
-    cfg_unref(c);
+    cfg_free(c);
 }
 
 static const char base[] = "[mux443]\n"
@@ -47,7 +50,7 @@ static const char base[] = "[mux443]\n"
 static void test_example_file_loads(void **state)
 {
     (void)state;
-    struct cfg *c = cfg_load(MUX443_SOURCE_DIR "/etc/mux443.ini", stderr);
+    struct cfg *c = cfg_load(MUX443_SOURCE_DIR "/etc/mux443.ini", stderr, NULL);
     assert_non_null(c);
     assert_int_equal(c->nlisteners, 1);
     assert_int_equal(c->listeners[0].addrs.n, 2);
@@ -56,7 +59,7 @@ static void test_example_file_loads(void **state)
     assert_non_null(turn);
     assert_int_equal(turn->proxy_protocol, 2);
     assert_int_equal(cfg_backend_find(c, "media")->servers.n, 2);
-    cfg_unref(c);
+    cfg_free(c);
 }
 
 static void test_defaults_and_values(void **state)
@@ -98,7 +101,7 @@ static void test_defaults_and_values(void **state)
     assert_true(a->connect_timeout == 3);
     assert_ptr_equal(c->route_map[CLASS_UNKNOWN]->backend, a);
     assert_null(c->route_map[CLASS_TIMEOUT]);
-    cfg_unref(c);
+    cfg_free(c);
 }
 
 static void test_unknown_section_and_key(void **state)
@@ -263,7 +266,7 @@ static void test_route_order_and_criteria(void **state)
     assert_null(route_select(c, &p, VIA_PLAIN));
     p = probe(CLASS_STUN);
     assert_null(route_select(c, &p, VIA_PLAIN));
-    cfg_unref(c);
+    cfg_free(c);
 }
 
 static void test_tls_match(void **state)
@@ -296,18 +299,58 @@ static void test_tls_match(void **state)
     /* ALPN offered when terminating: only what the routes take. */
     assert_int_equal(c->alpn_len, 9 + 10 + 19);
     assert_memory_equal(c->alpn, "\x08http/1.1\x09stun.turn", 19);
-    cfg_unref(c);
+    cfg_free(c);
 }
 
-static void test_refcount(void **state)
+/* Snapshots: reference counting, and metric series bound only by activation, so that a
+ * configuration that is only loaded (-t, a rejected reload, the fuzzer) registers
+ * nothing (regression: a rejected reload left mux443_backend_server_up{backend="gone"}). */
+static void test_snapshot_and_metrics(void **state)
 {
     (void)state;
-    struct cfg *c = load(base);
+    size_t before = mx_registry_size();
+    struct cfg *c = load("[mux443]\nlisten = 127.0.0.1:1\n"
+                         "[backend gone]\nserver = 127.0.0.1:2\n"
+                         "[route]\nhttp = gone\nbogus = 1\n");
+    assert_null(c); /* rejected */
+    c = load(base);
     assert_non_null(c);
-    assert_ptr_equal(cfg_ref(c), c);
-    cfg_unref(c);
-    assert_int_equal(atomic_load(&c->refs), 1);
-    cfg_unref(c);
+    assert_int_equal(mx_registry_size(), before); /* loaded, not live: nothing registered */
+    struct snap *s = snap_activate(c, stderr);
+    assert_non_null(s);
+    /* route http, server web/127.0.0.1:8080, listener main */
+    assert_int_equal(mx_registry_size(), before + 3);
+    struct mx_server *sm = snap_server_mx(s, &s->cfg->backends[0], 0);
+    assert_int_equal(atomic_load(&sm->live), 1);
+    assert_ptr_equal(snap_ref(s), s);
+    snap_unref(s);
+    assert_int_equal(atomic_load(&s->refs), 1);
+    snap_unref(s);
+    assert_int_equal(atomic_load(&sm->live), 0); /* its gauge is no longer shown */
+}
+
+/* Names are checked when loaded, never cut (regression: names of 64+ characters were
+ * truncated in the ufrag table and the metrics registry). */
+static void test_name_length(void **state)
+{
+    (void)state;
+    char text[512], name[NAME_MAX_LEN + 2];
+    memset(name, 'b', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    snprintf(text, sizeof(text),
+             "[mux443]\nlisten = 127.0.0.1:1\n[backend %s]\nserver = 127.0.0.1:2\n"
+             "[route]\nhttp = %s\n",
+             name, name);
+    expect_error(text, "t.ini:3: [backend bbbb");
+    expect_error(text, "bad name");
+    name[NAME_MAX_LEN] = '\0'; /* exactly the limit: fine */
+    snprintf(text, sizeof(text),
+             "[mux443]\nlisten = 127.0.0.1:1\n[backend %s]\nserver = 127.0.0.1:2\n"
+             "[route]\nhttp = %s\n",
+             name, name);
+    struct cfg *c = load(text);
+    assert_non_null(c);
+    cfg_free(c);
 }
 
 int main(void)
@@ -324,7 +367,8 @@ int main(void)
         cmocka_unit_test(test_no_listener_no_route),
         cmocka_unit_test(test_route_order_and_criteria),
         cmocka_unit_test(test_tls_match),
-        cmocka_unit_test(test_refcount),
+        cmocka_unit_test(test_snapshot_and_metrics),
+        cmocka_unit_test(test_name_length),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(errbuf);

@@ -1,20 +1,19 @@
-/* Backend pools: choosing a server (round robin or source hash) and failing over to the
- * next one; non-blocking connects. */
-#ifndef MUX443_BACKEND_H
-#define MUX443_BACKEND_H
+/* Backend pools: which server a new connection tries first (round robin shared by all
+ * workers, or a keyed hash of the client address so that a client keeps its server),
+ * and the failover order after it. */
+#ifndef MUX443_CORE_BACKEND_H
+#define MUX443_CORE_BACKEND_H
 
 #include <sys/socket.h>
 
-#include "mux443/conf/config.h"
+#include "mux443/core/snapshot.h"
 
-/* Index of the first server to try for a new connection from `client`. */
-unsigned backend_first(const struct cfg_backend *b, const struct sockaddr *client);
+/* Index of the first server of b (in snapshot s) to try for a new connection from
+ * `client`. */
+unsigned backend_first(const struct snap *s, const struct cfg_backend *b,
+                       const struct sockaddr *client);
 
 /* Index of the server to use on attempt `attempt` (0-based) when starting at `first`. */
 unsigned backend_index(const struct cfg_backend *b, unsigned first, unsigned attempt);
-
-/* Starts a non-blocking connect to `a`. Returns the socket (connect in progress or done),
- * or -1 with errno set when it failed at once (e.g. ECONNREFUSED, ENETUNREACH). */
-int backend_connect(const struct cfg_addr *a);
 
 #endif

@@ -1,11 +1,11 @@
 /* Route selection: ordered rules, first match wins, like a firewall. Pure over the
  * snapshot and what the probes found. */
-#ifndef MUX443_ROUTE_H
-#define MUX443_ROUTE_H
+#ifndef MUX443_CORE_ROUTE_H
+#define MUX443_CORE_ROUTE_H
 
 #include <stdbool.h>
 
-#include "mux443/conf/config.h"
+#include "mux443/conf/desc.h"
 #include "mux443/lib/probe.h"
 
 /* How the bytes being routed reached mux443. */
@@ -30,8 +30,13 @@ const struct cfg_route *route_select(const struct cfg *c, const struct probe_out
 const struct cfg_route *route_tls_hello(const struct cfg *c, const struct probe_out *p,
                                         const struct cfg_tls **terminate);
 
-/* Case-insensitive host name match; "*.example.com" matches any name ending in
- * ".example.com" with at least one label before it. A trailing dot on name is ignored. */
-bool route_name_match(const char *pattern, const char *name, size_t len);
+/* The certificate section serving `sni` (exact names first, then wildcards), else the
+ * default one, else NULL. */
+const struct cfg_tls *route_cert_for(const struct cfg *c, const char *sni, size_t len);
+
+/* ICE-TCP to a balance = ufrag pool: the index of the server whose static ufrag_prefix
+ * starts the server ufrag u, or -1 (also for a malformed ufrag). The daemon and
+ * --explain both decide with this. */
+int route_ufrag_prefix(const struct cfg_backend *b, const char *u, size_t len);
 
 #endif

@@ -79,10 +79,17 @@ enum probe_result probe_http(const uint8_t *p, size_t n, struct probe_out *out);
 enum probe_result probe_stun(const uint8_t *p, size_t n, struct probe_out *out);
 enum probe_result probe_ice_tcp(const uint8_t *p, size_t n, struct probe_out *out);
 
+/* Detection state of one connection (TEMPORARY shim until the resumable probes land). */
+struct probe_state {
+    int unused;
+};
+void probe_state_init(struct probe_state *st);
+
 /* Runs every probe. MATCH: out is the matching probe's result. AGAIN: at least one probe
  * still wants bytes. NOMATCH: none can match (out->cls = CLASS_UNKNOWN, out->why says
  * what was seen). */
-enum probe_result probe_detect(const uint8_t *p, size_t n, struct probe_out *out);
+enum probe_result probe_detect(struct probe_state *st, const uint8_t *p, size_t n,
+                               struct probe_out *out);
 
 /* "tls", "http", "websocket", "stun", "ice-tcp", "unknown", "timeout". */
 const char *probe_class_name(enum mux_class cls);

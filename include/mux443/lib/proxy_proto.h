@@ -18,6 +18,7 @@ struct proxy_info {
     struct sockaddr_storage src; /* client address as seen by the load balancer */
     struct sockaddr_storage dst; /* address the client connected to */
     size_t hdr_len;              /* bytes of header to strip from the stream */
+    size_t need;                 /* on AGAIN: total bytes before parsing can progress */
 };
 
 /* Parses a PROXY v1 or v2 header at the start of p. MATCH: *out filled, out->hdr_len is

@@ -9,8 +9,11 @@
 
 struct transport;
 
+/* What wants() returns: the socket events a transport waits for. Equal to libev's
+ * EV_READ and EV_WRITE (checked where both are visible, in core/conn.c). */
+enum { TP_WANT_READ = 1, TP_WANT_WRITE = 2 };
+
 struct transport_ops {
-    const char *name;
     /* The socket carries the stream's bytes as they are (no record layer): the pump may
      * splice(2) them, and closing the socket is a complete end of the stream. */
     bool raw;
@@ -24,8 +27,8 @@ struct transport_ops {
     int (*shutdown_wr)(struct transport *t);
     /* Releases the transport's state; the caller closes the descriptor. */
     void (*release)(struct transport *t);
-    /* Socket events (EV_READ 1, EV_WRITE 2) the transport itself waits for now: TLS's
-     * read that must first write, or write that must first read. 0 for plain TCP. */
+    /* Socket events (TP_WANT_*) the transport itself waits for now: TLS's read that must
+     * first write, or write that must first read. 0 for plain TCP. */
     int (*wants)(const struct transport *t);
     /* True when bytes can be read without waiting for the socket (TLS: decrypted, or
      * records already read ahead). */

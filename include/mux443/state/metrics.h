@@ -1,28 +1,18 @@
-/* Process-wide counters and health state, rendered as Prometheus text. Per-route and
- * per-server entries live in a registry keyed by name, so they survive reloads (new
- * snapshots look them up by name) and counters stay monotonic. */
-#ifndef MUX443_METRICS_H
-#define MUX443_METRICS_H
+/* Process-wide counters and health state, rendered as Prometheus text. Per-route,
+ * per-server and per-listener entries live in a registry keyed by name, so that they
+ * outlive configuration snapshots (a new snapshot binds the entries of its names when it
+ * is activated) and counters stay monotonic. Nothing here is registered while a
+ * configuration is only being parsed or checked. */
+#ifndef MUX443_STATE_METRICS_H
+#define MUX443_STATE_METRICS_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 
-/* Class labels as logged: plain classes, then what was found inside terminated TLS. */
-enum mx_class {
-    MXC_NONE,
-    MXC_TLS,
-    MXC_HTTP,
-    MXC_WEBSOCKET,
-    MXC_STUN,
-    MXC_ICE_TCP,
-    MXC_UNKNOWN,
-    MXC_TIMEOUT,
-    MXC_HTTPS,
-    MXC_WSS,
-    MXC_TURNS,
-    MXC_COUNT
-};
+#include "mux443/lib/addr.h"
+#include "mux443/lib/classes.h"
+#include "mux443/lib/names.h"
 
 /* How detection ended. */
 enum mx_detect {
@@ -37,23 +27,39 @@ enum mx_detect {
 
 enum mx_refuse { MXR_MAX_CONNECTIONS, MXR_LISTENER_MAX, MXR_PER_CLIENT, MXR_COUNT };
 
+/* Entries of the registry. `live` counts the activated snapshots that use the entry:
+ * gauges are shown only for live entries (a server removed by a reload stops being
+ * reported as up or down), counters always. */
 struct mx_route {
-    char name[64];
+    char name[NAME_MAX_LEN + 1];
     atomic_ullong conns, bytes_in, bytes_out;
+    atomic_int live;
     struct mx_route *next;
 };
 
 struct mx_server {
-    char backend[64], addr[64];
+    char backend[NAME_MAX_LEN + 1], addr[ADDR_TEXT_MAX];
     atomic_ullong connects, connect_failures, fanout_wins;
     atomic_int down; /* set by the health checker; 0 = in service */
     int streak;      /* health checker only: consecutive results against the state */
+    atomic_int live;
     struct mx_server *next;
 };
 
+/* A listener's open connections live here, keyed by its name, so that its
+ * max_connections holds across reloads (connections accepted under an older snapshot
+ * still count). */
+struct mx_listener {
+    char name[NAME_MAX_LEN + 1];
+    atomic_uint open;
+    atomic_int live;
+    struct mx_listener *next;
+};
+
 struct mx_global {
-    atomic_ullong accepted, conns_total[MXC_COUNT];
-    atomic_llong conns_open[MXC_COUNT];
+    atomic_ullong accepted, conns_total[LABEL_COUNT];
+    atomic_llong conns_open[LABEL_COUNT];
+    atomic_uint open_all; /* connections open in the process (max_connections) */
     atomic_ullong detect[MXD_COUNT], refused[MXR_COUNT];
     atomic_ullong tls_handshakes, tls_failures, tls_failures_timeout;
     atomic_ullong reloads_ok, reloads_failed;
@@ -64,11 +70,15 @@ struct mx_global {
 
 extern struct mx_global mx;
 
-/* Registry lookups: create on first use, never freed. Thread-safe. */
+/* Registry lookups: create on first use, never freed; name and addr must fit their
+ * fields (the loader refuses longer names). Thread-safe. */
 struct mx_route *mx_route_get(const char *name);
 struct mx_server *mx_server_get(const char *backend, const char *addr);
+struct mx_listener *mx_listener_get(const char *name);
 
-enum mx_class mx_class_of(const char *logged_name);
+/* The number of entries in the registry (routes + servers + listeners), for tests. */
+size_t mx_registry_size(void);
+
 #define MX_INC(field)    atomic_fetch_add_explicit(&(field), 1, memory_order_relaxed)
 #define MX_ADD(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
 

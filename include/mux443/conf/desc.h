@@ -1,23 +1,21 @@
-/* The configuration: an immutable, reference-counted snapshot loaded from one INI file.
- * Loading validates everything in one pass and reports every error as
- * FILE:LINE: [section] key: reason. Live connections keep the snapshot they started on. */
-#ifndef MUX443_CONFIG_H
-#define MUX443_CONFIG_H
+/* The configuration as a plain description: what load.c builds from the INI file and
+ * nothing else (no TLS contexts, no metrics, no sockets; core/snapshot.h makes it live),
+ * never changed once loaded; and what is done with one: look-ups and freeing. */
+#ifndef MUX443_CONF_DESC_H
+#define MUX443_CONF_DESC_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "mux443/lib/addr.h"
 #include "mux443/lib/probe.h"
-
-#define CFG_DEFAULT_PATH "/etc/mux443/mux443.ini"
 
 struct cfg_addr {
     struct sockaddr_storage ss;
     socklen_t len;
-    char text[64]; /* "127.0.0.1:443" / "[::1]:443", for logs */
+    char text[ADDR_TEXT_MAX]; /* "127.0.0.1:443" / "[::1]:443", for logs */
 };
 
 struct cfg_addrlist {
@@ -33,29 +31,23 @@ struct cfg_listener {
     double peek_timeout;      /* seconds allowed to recognise the client */
     unsigned preread_max;     /* bytes buffered while recognising */
     unsigned max_connections; /* 0 = no limit */
-    atomic_uint open;         /* connections open under this snapshot's listener */
 };
 
 enum cfg_balance { BALANCE_ROUNDROBIN = 0, BALANCE_SOURCE, BALANCE_UFRAG };
 enum cfg_health { HEALTH_NONE = 0, HEALTH_TCP, HEALTH_STUN, HEALTH_HTTP };
 
-struct mx_route;
-struct mx_server;
-
 struct cfg_backend {
     char *name;
     int line;
     struct cfg_addrlist servers;
-    struct mx_server **mx; /* per server: counters and health state (metrics registry) */
-    char **ufrag_prefix;   /* per server: `ufrag_prefix=` option, or NULL */
-    int proxy_protocol;    /* 0 = none, 1 = v1, 2 = v2 */
+    char **ufrag_prefix; /* per server: `ufrag_prefix=` option, or NULL */
+    int proxy_protocol;  /* 0 = none, 1 = v1, 2 = v2 */
     double connect_timeout;
     enum cfg_balance balance;
     int health; /* enum cfg_health */
     char *health_path;
     double health_interval, health_timeout;
     unsigned health_rise, health_fall;
-    atomic_uint rr; /* round-robin cursor, shared by the workers (the only mutable field) */
 };
 
 struct cfg_strlist {
@@ -72,8 +64,8 @@ struct cfg_tls {
     int line, cert_line, key_line;
     struct cfg_strlist certs, keys; /* parallel: keys.v[i] belongs to certs.v[i] */
     bool is_default;                /* serves clients without SNI or with an SNI no other covers */
-    struct cfg_strlist names;       /* from the certificates' SAN (CN if no SAN) */
-    struct ssl_ctx_st *ctx;
+    struct cfg_strlist names;       /* from the certificates' SAN (CN if no SAN), filled
+                                       by the certificate check (cfg_load_opts) */
 };
 
 struct cfg_route {
@@ -87,11 +79,9 @@ struct cfg_route {
     bool map; /* an entry of the [route] class map (tried after the named rules) */
     const struct cfg_backend *backend;
     double idle_timeout;
-    struct mx_route *mx; /* counters (metrics registry) */
 };
 
 struct cfg {
-    atomic_int refs;
     char *path;
     unsigned workers; /* resolved: "auto" = number of online CPUs */
     int log_level;
@@ -122,27 +112,18 @@ struct cfg {
     unsigned alpn_len;
 };
 
-/* Loads and validates `path`. Returns a snapshot holding one reference, or NULL after
- * printing every error found to `errs` (one per line, FILE:LINE: [section] key: ...). */
-struct cfg *cfg_load(const char *path, FILE *errs);
-/* The same from an open stream; `name` is used in messages. */
-struct cfg *cfg_load_stream(FILE *in, const char *name, FILE *errs);
+/* Frees a description (NULL ok). */
+void cfg_free(struct cfg *c);
+/* Frees what a route's or a [tls] section's fields own (not the struct itself). */
+void cfg_route_clear(struct cfg_route *r);
+void cfg_tls_clear(struct cfg_tls *t);
 
 void cfg_strlist_add(struct cfg_strlist *l, const char *s);
-/* "127.0.0.1:443" / "[::1]:443". */
-void cfg_addr_format(const struct sockaddr *sa, char *dst, size_t cap);
 
-struct cfg *cfg_ref(struct cfg *c);
-void cfg_unref(struct cfg *c); /* frees the snapshot with the last reference; NULL ok */
+/* Index of r in c->routes, b in c->backends, and so on (they are arrays). */
+#define CFG_INDEX(arr, elem) ((size_t)((elem) - (arr)))
 
 const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name);
 const struct cfg_listener *cfg_listener_find(const struct cfg *c, const char *name);
-
-/* Prints the key table (section, key, type, default, help): as text (--help-config) or as
- * the mux443.ini(5) manual page (--man-config), so the documentation cannot drift. */
-void cfg_print_reference(FILE *out, bool man);
-
-/* Fuzzing entry point: loads a config from memory, discarding messages. Returns 0. */
-int cfg_fuzz_load(const uint8_t *data, size_t size);
 
 #endif

@@ -10,8 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mux443/conf/config_keys.h"
-#include "mux443/state/ufrag.h"
+#include "mux443/conf/keys.h"
+#include "mux443/lib/addr.h"
+#include "mux443/lib/classes.h"
+#include "mux443/lib/ice.h"
 
 static const char *const sec_names[] = {"mux443", "listener NAME", "backend NAME",
                                         "route",  "route NAME",    "tls] or [tls NAME"};
@@ -26,7 +28,7 @@ static const char *const sec_names[] = {"mux443", "listener NAME", "backend NAME
 const struct key_def cfg_keys[] = {
     {SEC_MAIN, "listen", K_ADDRS, M(listen), 0, 0, NULL, NULL,
      "Addresses of the main listener, e.g. 0.0.0.0:443, [::]:443."},
-    {SEC_MAIN, "workers", K_WORKERS, M(workers), 1, 256, NULL, "auto",
+    {SEC_MAIN, "workers", K_WORKERS, M(workers), 1, WORKERS_MAX, NULL, "auto",
      "Worker threads, each with its own event loop and SO_REUSEPORT sockets; auto = cores."},
     {SEC_MAIN, "log_level", K_ENUM, M(log_level), 0, 0, "error|warn|info|debug", "info",
      "Least severe level logged to stderr."},
@@ -187,16 +189,6 @@ char *cfg_trim(char *s)
     return s;
 }
 
-bool cfg_valid_name(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))
-            return false;
-    return true;
-}
-
 /* ---- values ---------------------------------------------------------------------- */
 
 /* Splits "HOST:PORT" / "[V6]:PORT"; host and port point into buf. */
@@ -227,9 +219,6 @@ static bool split_hostport(char *buf, char **host, char **port)
     return v >= 1 && v <= 65535;
 }
 
-/* Off while fuzzing: a fuzzer must not send DNS queries. */
-bool cfg_resolve_names = true;
-
 static bool parse_addr(const char *text, bool resolve, struct cfg_addr *out, const char **why)
 {
     char buf[300], *host, *port;
@@ -245,7 +234,6 @@ static bool parse_addr(const char *text, bool resolve, struct cfg_addr *out, con
         return false;
     }
     hints.ai_socktype = SOCK_STREAM;
-    resolve = resolve && cfg_resolve_names;
     hints.ai_flags = AI_NUMERICSERV | (resolve ? 0 : AI_NUMERICHOST);
     int rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0 || !res) {
@@ -255,24 +243,8 @@ static bool parse_addr(const char *text, bool resolve, struct cfg_addr *out, con
     memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
     out->len = res->ai_addrlen;
     freeaddrinfo(res);
-    cfg_addr_format((struct sockaddr *)&out->ss, out->text, sizeof(out->text));
+    addr_format((struct sockaddr *)&out->ss, out->text, sizeof(out->text));
     return true;
-}
-
-void cfg_addr_format(const struct sockaddr *sa, char *dst, size_t cap)
-{
-    char ip[INET6_ADDRSTRLEN];
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
-        snprintf(dst, cap, "%s:%u", ip, ntohs(s4->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
-        snprintf(dst, cap, "[%s]:%u", ip, ntohs(s6->sin6_port));
-    } else {
-        snprintf(dst, cap, "unknown");
-    }
 }
 
 static bool parse_seconds(const char *v, double *out)
@@ -332,12 +304,6 @@ static char *next_item(char **cursor)
     return cfg_trim(s);
 }
 
-void cfg_strlist_add(struct cfg_strlist *l, const char *s)
-{
-    l->v = cfg_xrealloc(l->v, l->n + 1, sizeof(char *));
-    l->v[l->n++] = cfg_xstrdup(s);
-}
-
 const char *cfg_type_expect(const struct key_def *k, char *buf, size_t cap)
 {
     switch (k->type) {
@@ -358,7 +324,8 @@ const char *cfg_type_expect(const struct key_def *k, char *buf, size_t cap)
         snprintf(buf, cap, "one of %s", k->choices);
         return buf;
     case K_WORKERS:
-        return "auto or a number from 1 to 256";
+        snprintf(buf, cap, "auto or a number from 1 to %d", WORKERS_MAX);
+        return buf;
     case K_CLASSES:
         return "tls, http, websocket, stun, ice-tcp";
     case K_PATHS:
@@ -410,7 +377,7 @@ void cfg_set_value(struct parse *ps, struct section *sec, const struct key_def *
                                              : "");
                 prefix = opts + 13;
             }
-            if (!parse_addr(item, k->type == K_SERVERS, &a, &why))
+            if (!parse_addr(item, k->type == K_SERVERS && ps->opts->resolve_names, &a, &why))
                 BAD("%s (got '%s', expected %s)", why, item,
                     cfg_type_expect(k, ebuf, sizeof(ebuf)));
             if (k->type == K_SERVERS) {
@@ -441,10 +408,10 @@ void cfg_set_value(struct parse *ps, struct section *sec, const struct key_def *
     case K_WORKERS:
         if (strcmp(vbuf, "auto") == 0) {
             long n = sysconf(_SC_NPROCESSORS_ONLN);
-            *(unsigned *)field = n < 1 ? 1 : n > 256 ? 256 : (unsigned)n;
+            *(unsigned *)field = n < 1 ? 1 : n > WORKERS_MAX ? WORKERS_MAX : (unsigned)n;
             return;
         }
-        if (!parse_uint(vbuf, false, &d) || d < 1 || d > 256)
+        if (!parse_uint(vbuf, false, &d) || d < 1 || d > WORKERS_MAX)
             BAD("out of range (got '%s', expected %s)", vbuf,
                 cfg_type_expect(k, ebuf, sizeof(ebuf)));
         *(unsigned *)field = (unsigned)d;
@@ -503,8 +470,9 @@ void cfg_set_value(struct parse *ps, struct section *sec, const struct key_def *
         return;
     case K_BACKEND: {
         struct ref *r = (struct ref *)field;
-        if (!cfg_valid_name(vbuf))
-            BAD("not a backend name (got '%s', expected letters, digits, _ . -)", vbuf);
+        if (!name_valid(vbuf))
+            BAD("not a backend name (got '%s', expected 1 to %d letters, digits, _ . -)", vbuf,
+                NAME_MAX_LEN);
         free(r->name);
         r->name = cfg_xstrdup(vbuf);
         r->line = line;
@@ -514,7 +482,7 @@ void cfg_set_value(struct parse *ps, struct section *sec, const struct key_def *
         unsigned mask = 0;
         cur = vbuf;
         while ((item = next_item(&cur))) {
-            enum mux_class c = probe_class_from_name(item);
+            enum mux_class c = class_from_name(item);
             if (c == CLASS_NONE || c == CLASS_UNKNOWN || c == CLASS_TIMEOUT)
                 BAD("unknown class (got '%s', expected %s)", item,
                     cfg_type_expect(k, ebuf, sizeof(ebuf)));

@@ -9,10 +9,10 @@
 
 #include <ini.h>
 
-#include "mux443/conf/config_keys.h"
-#include "mux443/state/metrics.h"
+#include "mux443/conf/keys.h"
+#include "mux443/conf/load.h"
+#include "mux443/lib/classes.h"
 #include "mux443/lib/probe.h"
-#include "mux443/tls/tls_ctx.h"
 
 /* ---- sections and the inih callbacks --------------------------------------------- */
 
@@ -103,8 +103,9 @@ static void section_begin(struct parse *ps, char *title)
             "tls, tls NAME)");
         return;
     }
-    if (name && *name && !cfg_valid_name(name)) {
-        cfg_perr(ps, ps->line, sec, NULL, "bad name '%s' (expected letters, digits, _ . -)", name);
+    if (name && *name && !name_valid(name)) {
+        cfg_perr(ps, ps->line, sec, NULL, "bad name '%s' (expected 1 to %d letters, digits, _ . -)",
+                 name, NAME_MAX_LEN);
         sec->kind = SEC_UNKNOWN;
         return;
     }
@@ -221,7 +222,7 @@ static char *ini_reader_fn(char *str, int num, void *stream)
             /* Keep inih from opening a section: hand it a comment instead. */
             str[0] = ';';
         } else {
-            char title[200];
+            char title[INI_MAX_LINE]; /* a line is at most that long: so is its title */
             size_t tl = (size_t)(rb - s - 1);
             memcpy(title, s + 1, tl);
             title[tl] = '\0';
@@ -309,7 +310,8 @@ static void build_tls(struct parse *ps, struct cfg *c, struct section *sec)
                  t->keys.n, t->certs.n);
         return;
     }
-    if (!tls_ctx_build(t, c, err, sizeof(err), &bad_key))
+    bad_key = false;
+    if (ps->opts->check_tls && !ps->opts->check_tls(t, err, sizeof(err), &bad_key))
         cfg_perr(ps, bad_key ? t->key_line : t->cert_line, sec, bad_key ? "key" : "cert", "%s",
                  err);
     else if (t->is_default && c->tls_default)
@@ -375,7 +377,6 @@ static struct cfg *build(struct parse *ps)
     struct raw_main *m = ps->main;
     size_t nl = 0, nb = 0, nr = 0, nt = 0;
 
-    atomic_init(&c->refs, 1);
     c->path = cfg_xstrdup(ps->file);
     c->workers = m->workers;
     c->log_level = m->log_level;
@@ -424,10 +425,6 @@ static struct cfg *build(struct parse *ps)
                 b->connect_timeout = c->connect_timeout;
             if (!b->servers.n && cfg_key_line(sec, "server") == sec->line)
                 cfg_perr(ps, sec->line, sec, "server", "missing (every backend needs a server)");
-            /* Counters and health state persist across reloads, keyed by name. */
-            b->mx = cfg_xcalloc(b->servers.n, sizeof(*b->mx));
-            for (size_t k = 0; k < b->servers.n; k++)
-                b->mx[k] = mx_server_get(b->name, b->servers.v[k].text);
             if (b->health == HEALTH_HTTP && b->health_path[0] != '/')
                 cfg_perr(ps, cfg_key_line(sec, "health_path"), sec, "health_path",
                          "must start with '/' (got '%s')", b->health_path);
@@ -472,7 +469,6 @@ static struct cfg *build(struct parse *ps)
         *r = rr->r;
         memset(&rr->r, 0, sizeof(rr->r));
         r->line = sec->line;
-        r->mx = mx_route_get(r->name);
         if (r->idle_timeout < 0)
             r->idle_timeout = c->idle_timeout;
         check_rule(ps, sec, r);
@@ -495,12 +491,11 @@ static struct cfg *build(struct parse *ps)
         c->route_map[cls] = r;
         r->name = cfg_xstrdup(cls == CLASS_UNKNOWN   ? "default"
                               : cls == CLASS_TIMEOUT ? "on_timeout"
-                                                     : probe_class_name((enum mux_class)cls));
+                                                     : class_name((enum mux_class)cls));
         r->line = ref->line;
         r->classes = 1u << cls;
         r->idle_timeout = c->idle_timeout;
         r->backend = resolve_backend(ps, c, mapsec, r->name, ref);
-        r->mx = mx_route_get(r->name);
     }
     build_alpn(c);
     for (size_t i = 0; i < ps->nsecs; i++)
@@ -517,63 +512,6 @@ static struct cfg *build(struct parse *ps)
     return c;
 }
 
-static void free_strlist(struct cfg_strlist *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->v[i]);
-    free(l->v);
-}
-
-static void free_route(struct cfg_route *r)
-{
-    free(r->name);
-    free_strlist(&r->sni);
-    free_strlist(&r->alpn);
-    free_strlist(&r->host);
-    free(r->path);
-    free(r->ufrag);
-}
-
-static void free_tls(struct cfg_tls *t)
-{
-    tls_ctx_free(t);
-    free(t->name);
-    free_strlist(&t->certs);
-    free_strlist(&t->keys);
-    free_strlist(&t->names);
-}
-
-static void cfg_free(struct cfg *c)
-{
-    for (size_t i = 0; i < c->nlisteners; i++) {
-        free(c->listeners[i].name);
-        free(c->listeners[i].addrs.v);
-    }
-    for (size_t i = 0; i < c->nbackends; i++) {
-        struct cfg_backend *b = &c->backends[i];
-        for (size_t k = 0; b->ufrag_prefix && k < b->servers.n; k++)
-            free(b->ufrag_prefix[k]);
-        free(b->ufrag_prefix);
-        free(b->health_path);
-        free(b->name);
-        free(b->servers.v);
-        free(b->mx);
-    }
-    free(c->user);
-    free(c->group);
-    free(c->admin.v);
-    for (size_t i = 0; i < c->nroutes; i++)
-        free_route(&c->routes[i]);
-    for (size_t i = 0; i < c->ntls; i++)
-        free_tls(&c->tls[i]);
-    free(c->tls);
-    free(c->listeners);
-    free(c->backends);
-    free(c->routes);
-    free(c->path);
-    free(c);
-}
-
 /* Frees the parse state; section objects already moved into the snapshot are empty. */
 static void parse_free(struct parse *ps)
 {
@@ -581,12 +519,12 @@ static void parse_free(struct parse *ps)
         struct section *sec = ps->secs[i];
         if (sec->kind == SEC_RULE) {
             struct raw_rule *rr = sec->obj;
-            free_route(&rr->r);
+            cfg_route_clear(&rr->r);
             free(rr->backend.name);
             free(rr);
         } else if (sec->kind == SEC_TLS) {
             if (sec->obj)
-                free_tls(&((struct raw_tls *)sec->obj)->t);
+                cfg_tls_clear(&((struct raw_tls *)sec->obj)->t);
             free(sec->obj);
         } else if (sec->kind == SEC_LISTENER || sec->kind == SEC_BACKEND) {
             free(sec->obj);
@@ -624,9 +562,10 @@ static void apply_defaults(struct parse *ps, enum sec_kind kind, void *obj)
             cfg_set_value(ps, &tmp, &cfg_keys[i], cfg_keys[i].dflt, 0);
 }
 
-struct cfg *cfg_load_stream(FILE *in, const char *name, FILE *errs)
+struct cfg *cfg_load_stream(FILE *in, const char *name, FILE *errs, const struct cfg_load_opts *o)
 {
-    struct parse ps = {.file = name, .in = in};
+    static const struct cfg_load_opts defaults = {.resolve_names = true};
+    struct parse ps = {.file = name, .in = in, .opts = o ? o : &defaults};
     struct cfg *c = NULL;
 
     ps.main = cfg_xcalloc(1, sizeof(*ps.main));
@@ -657,7 +596,7 @@ struct cfg *cfg_load_stream(FILE *in, const char *name, FILE *errs)
     return c;
 }
 
-struct cfg *cfg_load(const char *path, FILE *errs)
+struct cfg *cfg_load(const char *path, FILE *errs, const struct cfg_load_opts *o)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -665,37 +604,9 @@ struct cfg *cfg_load(const char *path, FILE *errs)
             fprintf(errs, "%s: cannot open: %s\n", path, strerror(errno));
         return NULL;
     }
-    struct cfg *c = cfg_load_stream(f, path, errs);
+    struct cfg *c = cfg_load_stream(f, path, errs, o);
     fclose(f);
     return c;
-}
-
-struct cfg *cfg_ref(struct cfg *c)
-{
-    atomic_fetch_add(&c->refs, 1);
-    return c;
-}
-
-void cfg_unref(struct cfg *c)
-{
-    if (c && atomic_fetch_sub(&c->refs, 1) == 1)
-        cfg_free(c);
-}
-
-const struct cfg_backend *cfg_backend_find(const struct cfg *c, const char *name)
-{
-    for (size_t i = 0; i < c->nbackends; i++)
-        if (strcmp(c->backends[i].name, name) == 0)
-            return &c->backends[i];
-    return NULL;
-}
-
-const struct cfg_listener *cfg_listener_find(const struct cfg *c, const char *name)
-{
-    for (size_t i = 0; i < c->nlisteners; i++)
-        if (strcmp(c->listeners[i].name, name) == 0)
-            return &c->listeners[i];
-    return NULL;
 }
 
 int cfg_fuzz_load(const uint8_t *data, size_t size)
@@ -703,8 +614,8 @@ int cfg_fuzz_load(const uint8_t *data, size_t size)
     FILE *f = fmemopen((void *)data, size, "r");
     if (!f)
         return 0;
-    cfg_resolve_names = false;
-    cfg_unref(cfg_load_stream(f, "fuzz.ini", NULL));
+    static const struct cfg_load_opts opts = {.resolve_names = false};
+    cfg_free(cfg_load_stream(f, "fuzz.ini", NULL, &opts));
     fclose(f);
     return 0;
 }

@@ -1,14 +1,16 @@
-/* Private to the configuration loader (config.c: reading, sections, validation,
- * snapshot; config_keys.c: the key table and value parsing). */
-#ifndef MUX443_CONFIG_INT_H
-#define MUX443_CONFIG_INT_H
+/* The configuration key table (name, type, range, default, help: it drives parsing,
+ * defaults, the reference and the man page), value parsing, and the parse-time forms of
+ * the sections that load.c fills and validates. */
+#ifndef MUX443_CONF_KEYS_H
+#define MUX443_CONF_KEYS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
-#include "mux443/conf/config.h"
+#include "mux443/conf/desc.h"
 #include "mux443/lib/log.h"
+#include "mux443/lib/names.h"
 
 enum sec_kind { SEC_MAIN, SEC_LISTENER, SEC_BACKEND, SEC_ROUTEMAP, SEC_RULE, SEC_TLS, SEC_UNKNOWN };
 
@@ -25,7 +27,18 @@ enum key_type {
     K_STRING,
     K_BACKEND, /* name of a [backend NAME], resolved after parsing */
     K_CLASSES, /* comma list of traffic classes */
-    K_WORKERS, /* auto | 1..256 */
+    K_WORKERS, /* auto | 1..WORKERS_MAX */
+};
+
+/* What loading does beyond the file itself; all optional. */
+struct cfg_load_opts {
+    /* Resolve backend host names (getaddrinfo). Off: numeric addresses only (fuzzing). */
+    bool resolve_names;
+    /* Checks the certificates and keys of a [tls] section and fills t->names from them
+     * (the TLS layer's tls_check_section). False with a message in err; bad_key says the
+     * problem is in a key file (the error then points at the `key` line). NULL: no check
+     * (t->names stays empty). */
+    bool (*check_tls)(struct cfg_tls *t, char *err, size_t cap, bool *bad_key);
 };
 
 /* A reference to a backend by name, resolved in the validation pass. */
@@ -81,6 +94,7 @@ struct key_def {
 };
 
 #define CFG_MAX_KEYS 64
+#define WORKERS_MAX  256 /* worker threads at most (`workers`) */
 extern const struct key_def cfg_keys[];
 extern const size_t cfg_nkeys;
 #define CFG_NKEYS cfg_nkeys
@@ -100,6 +114,7 @@ struct err {
 
 struct parse {
     const char *file;
+    const struct cfg_load_opts *opts;
     FILE *in;
     int line;
     struct section **secs;
@@ -120,14 +135,15 @@ char *cfg_xstrdup(const char *s);
 void cfg_perr(struct parse *ps, int line, const struct section *sec, const char *key,
               const char *fmt, ...) LOG_FMT(5, 6);
 char *cfg_trim(char *s);
-bool cfg_valid_name(const char *s);
 /* Parses `value` for key k of section sec into its object, recording errors. */
 void cfg_set_value(struct parse *ps, struct section *sec, const struct key_def *k,
                    const char *value, int line);
 const char *cfg_type_expect(const struct key_def *k, char *buf, size_t cap);
 /* The line key was set on in sec, or the section's own line when it was not set. */
 int cfg_key_line(const struct section *sec, const char *key);
-/* False while fuzzing: host names are not resolved (no DNS queries). */
-extern bool cfg_resolve_names;
+
+/* Prints the key table (section, key, type, default, help): as text (--help-config) or as
+ * the mux443.ini(5) manual page (--man-config), so the documentation cannot drift. */
+void cfg_print_reference(FILE *out, bool man);
 
 #endif

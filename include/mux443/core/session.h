@@ -1,0 +1,139 @@
+/* A relayed connection's data — two symmetric legs (client, backend) that point at each
+ * other, its phase, its snapshot, what was recognised — and the few helpers its phase
+ * functions share. The phases themselves are in detect.c, relay.c, fanout.c and
+ * conn.c; conn.c alone moves a connection from one phase to the next and ends it. */
+#ifndef MUX443_CORE_SESSION_H
+#define MUX443_CORE_SESSION_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "mux443/core/snapshot.h"
+#include "mux443/lib/addr.h"
+#include "mux443/lib/buf.h"
+#include "mux443/lib/classes.h"
+#include "mux443/lib/probe.h"
+#include "mux443/lib/transport.h"
+
+/* Bytes a relayed read takes at most, and the most a leg keeps for a peer that cannot
+ * take them yet (back-pressure: at most one buffer ahead). */
+#define RELAY_BUF (64 * 1024)
+
+struct conn;
+
+struct leg {
+    struct transport tp; /* the socket (fd -1 until there is one) and its transport */
+    ev_io io;            /* io.data is this leg; interest set by conn_update_io() */
+    struct conn *conn;
+    struct leg *peer;
+    struct buf pend; /* read from this leg, not yet written to peer (also the preread) */
+    int pipe[2];     /* plain<->plain bulk: splice(2) through this pipe; -1 until then */
+    uint32_t piped;  /* bytes of this leg waiting in the pipe */
+    uint64_t bytes;  /* bytes read from this leg */
+    bool rd_eof;     /* this leg sent FIN */
+    bool wr_shut;    /* our end of stream went out on this leg (FIN, after close_notify) */
+};
+
+/* The phases, in the order a connection usually goes through them. */
+enum conn_phase {
+    CONN_PROXY,     /* reading an inbound PROXY header (listeners behind a load balancer) */
+    CONN_DETECT,    /* reading the first bytes until the probes decide (again inside TLS) */
+    CONN_HANDSHAKE, /* TLS termination: the handshake with the client */
+    CONN_CONNECT,   /* connecting to a server of the backend, failing over */
+    CONN_FANOUT,    /* ICE-TCP: offering the first frame to every server of the pool */
+    CONN_RELAY,     /* relaying both ways until both ends closed or idle timeout */
+};
+
+/* What a phase function answers. */
+enum step {
+    STEP_AGAIN, /* waiting: for the sockets conn_update_io() watches, or the timer */
+    STEP_DONE,  /* the phase is complete: the connection module picks the next */
+    STEP_END,   /* close normally (info): c->reason says why */
+    STEP_FAIL,  /* close as a failure (warn): c->reason says why */
+};
+
+/* What the connections of one worker thread share. */
+struct conn_pool {
+    struct ev_loop *loop;
+    unsigned id;      /* worker number: part of connection ids */
+    uint8_t *scratch; /* RELAY_BUF bytes: every relayed read lands here first */
+    struct conn *conns;
+    size_t nconns;
+    uint64_t next_id;
+    /* Called after a connection closed (drain bookkeeping). */
+    void (*on_close)(struct conn_pool *p);
+    void *data;
+};
+
+struct fanout;
+struct probe_state;
+struct ufrag_entry;
+
+struct conn {
+    uint64_t id;
+    enum conn_phase phase;
+    struct conn_pool *pool;
+    struct snap *snap;     /* the snapshot this connection was accepted under (a reference) */
+    const struct cfg *cfg; /* snap->cfg */
+    const struct cfg_listener *lst;
+    const struct cfg_route *route;
+    const struct cfg_backend *backend;
+    const struct cfg_addr *server;
+    struct leg client, backend_leg;
+    ev_timer timer; /* timer.data is the conn; its deadline belongs to the phase */
+    ev_tstamp started, last_io;
+    struct sockaddr_storage peer_addr;  /* the client (from the PROXY header if any) */
+    struct sockaddr_storage local_addr; /* what the client connected to */
+    char peer_text[ADDR_TEXT_MAX];
+    enum mux_class cls;
+    bool terminated;                /* mux443 terminated the client TLS: cls is what was inside */
+    bool preread_full;              /* detection gave up at preread_max */
+    bool counted;                   /* in the connection metrics (label) */
+    bool limit_held;                /* counted by limits_client_acquire */
+    enum class_label label;         /* once counted */
+    struct probe_state *probe;      /* detection in progress */
+    size_t probed;                  /* preread bytes the probes have seen */
+    size_t proxy_need;              /* preread bytes before the PROXY header can progress */
+    struct probe_out *hello;        /* the ClientHello findings, kept during termination */
+    char *ufrag;                    /* ICE-TCP server ufrag (routing by ufrag), or NULL */
+    struct ufrag_entry *ufrag_held; /* the ufrag table entry this connection holds */
+    struct fanout *fanout;          /* ICE-TCP fan-out in progress */
+    unsigned nattempts;             /* servers to try (1 when the ufrag names the server) */
+    unsigned first, attempt;
+    char *desc;               /* escaped ` sni="..." host="..."` fields for the close line */
+    char *reason;             /* why the connection ends (STEP_END / STEP_FAIL) */
+    struct conn *prev, *next; /* the pool's list, for draining */
+};
+
+/* The per-client limit for a client whose address is now known: counts it, or refuses
+ * (counted, and logged at most once per address per interval). */
+bool conn_admit_client(const struct cfg *cfg, const struct sockaddr *peer, const char *text);
+
+/* Sets c->reason and returns STEP_FAIL (or STEP_END): what phases return to end. */
+enum step conn_fail(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+enum step conn_end(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The phase's deadline: `after` seconds from now (0: none). The timer's expiry reaches
+ * the phase as EV_TIMER. */
+void conn_deadline(struct conn *c, double after);
+
+/* Gives the backend leg its socket (a connected one, e.g. a fan-out's winner). */
+void conn_backend_socket(struct conn *c, int fd);
+
+/* Makes the connection's driver run its current phase again soon (from the event loop,
+ * not from inside the caller): for events on sockets that are not the connection's own
+ * (the fan-out's candidates). */
+void conn_wake(struct conn *c);
+
+/* The address the client connected to (from the PROXY header, else getsockname). */
+const struct sockaddr *conn_local_addr(struct conn *c);
+
+/* Bytes read from l that its peer has not taken yet (buffered or in the pipe). */
+static inline bool leg_pending(const struct leg *l)
+{
+    return buf_unread(&l->pend) || l->piped;
+}
+
+#endif

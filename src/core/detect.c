@@ -1,0 +1,170 @@
+/* Detection phases: read the first bytes, strip PROXY, probe, and the TLS handshake. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mux443/core/detect.h"
+#include "mux443/lib/log.h"
+#include "mux443/lib/proxy_proto.h"
+#include "mux443/state/metrics.h"
+#include "mux443/tls/tls_conn.h"
+
+#define PREREAD_FIRST 4096 /* most first flights fit: Chromium's ClientHello is ~2 KB */
+
+enum rd { RD_DATA, RD_WAIT, RD_EOF, RD_ERROR };
+
+/* Reads what the client has sent (plain, or decrypted inside terminated TLS) into the
+ * preread buffer, at most up to max bytes in all. */
+static enum rd read_some(struct conn *c, size_t max)
+{
+    struct buf *b = &c->client.pend;
+    if (!buf_reserve(b, b->len ? b->len : PREREAD_FIRST, max))
+        return errno = ENOMEM, RD_ERROR;
+    ssize_t n = c->client.tp.ops->read(&c->client.tp, b->data + b->len, b->cap - b->len);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? RD_WAIT : RD_ERROR;
+    if (n == 0)
+        return RD_EOF;
+    b->len += (uint32_t)n;
+    c->client.bytes += (uint64_t)n;
+    return RD_DATA;
+}
+
+enum step detect_proxy(struct conn *c, int revents)
+{
+    struct buf *b = &c->client.pend;
+    size_t max = c->lst->preread_max;
+
+    if (revents & EV_TIMER)
+        return conn_fail(c, "peek timeout waiting for the PROXY header");
+    for (;;) {
+        switch (read_some(c, max)) {
+        case RD_WAIT:
+            return STEP_AGAIN;
+        case RD_EOF:
+            MX_INC(mx.detect[MXD_CLOSED]);
+            return conn_fail(c, "client closed during detection after %u bytes", b->len);
+        case RD_ERROR:
+            return conn_fail(c, "client error during detection: %s", strerror(errno));
+        case RD_DATA:
+            break;
+        }
+        if (buf_unread(b) < c->proxy_need)
+            continue;
+        struct proxy_info pi = {.need = 0};
+        const char *why = "not a PROXY header";
+        switch (proxy_parse(b->data + b->off, buf_unread(b), &pi, &why)) {
+        case PROBE_AGAIN:
+            c->proxy_need = pi.need > buf_unread(b) ? pi.need : buf_unread(b) + 1;
+            if (b->len >= max)
+                return conn_fail(c, "PROXY header longer than preread_max");
+            continue;
+        case PROBE_NOMATCH:
+            MX_INC(mx.detect[MXD_PROXY_ERROR]);
+            return conn_fail(c, "listener %s expects a PROXY header: %s", c->lst->name, why);
+        case PROBE_MATCH:
+            break;
+        }
+        if (!pi.local) {
+            char via[ADDR_TEXT_MAX];
+            c->peer_addr = pi.src;
+            c->local_addr = pi.dst;
+            memcpy(via, c->peer_text, sizeof(via));
+            addr_format((struct sockaddr *)&c->peer_addr, c->peer_text, sizeof(c->peer_text));
+            log_debug("conn=%llu client=%s via PROXY header from %s", (unsigned long long)c->id,
+                      c->peer_text, via);
+        }
+        buf_consume(b, pi.hdr_len);
+        if (c->cfg->max_per_client &&
+            !conn_admit_client(c->cfg, (struct sockaddr *)&c->peer_addr, c->peer_text))
+            return conn_fail(c, "max_connections_per_client reached for %s", c->peer_text);
+        c->limit_held = c->cfg->max_per_client != 0;
+        return STEP_DONE;
+    }
+}
+
+enum step detect_first_bytes(struct conn *c, int revents, struct probe_out *out)
+{
+    struct buf *b = &c->client.pend;
+    size_t max = c->lst->preread_max;
+
+    if (revents & EV_TIMER) {
+        memset(out, 0, sizeof(*out));
+        out->cls = CLASS_TIMEOUT;
+        return STEP_DONE;
+    }
+    if (!c->probe) {
+        if (!(c->probe = malloc(sizeof(*c->probe))))
+            return conn_fail(c, "out of memory during detection");
+        probe_state_init(c->probe);
+        c->probed = 0;
+    }
+    for (;;) {
+        /* Bytes that arrived with an earlier read (after a PROXY header, or decrypted with
+         * the handshake's last record) are probed before anything is read. */
+        if (buf_unread(b) > c->probed) {
+            c->probed = buf_unread(b);
+            enum probe_result r = probe_detect(c->probe, b->data + b->off, buf_unread(b), out);
+            if (r == PROBE_AGAIN && b->len >= max) {
+                memset(out, 0, sizeof(*out));
+                out->cls = CLASS_UNKNOWN;
+                out->why = "preread_max reached before the first message was complete";
+                c->preread_full = true;
+                r = PROBE_NOMATCH;
+            }
+            if (r != PROBE_AGAIN) {
+                if (c->terminated && out->cls == CLASS_TLS) {
+                    out->cls = CLASS_UNKNOWN;
+                    out->why = "TLS inside TLS";
+                }
+                detect_release(c);
+                return STEP_DONE;
+            }
+        }
+        switch (read_some(c, max)) {
+        case RD_DATA:
+            continue;
+        case RD_WAIT:
+            return STEP_AGAIN;
+        case RD_EOF:
+            MX_INC(mx.detect[MXD_CLOSED]);
+            return conn_fail(c, "client closed during detection after %zu bytes", buf_unread(b));
+        case RD_ERROR:
+            return conn_fail(c, "client error during detection: %s", strerror(errno));
+        }
+    }
+}
+
+enum step detect_handshake(struct conn *c, int revents)
+{
+    const char *why = NULL;
+
+    if (revents & EV_TIMER) {
+        MX_INC(mx.tls_failures_timeout);
+        return conn_fail(c, "peek timeout during the TLS handshake");
+    }
+    int r = tls_conn_handshake(&c->client.tp, &why);
+    if (r < 0) {
+        MX_INC(mx.tls_failures);
+        return conn_fail(c, "TLS handshake failed: %s", why);
+    }
+    if (r == 0)
+        return STEP_AGAIN;
+    MX_INC(mx.tls_handshakes);
+    if (log_debug_enabled()) {
+        char alpn[64];
+        bool tx, rx;
+        tls_conn_alpn(&c->client.tp, alpn, sizeof(alpn));
+        tls_conn_ktls(&c->client.tp, &tx, &rx);
+        log_debug("conn=%llu TLS %s established, alpn=\"%s\", kTLS send %s receive %s",
+                  (unsigned long long)c->id, tls_conn_version(&c->client.tp), alpn,
+                  tx ? "on" : "off", rx ? "on" : "off");
+    }
+    return STEP_DONE;
+}
+
+void detect_release(struct conn *c)
+{
+    free(c->probe);
+    c->probe = NULL;
+}

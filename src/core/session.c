@@ -1,0 +1,92 @@
+/* What a connection's phases share: ending with a reason, the phase's deadline, the
+ * backend socket, per-client admission, waking the driver. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "mux443/core/session.h"
+#include "mux443/lib/log.h"
+#include "mux443/state/limits.h"
+#include "mux443/state/metrics.h"
+
+bool conn_admit_client(const struct cfg *cfg, const struct sockaddr *peer, const char *text)
+{
+    bool log_it;
+    if (limits_client_acquire(peer, cfg->max_per_client, &log_it))
+        return true;
+    MX_INC(mx.refused[MXR_PER_CLIENT]);
+    if (log_it)
+        log_warnx("client %s: max_connections_per_client (%u) reached: refusing its new "
+                  "connections (logged once per %ds)",
+                  text, cfg->max_per_client, LIMITS_LOG_INTERVAL);
+    return false;
+}
+
+__attribute__((format(printf, 3, 0))) static enum step conn_vreason(struct conn *c, enum step st,
+                                                                    const char *fmt, va_list ap)
+{
+    free(c->reason);
+    if (vasprintf(&c->reason, fmt, ap) < 0)
+        c->reason = NULL;
+    return st;
+}
+
+enum step conn_fail(struct conn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum step st = conn_vreason(c, STEP_FAIL, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+enum step conn_end(struct conn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    enum step st = conn_vreason(c, STEP_END, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+void conn_deadline(struct conn *c, double after)
+{
+    ev_timer_stop(c->pool->loop, &c->timer);
+    if (after > 0) {
+        ev_timer_set(&c->timer, after, 0);
+        ev_timer_start(c->pool->loop, &c->timer);
+    }
+}
+
+/* Gives the (stopped) backend leg a new socket: ev_io_set tells libev the descriptor is
+ * new even when the number was used before (a failed attempt's socket). */
+static void leg_set_fd(struct ev_loop *loop, struct leg *l, int fd)
+{
+    ev_io_stop(loop, &l->io);
+    if (l->tp.fd >= 0)
+        close(l->tp.fd);
+    l->tp.fd = fd;
+    ev_io_set(&l->io, fd, 0);
+}
+
+void conn_backend_socket(struct conn *c, int fd)
+{
+    leg_set_fd(c->pool->loop, &c->backend_leg, fd);
+}
+
+const struct sockaddr *conn_local_addr(struct conn *c)
+{
+    /* Asked for only when a PROXY header is built: most connections never need it. */
+    if (c->local_addr.ss_family == AF_UNSPEC) {
+        socklen_t sl = sizeof(c->local_addr);
+        getsockname(c->client.tp.fd, (struct sockaddr *)&c->local_addr, &sl);
+    }
+    return (const struct sockaddr *)&c->local_addr;
+}
+
+void conn_wake(struct conn *c)
+{
+    ev_feed_event(c->pool->loop, &c->backend_leg.io, EV_CUSTOM);
+}

@@ -1,0 +1,167 @@
+/* The admin API's endpoints. Requests are answered on the main thread; the ufrag table
+ * and the metrics are read without stopping the workers. */
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <http_parser.h>
+
+#include "mux443/lib/classes.h"
+#include "mux443/lib/log.h"
+#include "mux443/lib/ufrag_req.h"
+#include "mux443/runtime/admin_api.h"
+#include "mux443/runtime/reload.h"
+#include "mux443/state/metrics.h"
+#include "mux443/state/ufrag.h"
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", *s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void routes_json(FILE *f)
+{
+    struct snap *s = reload_current();
+    const struct cfg *c = s->cfg;
+    fprintf(f, "{\"config\":");
+    json_str(f, c->path);
+    fprintf(f, ",\"routes\":[");
+    for (size_t i = 0; i < c->nroutes; i++) {
+        const struct cfg_route *r = &c->routes[i];
+        fprintf(f, "%s{\"name\":", i ? "," : "");
+        json_str(f, r->name);
+        fprintf(f, ",\"line\":%d,\"classes\":[", r->line);
+        int first = 1;
+        for (int k = CLASS_TLS; k < CLASS_COUNT; k++)
+            if (r->classes & (1u << k)) {
+                fprintf(f, "%s\"%s\"", first ? "" : ",", class_name((enum mux_class)k));
+                first = 0;
+            }
+        fprintf(f, "],\"backend\":");
+        json_str(f, r->backend->name);
+        fprintf(f, ",\"idle_timeout\":%g}", r->idle_timeout);
+    }
+    fprintf(f, "],\"backends\":[");
+    for (size_t i = 0; i < c->nbackends; i++) {
+        const struct cfg_backend *b = &c->backends[i];
+        fprintf(f, "%s{\"name\":", i ? "," : "");
+        json_str(f, b->name);
+        fprintf(f, ",\"servers\":[");
+        for (size_t k = 0; k < b->servers.n; k++) {
+            struct mx_server *sm = snap_server_mx(s, b, k);
+            fprintf(f, "%s{\"address\":", k ? "," : "");
+            json_str(f, b->servers.v[k].text);
+            fprintf(f, ",\"up\":%s}", atomic_load(&sm->down) ? "false" : "true");
+        }
+        fprintf(f, "]}");
+    }
+    fprintf(f, "]}\n");
+    snap_unref(s);
+}
+
+/* Finds the backend with balance = ufrag that has `server` (or the named backend). */
+static const char *check_reg(const struct cfg *c, struct ufrag_reg *r)
+{
+    static _Thread_local char why[256];
+    if (!ufrag_valid(r->ufrag, strlen(r->ufrag)))
+        return "malformed ufrag (4 to 256 characters: ALPHA DIGIT + /)";
+    if (!isfinite(r->ttl) || r->ttl < 0 || r->ttl > 604800)
+        return "ttl out of range (0 to 604800 seconds)";
+    for (size_t i = 0; i < c->nbackends; i++) {
+        const struct cfg_backend *b = &c->backends[i];
+        if (b->balance != BALANCE_UFRAG || (*r->backend && strcmp(b->name, r->backend) != 0))
+            continue;
+        for (size_t k = 0; k < b->servers.n; k++)
+            if (strcmp(b->servers.v[k].text, r->server) == 0) {
+                snprintf(r->backend, sizeof(r->backend), "%s", b->name);
+                return NULL;
+            }
+    }
+    snprintf(why, sizeof(why),
+             "unknown server '%.80s': not a server of %s%.64s with balance = ufrag", r->server,
+             *r->backend ? "backend " : "any backend", r->backend);
+    return why;
+}
+
+/* /ufrags: list, register, unregister. */
+static void ufrags(const struct admin_req *req, struct admin_resp *resp)
+{
+    static struct ufrag_reg regs[1000];
+    const char *sub = req->path[7] == '/' ? req->path + 8 : NULL; /* /ufrags/NAME */
+
+    if (req->method == HTTP_GET && !sub) {
+        resp->type = "application/json";
+        ufrag_list_json(resp->body);
+        return;
+    }
+    if (req->method == HTTP_DELETE && sub) {
+        bool found = ufrag_unregister(sub, strlen(sub)) > 0;
+        resp->status = found ? 200 : 404;
+        fprintf(resp->body, found ? "unregistered\n" : "no such ufrag\n");
+        return;
+    }
+    if ((req->method != HTTP_POST && req->method != HTTP_PUT) || sub) {
+        resp->status = 405;
+        fprintf(resp->body, "use GET /ufrags, POST /ufrags, DELETE /ufrags/UFRAG\n");
+        return;
+    }
+    size_t n;
+    const char *err = ufrag_req_parse(req->body, req->body_len, regs, 1000, &n);
+    struct snap *s = reload_current();
+    /* Check everything before changing anything: a bad request leaves the table as is. */
+    for (size_t i = 0; !err && i < n; i++)
+        if ((err = check_reg(s->cfg, &regs[i])))
+            fprintf(resp->body, "entry %zu: ", i + 1);
+    snap_unref(s);
+    if (err) {
+        resp->status = 400;
+        fprintf(resp->body, "%s; nothing registered\n", err);
+        return;
+    }
+    if (!ufrag_register(regs, n)) {
+        resp->status = 409;
+        fprintf(resp->body, "the ufrag table is full (%d entries); nothing registered\n",
+                UFRAG_MAX_ENTRIES);
+        return;
+    }
+    resp->status = 201;
+    for (size_t i = 0; i < n; i++)
+        fprintf(resp->body, "registered %s -> %s %s\n", regs[i].ufrag, regs[i].backend,
+                regs[i].server);
+    log_info("admin: registered %zu ufrag%s", n, n == 1 ? "" : "s");
+}
+
+void admin_api_dispatch(const struct admin_req *req, struct admin_resp *resp)
+{
+    if (strcmp(req->path, "/ufrags") == 0 || strncmp(req->path, "/ufrags/", 8) == 0) {
+        ufrags(req, resp);
+        return;
+    }
+    if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
+        resp->status = 405;
+        fprintf(resp->body, "method not allowed\n");
+    } else if (strcmp(req->path, "/healthz") == 0) {
+        bool ok = atomic_load(&mx.ready);
+        resp->status = ok ? 200 : 503;
+        fprintf(resp->body, ok ? "ok\n" : "starting\n");
+    } else if (strcmp(req->path, "/metrics") == 0) {
+        resp->type = "text/plain; version=0.0.4; charset=utf-8";
+        metrics_render(resp->body);
+    } else if (strcmp(req->path, "/routes") == 0) {
+        resp->type = "application/json";
+        routes_json(resp->body);
+    } else {
+        resp->status = 404;
+        fprintf(resp->body, "not found: try /healthz, /metrics, /routes, /ufrags\n");
+    }
+}

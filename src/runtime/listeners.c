@@ -1,0 +1,82 @@
+/* Listening sockets and their hand-over between snapshots. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "mux443/lib/log.h"
+#include "mux443/runtime/listeners.h"
+
+static int open_listen_socket(const struct cfg_addr *a)
+{
+    int one = 1;
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        goto fail;
+    /* Accepted sockets inherit it: signalling and STUN are small messages that Nagle
+     * would hold back. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* [::]:443 next to 0.0.0.0:443 must not also claim the IPv4 port. */
+    if (a->ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, 1024) < 0)
+        goto fail;
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+
+void lsocks_drop(struct lsock_set *set, const struct lsock_set *keep)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        bool kept = false;
+        for (size_t k = 0; keep && k < keep->n; k++)
+            kept |= keep->v[k].fd == set->v[i].fd;
+        if (!kept && set->v[i].fd >= 0)
+            close(set->v[i].fd);
+    }
+    free(set->v);
+    set->v = NULL;
+    set->n = 0;
+}
+
+bool lsocks_open(struct lsock_set *out, const struct cfg *c, const struct lsock_set *old)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < c->nlisteners; i++)
+        total += c->listeners[i].addrs.n;
+    out->n = 0;
+    out->v = calloc(total ? total : 1, sizeof(*out->v));
+    if (!out->v) {
+        log_warnx("listeners: out of memory");
+        return false;
+    }
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        const struct cfg_listener *l = &c->listeners[i];
+        for (size_t a = 0; a < l->addrs.n; a++) {
+            struct lsock *s = &out->v[out->n];
+            s->lst = l;
+            s->addr = &l->addrs.v[a];
+            s->fd = -1;
+            for (size_t j = 0; old && j < old->n; j++)
+                if (old->v[j].fd >= 0 && strcmp(old->v[j].addr->text, s->addr->text) == 0)
+                    s->fd = old->v[j].fd;
+            if (s->fd < 0 && (s->fd = open_listen_socket(s->addr)) < 0) {
+                log_warn("listener %s: cannot listen on %s", l->name, s->addr->text);
+                lsocks_drop(out, old);
+                return false;
+            }
+            out->n++;
+        }
+    }
+    return true;
+}

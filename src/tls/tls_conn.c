@@ -1,0 +1,222 @@
+/* The TLS transport: SSL_read/SSL_write behind the transport ops, the handshake, and a
+ * half-close that never lets the FIN overtake close_notify. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+
+#include "mux443/lib/log.h"
+#include "mux443/tls/tls_conn.h"
+
+struct tls_state {
+    SSL *ssl;
+    BIO *replay;     /* memory BIO holding the preread ClientHello; NULL once drained */
+    int wants;       /* TP_WANT_* the last WANT_READ/WANT_WRITE asked for */
+    bool close_sent; /* close_notify is out of OpenSSL's buffer */
+};
+
+bool tls_conn_start(struct transport *t, SSL_CTX *ctx, const uint8_t *pre, size_t n)
+{
+    struct tls_state *s = calloc(1, sizeof(*s));
+    BIO *wb = NULL;
+    if (!s || !(s->ssl = SSL_new(ctx)) || !(s->replay = BIO_new(BIO_s_mem())) ||
+        !(wb = BIO_new_socket(t->fd, BIO_NOCLOSE))) {
+        if (s) {
+            BIO_free(s->replay);
+            SSL_free(s->ssl);
+        }
+        free(s);
+        return false;
+    }
+    /* The bytes already read go to OpenSSL first; then the socket (see io_done). */
+    BIO_write(s->replay, pre, (int)n);
+    BIO_set_mem_eof_return(s->replay, -1);
+    SSL_set_bio(s->ssl, s->replay, wb);
+    SSL_set_accept_state(s->ssl);
+    t->ops = &transport_tls;
+    t->state = s;
+    return true;
+}
+
+/* Once OpenSSL has consumed the replayed bytes, read from the socket directly (a socket
+ * BIO is also what kernel TLS needs). */
+static void io_done(struct transport *t, struct tls_state *s)
+{
+    if (s->replay && BIO_ctrl_pending(s->replay) == 0) {
+        BIO *rb = BIO_new_socket(t->fd, BIO_NOCLOSE);
+        if (rb) {
+            SSL_set0_rbio(s->ssl, rb); /* frees the memory BIO */
+            s->replay = NULL;
+        }
+    }
+}
+
+/* Maps an SSL result to the transport contract (errno EAGAIN + wants, or an error). */
+static int tls_result(struct tls_state *s, int r, bool reading)
+{
+    int e = SSL_get_error(s->ssl, r);
+    s->wants = 0;
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+        s->wants = TP_WANT_READ;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        s->wants = TP_WANT_WRITE;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        if (reading)
+            return 0;
+        errno = EPIPE;
+        return -1;
+    case SSL_ERROR_SYSCALL:
+        if (errno == 0)
+            errno = reading ? 0 : EPIPE;
+        if (reading && errno == 0)
+            return 0;
+        return -1;
+    default:
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+static ssize_t tls_read(struct transport *t, void *buf, size_t len)
+{
+    struct tls_state *s = t->state;
+    size_t got = 0;
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_read_ex(s->ssl, buf, len, &got);
+    int rc = r == 1 ? (s->wants = 0, (int)got) : tls_result(s, 0, true);
+    io_done(t, s);
+    return rc;
+}
+
+static ssize_t tls_write(struct transport *t, const void *buf, size_t len)
+{
+    struct tls_state *s = t->state;
+    size_t put = 0;
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_write_ex(s->ssl, buf, len, &put);
+    int rc = r == 1 ? (s->wants = 0, (int)put) : tls_result(s, 0, false);
+    io_done(t, s);
+    return rc;
+}
+
+static int tls_shutdown_wr(struct transport *t)
+{
+    struct tls_state *s = t->state;
+    /* close_notify, then FIN. When the socket is full, SSL_shutdown keeps the alert in
+     * its buffer and asks to be called again: the FIN must wait, or it would end the
+     * stream before the alert and the client would see a truncated stream. A return of
+     * 0 ("sent, the peer's not seen yet") is fine: the peer's own close_notify or FIN
+     * arrives through the normal read path. */
+    if (!s->close_sent) {
+        ERR_clear_error();
+        errno = 0;
+        int r = SSL_shutdown(s->ssl);
+        if (r < 0) {
+            int rc = tls_result(s, r, false);
+            if (errno == EAGAIN)
+                return rc;
+            /* Any other failure: the peer is gone or broke the protocol; the FIN below
+             * still ends the stream. */
+        }
+        s->wants = 0;
+        s->close_sent = true;
+    }
+    return shutdown(t->fd, SHUT_WR);
+}
+
+static void tls_release(struct transport *t)
+{
+    struct tls_state *s = t->state;
+    if (!s)
+        return;
+    SSL_free(s->ssl); /* frees both BIOs */
+    free(s);
+    t->state = NULL;
+}
+
+static int tls_wants(const struct transport *t)
+{
+    const struct tls_state *s = t->state;
+    return s ? s->wants : 0;
+}
+
+static bool tls_pending(const struct transport *t)
+{
+    const struct tls_state *s = t->state;
+    /* SSL_has_pending also sees records read ahead but not decrypted yet: no socket event
+     * will announce those. */
+    return s && (SSL_pending(s->ssl) > 0 || SSL_has_pending(s->ssl));
+}
+
+const struct transport_ops transport_tls = {
+    .raw = false,
+    .read = tls_read,
+    .write = tls_write,
+    .shutdown_wr = tls_shutdown_wr,
+    .release = tls_release,
+    .wants = tls_wants,
+    .pending = tls_pending,
+};
+
+int tls_conn_handshake(struct transport *t, const char **why)
+{
+    struct tls_state *s = t->state;
+    static _Thread_local char reason[160];
+
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_do_handshake(s->ssl);
+    if (r == 1) {
+        s->wants = 0;
+        io_done(t, s);
+        return 1;
+    }
+    int e = SSL_get_error(s->ssl, r), saved = errno;
+    unsigned long err = ERR_peek_error();
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        s->wants = e == SSL_ERROR_WANT_READ ? TP_WANT_READ : TP_WANT_WRITE;
+        io_done(t, s);
+        return 0;
+    }
+    if (e == SSL_ERROR_SSL && err)
+        snprintf(reason, sizeof(reason), "%s", ERR_reason_error_string(err));
+    else if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN)
+        snprintf(reason, sizeof(reason), "%s", saved ? strerror(saved) : "client closed");
+    else
+        snprintf(reason, sizeof(reason), "SSL error %d", e);
+    *why = reason;
+    ERR_clear_error();
+    return -1;
+}
+
+const char *tls_conn_version(const struct transport *t)
+{
+    const struct tls_state *s = t->state;
+    return s ? SSL_get_version(s->ssl) : "";
+}
+
+void tls_conn_alpn(const struct transport *t, char *dst, size_t cap)
+{
+    const struct tls_state *s = t->state;
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    if (s)
+        SSL_get0_alpn_selected(s->ssl, &p, &n);
+    log_escape(dst, cap, p, n);
+}
+
+void tls_conn_ktls(const struct transport *t, bool *tx, bool *rx)
+{
+    const struct tls_state *s = t->state;
+    *tx = s && BIO_get_ktls_send(SSL_get_wbio(s->ssl));
+    *rx = s && BIO_get_ktls_recv(SSL_get_rbio(s->ssl));
+}
