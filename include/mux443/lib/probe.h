@@ -68,6 +68,7 @@ struct probe_out {
     char ufrag[PROBE_UFRAG_MAX + 1];
     uint16_t cufrag_len; /* client (remote) ufrag: the part after ':' */
     char cufrag[PROBE_UFRAG_MAX + 1];
+    bool stun_integrity; /* ICE-TCP: MESSAGE-INTEGRITY(-SHA256) present (not verified) */
 };
 
 /* Each probe: p/n are all bytes received so far (n may be 0). Re-run from the start
