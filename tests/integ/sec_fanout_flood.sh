@@ -86,7 +86,7 @@ assert_eq 300 "$(metric 'mux443_ufrag_fanout_refused_total{reason="no_integrity"
     "refused: no_integrity at the end"
 hz=$(getconf CLK_TCK)
 log "FIGURES: flood of 600 connections: mux443 CPU $(((ticks1 - ticks0) * 1000 / hz)) ms" \
-    "(user+system, sanitizer build); registered session answered in ${legit_t}s;" \
+    "(user+system); registered session answered in ${legit_t}s;" \
     "fan-outs started: $started, refused per_client: $per_client"
 stop flood1
 stop flood2

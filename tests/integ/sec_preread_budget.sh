@@ -38,6 +38,7 @@ start_mux mux "$T/mux.ini"
 MUXPID=$(pid_of mux)
 rss() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$MUXPID/status"; }
 rss0=$(rss)
+ticks0=$(cpu_ticks "$MUXPID")
 body=$(http_body "$PM" /before)
 assert_contains "$body" "web" "served before the flood"
 
@@ -64,6 +65,7 @@ while ((cur != prev)); do
     cur=$(count_log mux 'preread_budget .* spent')
 done
 rss1=$(rss)
+ticks1=$(cpu_ticks "$MUXPID")
 body=$(http_body "$PM" /during)
 assert_contains "$body" "web" "a normal client is served during the flood"
 metrics "$PA" "$T/m.prom"
@@ -72,7 +74,8 @@ budget=$((64 * 1024 * 1024))
 held=$((rss1 - rss0))
 log "FIGURES: $opened half-sent 30 KiB heads: mux443 RSS $((rss1 / 1048576)) MiB" \
     "(+$((held / 1048576)) MiB over idle $((rss0 / 1048576)) MiB; budget 64 MiB);" \
-    "buffers refused or closed at the budget: $refused"
+    "buffers refused or closed at the budget: $refused;" \
+    "CPU $(((ticks1 - ticks0) * 1000 / $(getconf CLK_TCK))) ms for $((opened * 30)) KiB of heads"
 ((held < budget + budget / 2)) ||
     fail "RSS grew by $((held / 1048576)) MiB under the flood (budget 64 MiB)"
 for i in 1 2 3 4 5 6 7 8; do stop "f$i"; done
