@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "mux443/lib/probe.h"
+#include "probe_step.h"
 
 #define STUN_HEADER        20
 #define STUN_ATTR_USERNAME 0x0006
@@ -156,5 +157,29 @@ enum probe_result probe_ice_tcp(const uint8_t *p, size_t n, struct probe_out *ou
     out->stun_type = (uint16_t)(p[2] << 8 | p[3]);
     out->cls = CLASS_ICE_TCP;
     out->consumed = end;
+    PROBE_WORK(frame);
     return PROBE_MATCH;
+}
+
+/* STUN and ICE-TCP keep no state: their checks read a fixed number of first bytes, and
+ * past those the answer cannot change until the header (STUN) or the frame (ICE-TCP) is
+ * in, so the dispatcher runs them again only then. */
+enum probe_result probe_stun_step(struct probe_state *st, const uint8_t *p, size_t n,
+                                  struct probe_out *out, size_t *need)
+{
+    enum probe_result r = probe_stun(p, n, out);
+
+    if (r == PROBE_AGAIN && n >= 8) /* bytes 0..7 checked: the header decides */
+        *need = STUN_HEADER;
+    return r;
+}
+
+enum probe_result probe_ice_tcp_step(struct probe_state *st, const uint8_t *p, size_t n,
+                                     struct probe_out *out, size_t *need)
+{
+    enum probe_result r = probe_ice_tcp(p, n, out);
+
+    if (r == PROBE_AGAIN && n >= 10) /* frame and STUN header checked through the cookie */
+        *need = 2 + ((size_t)p[0] << 8 | p[1]);
+    return r;
 }

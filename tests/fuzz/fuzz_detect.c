@@ -9,8 +9,16 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static enum probe_result detect_once(const uint8_t *p, size_t n, struct probe_out *out)
+{
+    struct probe_state st;
+
+    probe_state_init(&st);
+    return probe_detect(&st, p, n, out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    fuzz_check_probe(probe_detect, data, size);
+    fuzz_check_probe(detect_once, data, size);
     return 0;
 }

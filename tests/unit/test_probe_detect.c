@@ -35,7 +35,7 @@ static void test_vectors(void **state)
         size_t n;
         uint8_t *p = tu_load(v[i].file, &n);
 
-        tu_check_prefixes(probe_detect, p, n, v[i].early, PROBE_MATCH, &out);
+        tu_check_prefixes(tu_detect_once, p, n, v[i].early, PROBE_MATCH, &out);
         assert_int_equal(out.cls, v[i].cls);
         assert_int_equal(out.consumed, n);
         if (v[i].cls == CLASS_ICE_TCP)
@@ -63,7 +63,7 @@ static void test_nomatch(void **state)
     };
 
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-        enum probe_result r = tu_run(probe_detect, (const uint8_t *)v[i].bytes, v[i].n, &out);
+        enum probe_result r = tu_run(tu_detect_once, (const uint8_t *)v[i].bytes, v[i].n, &out);
 
         assert_int_equal(r, PROBE_NOMATCH);
         assert_int_equal(out.cls, CLASS_UNKNOWN);
@@ -71,9 +71,9 @@ static void test_nomatch(void **state)
         if (strcmp(v[i].why, "HTTP") != 0)
             assert_string_equal(out.why, v[i].why);
     }
-    assert_int_equal(tu_run(probe_detect, NULL, 0, &out), PROBE_AGAIN);
+    assert_int_equal(tu_run(tu_detect_once, NULL, 0, &out), PROBE_AGAIN);
     /* 0x00 0x01: STUN and ICE-TCP both still possible */
-    assert_int_equal(tu_run(probe_detect, (const uint8_t *)"\x00\x01", 2, &out), PROBE_AGAIN);
+    assert_int_equal(tu_run(tu_detect_once, (const uint8_t *)"\x00\x01", 2, &out), PROBE_AGAIN);
 }
 
 static void test_random_input(void **state)
@@ -94,7 +94,7 @@ static void test_random_input(void **state)
             memcpy(buf + 6, "\x21\x12\xa4\x42", 4);
         if (n > 3 && i % 4 == 2)
             memcpy(buf, "\x16\x03\x01", 3);
-        r = tu_run(probe_detect, buf, n, &out);
+        r = tu_run(tu_detect_once, buf, n, &out);
         tu_check_sane(r, &out, n);
         if (r == PROBE_NOMATCH)
             assert_int_equal(out.cls, CLASS_UNKNOWN);

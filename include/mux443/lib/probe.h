@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <http_parser.h>
+
 enum probe_result {
     PROBE_AGAIN = 0, /* could still match: need more bytes */
     PROBE_MATCH,     /* recognised; the out fields are filled */
@@ -70,19 +72,97 @@ struct probe_out {
     char cufrag[PROBE_UFRAG_MAX + 1];
 };
 
-/* Each probe: p/n are all bytes received so far (n may be 0). Re-run from the start
- * on a longer buffer until it stops answering PROBE_AGAIN. On MATCH, out->cls and the
- * protocol's fields are set; on NOMATCH, out->why may be set. out is reset by the
- * probe itself. */
+/* Each probe, stateless: p/n are all bytes received so far (n may be 0). On MATCH,
+ * out->cls and the protocol's fields are set; on NOMATCH, out->why may be set; on AGAIN,
+ * out is zeroed. Each call starts afresh (it is the incremental probe given a new state
+ * and one call), so it costs O(n): for a connection's first bytes, use probe_detect,
+ * which resumes. */
 enum probe_result probe_tls(const uint8_t *p, size_t n, struct probe_out *out);
 enum probe_result probe_http(const uint8_t *p, size_t n, struct probe_out *out);
 enum probe_result probe_stun(const uint8_t *p, size_t n, struct probe_out *out);
 enum probe_result probe_ice_tcp(const uint8_t *p, size_t n, struct probe_out *out);
 
-/* Runs every probe. MATCH: out is the matching probe's result. AGAIN: at least one probe
- * still wants bytes. NOMATCH: none can match (out->cls = CLASS_UNKNOWN, out->why says
- * what was seen). */
-enum probe_result probe_detect(const uint8_t *p, size_t n, struct probe_out *out);
+/* The probes probe_detect runs, in its table's order (probe.c). */
+enum probe_id { PROBE_ID_TLS, PROBE_ID_HTTP, PROBE_ID_STUN, PROBE_ID_ICE_TCP, PROBE_ID_COUNT };
+
+/* Header names longer than this are none of ours: only a prefix is kept. */
+#define PROBE_HTTP_NAME_KEEP 16
+/* The Host value is kept with room for a port and some slack before being cut. */
+#define PROBE_HTTP_HOST_KEEP (PROBE_NAME_MAX + 16)
+
+/* The rest of this section is the probes' private progress, here only so that callers
+ * can embed struct probe_state: read none of it. Offsets, never pointers into the
+ * buffer, which may move between calls. */
+
+/* TLS: where the record walk stands. Nothing of the hello is copied while it arrives;
+ * once its last record is in, the records are walked again and the hello parsed once. */
+struct probe_tls_state {
+    size_t rec;         /* offset of the first record not yet complete */
+    size_t hs_got;      /* handshake bytes in the records before rec (at most hs_need) */
+    size_t hs_need;     /* 4 + ClientHello body length once its header is in, else 0 */
+    uint8_t hs_head[4]; /* the handshake header (type, length), which may span records */
+};
+
+/* One token of a comma-separated header list (RFC 9110 section 5.6.1), matched byte by
+ * byte: values arrive in pieces (obs-fold, reads). */
+struct probe_http_tok {
+    const char *want; /* lower-case token (static text) */
+    uint32_t len;     /* bytes of the current element seen so far (OWS trimmed) */
+    bool ws_after;    /* whitespace seen after the token started */
+    bool bad;         /* the current element cannot be `want` */
+    bool found;
+};
+
+/* HTTP: http-parser is a streaming parser; only new bytes are fed to it. */
+struct probe_http_state {
+    http_parser hp;
+    size_t fed;      /* bytes given to the parser so far */
+    size_t head_end; /* once done: offset of the byte that ended the head */
+    size_t url_off;  /* request target: offset and length (pieces are adjacent) */
+    size_t url_len;
+    bool url_seen;
+    bool done;         /* on_headers_complete was called: the parser is paused */
+    bool in_value;     /* last callback was a value: the next field starts a new name */
+    bool host_seen;    /* a Host header already started: later ones are ignored */
+    bool host_taken;   /* this header is the Host we keep */
+    uint8_t kind;      /* the current header, as probe_http.c classifies it */
+    uint16_t name_len; /* past PROBE_HTTP_NAME_KEEP: not a header we want */
+    uint16_t host_len; /* past PROBE_HTTP_HOST_KEEP: the value was cut */
+    char name[PROBE_HTTP_NAME_KEEP];
+    char host[PROBE_HTTP_HOST_KEEP];
+    struct probe_http_tok conn, upg;
+};
+
+/* Per connection during detection. 544 bytes on x86-64 (test_probe_resume checks < 1 KiB);
+ * STUN and ICE-TCP need no state of their own: their checks are over the first bytes,
+ * and the dispatcher does not re-run them before the bytes they wait for are in. */
+struct probe_state {
+    size_t seen;     /* n of the previous call */
+    const char *why; /* once every probe refused: the reason given, kept for later calls */
+    struct {
+        size_t need;              /* do not run the probe before this many bytes */
+        const char *why;          /* its NOMATCH reason, once refused */
+        enum probe_result result; /* PROBE_AGAIN while live, PROBE_NOMATCH once refused */
+    } slot[PROBE_ID_COUNT];
+    struct probe_tls_state tls;
+    struct probe_http_state http;
+};
+
+/* Ready for a new stream (a new connection, or the plaintext inside terminated TLS). */
+void probe_state_init(struct probe_state *st);
+
+/* Runs every probe that can still match, resuming where each left off, so that the CPU
+ * spent on a connection is linear in its bytes however they are split into reads.
+ * p/n: every byte received so far. Each call passes the bytes of the previous call plus
+ * zero or more new ones (the buffer may have moved; bytes already passed must not change).
+ * MATCH: out is the matching probe's result. AGAIN: at least one probe still wants bytes
+ * (out zeroed). NOMATCH: none can match (out->cls = CLASS_UNKNOWN, out->why says what was
+ * seen, from the probe the first bytes pointed at). Results equal those of a fresh state
+ * given all n bytes in one call. MATCH and NOMATCH are final: do not call again before
+ * probe_state_init. A further call answers the same (a MATCH's unit is parsed again; a
+ * NOMATCH keeps its reason, where a fresh state given more bytes might name another flaw). */
+enum probe_result probe_detect(struct probe_state *st, const uint8_t *p, size_t n,
+                               struct probe_out *out);
 
 /* "tls", "http", "websocket", "stun", "ice-tcp", "unknown", "timeout". */
 const char *probe_class_name(enum mux_class cls);
