@@ -6,6 +6,7 @@
 #include "mux443/core/explain.h"
 #include "mux443/core/route.h"
 #include "mux443/lib/classes.h"
+#include "mux443/lib/classify.h"
 #include "mux443/lib/log.h"
 #include "mux443/lib/proxy_proto.h"
 

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "mux443/lib/probe.h"
+#include "mux443/lib/probe_http.h"
 #include "test_util.h"
 
 static struct probe_out out;
