@@ -127,6 +127,8 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
     if (!st->in_value) {
         st->in_value = true;
         st->kind = st->name_len <= sizeof(st->name) ? classify_name(st) : HDR_OTHER;
+        if (st->kind == HDR_HOST && st->host_count < UINT8_MAX)
+            st->host_count++;
         if (st->kind == HDR_HOST && !st->host_seen) {
             st->host_seen = true;
             st->host_taken = true;
@@ -166,10 +168,12 @@ static bool is_ows(char c)
     return c == ' ' || c == '\t';
 }
 
-/* Stores an authority ("host", "host:port", "[v6]:port", optionally "user@" first)
- * in out->host without the port. */
-static void set_host(struct probe_out *out, const char *s, size_t len, bool cut)
+/* The host of an authority ("host", "host:port", "[v6]:port", optionally "user@"
+ * first), without the port; *s and *len are narrowed to it. */
+static void authority_host(const char **sp, size_t *lenp)
 {
+    const char *s = *sp;
+    size_t len = *lenp;
     const char *at = memchr(s, '@', len);
     size_t hlen;
 
@@ -194,6 +198,16 @@ static void set_host(struct probe_out *out, const char *s, size_t len, bool cut)
 
         hlen = colon != NULL ? (size_t)(colon - s) : len;
     }
+    *sp = s;
+    *lenp = hlen;
+}
+
+/* Stores an authority's host in out->host. */
+static void set_host(struct probe_out *out, const char *s, size_t len, bool cut)
+{
+    size_t hlen = len;
+
+    authority_host(&s, &hlen);
     if (hlen > PROBE_NAME_MAX) {
         hlen = PROBE_NAME_MAX;
         cut = true;
@@ -250,6 +264,24 @@ static void split_target(const struct probe_http_state *st, const uint8_t *p, st
     }
     if (!have_host) /* authority-form */
         set_host(out, u, len, false);
+}
+
+/* True when the request target is in absolute-form and its host is not out->host (the
+ * Host header's, without the port), compared as host names are: case-insensitively. */
+static bool absolute_host_differs(const struct probe_http_state *st, const uint8_t *p,
+                                  const struct probe_out *out)
+{
+    const char *u = (const char *)p + st->url_off, *sep, *a;
+    size_t len = st->url_len;
+
+    if (!st->url_seen || len < 3 || u[0] == '/' || !(sep = memmem(u, len, "://", 3)))
+        return false;
+    const char *auth = sep + 3, *end = u + len;
+    for (a = auth; a < end && *a != '/' && *a != '?' && *a != '#'; a++)
+        ;
+    size_t hlen = (size_t)(a - auth);
+    authority_host(&auth, &hlen);
+    return out->host_cut || hlen != out->host_len || strncasecmp(auth, out->host, hlen) != 0;
 }
 
 static const http_parser_settings http_callbacks = {
@@ -325,6 +357,13 @@ enum probe_result probe_http_step(struct probe_state *st, const uint8_t *p, size
                  h->host_len > sizeof(h->host));
     split_target(h, p, out, h->host_seen);
     PROBE_WORK(h->url_len);
+    /* RFC 9112 3.2: a request with two Host headers, or whose absolute-form target names
+     * another host than its Host header, means one thing to a router that reads one and
+     * another to a server that reads the other (origin servers must use the target's). */
+    if (h->host_count > 1)
+        out->refuse = "two Host headers";
+    else if (h->host_seen && absolute_host_differs(h, p, out))
+        out->refuse = "absolute-form request target names another host than the Host header";
 
     if (h->hp.method == HTTP_GET && h->conn.found && h->upg.found)
         out->cls = CLASS_WEBSOCKET;

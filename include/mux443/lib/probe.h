@@ -47,6 +47,9 @@ enum mux_class {
 struct probe_out {
     enum mux_class cls;
     const char *why; /* static text: why NOMATCH, or a note; may be NULL */
+    /* On MATCH: a protocol violation that makes routing ambiguous (e.g. two Host headers):
+     * the connection is refused rather than routed. Static text; NULL when fine. */
+    const char *refuse;
     size_t consumed; /* bytes of the recognised unit (hello records, HTTP head, frame) */
 
     /* TLS */
@@ -117,6 +120,7 @@ struct probe_http_state {
     bool done;         /* on_headers_complete was called: the parser is paused */
     bool in_value;     /* last callback was a value: the next field starts a new name */
     bool host_seen;    /* a Host header already started: later ones are ignored */
+    uint8_t host_count; /* Host headers seen (saturating): two are refused */
     bool host_taken;   /* this header is the Host we keep */
     uint8_t kind;      /* the current header, as probe_http.c classifies it */
     uint16_t name_len; /* past PROBE_HTTP_NAME_KEEP: not a header we want */
