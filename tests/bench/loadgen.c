@@ -708,7 +708,9 @@ static bool measuring;
 static double t_stop;
 static uint32_t seqno;
 
-static int open_conn(struct cc *c)
+/* A non-blocking connect to --host:--port, TCP_NODELAY (every send() its own segment).
+ * Returns the descriptor, or -1. */
+static int connect_to_dst(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
     if (fd < 0)
@@ -718,6 +720,21 @@ static int open_conn(struct cc *c)
         close(fd);
         return -1;
     }
+    return fd;
+}
+
+/* Stops watching fd and closes it. */
+static void ep_close(int fd)
+{
+    epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+    close(fd);
+}
+
+static int open_conn(struct cc *c)
+{
+    int fd = connect_to_dst();
+    if (fd < 0)
+        return -1;
     c->fd = fd;
     c->st = C_CONNECT;
     c->t0 = now_s();
@@ -747,11 +764,10 @@ static int open_conn(struct cc *c)
 
 static void close_conn(struct cc *c)
 {
-    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
     if (c->ssl)
         SSL_free(c->ssl);
     c->ssl = NULL;
-    close(c->fd);
+    ep_close(c->fd);
     c->fd = -1;
 }
 
@@ -1195,15 +1211,9 @@ struct tc {
 
 static int tc_open(struct tc *c)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+    int fd = connect_to_dst(); /* a segment per send(): the proxy reads it apart if it keeps up */
     if (fd < 0)
         return -1;
-    /* Every send() its own segment: the proxy reads it apart if it keeps up. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
-        close(fd);
-        return -1;
-    }
     c->fd = fd;
     c->up = false;
     c->off = 0;
@@ -1214,8 +1224,7 @@ static int tc_open(struct tc *c)
 
 static void tc_close(struct tc *c)
 {
-    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
+    ep_close(c->fd);
     c->fd = -1;
 }
 
