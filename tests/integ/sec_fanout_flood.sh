@@ -7,6 +7,7 @@
 #    server at once (a known ufrag never waits on fan-out capacity);
 #  - another client (127.0.0.3) with an unknown ufrag still gets its own fan-out (the
 #    flood holds only its own client's fanout_per_client = 4 slots).
+# Then fanout_rate = 1 refuses most of five fan-outs started at once.
 # The flood is refused by reason in /metrics: no_integrity for the first 300, per_client
 # for the second (at most 4 fan-outs started for it). Prints the CPU mux443 spent on the
 # flood and the legitimate session's connect time (figures, not assertions).
@@ -91,3 +92,24 @@ log "FIGURES: flood of 600 connections: mux443 CPU $(((ticks1 - ticks0) * 1000 /
 stop flood1
 stop flood2
 stop_mux mux
+
+log "fanout_rate = 1: five fan-outs from five clients at once, most refused (rate)"
+PM2=$(free_port)
+PA2=$(free_port)
+sed -e "s/^listen = .*/listen = 127.0.0.1:$PM2/" -e "s/^admin = .*/admin = 127.0.0.1:$PA2/" \
+    -e 's/^fanout_timeout = .*/fanout_rate = 1/' "$T/mux.ini" >"$T/mux2.ini"
+start_mux mux2 "$T/mux2.ini"
+ADMIN=127.0.0.1:$PA2
+PM=$PM2
+# Unknown ufrags (each a fan-out of its own), sent at once from five addresses.
+pids=()
+for i in 1 2 3 4 5; do
+    ice "r$i" "RateUfrag$i:rate$i" --bind "127.0.2.$i" --timeout 5 >/dev/null &
+    pids+=($!)
+done
+wait "${pids[@]}"
+rate=$(metric 'mux443_ufrag_fanout_refused_total{reason="rate"}')
+started=$(metric mux443_ufrag_fanouts_total)
+((rate >= 2 && rate + started == 5)) || fail "fanout_rate = 1: $started started, $rate refused (rate)"
+assert_grep 'fan-out refused: fanout_rate \(1 per second\) reached' "$T/mux2.log" "the refusal's reason"
+stop_mux mux2
