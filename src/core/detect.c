@@ -45,6 +45,11 @@ static enum rd read_some(struct conn *c, size_t max)
 /* Why read_some could not read. */
 static enum step read_failed(struct conn *c, enum rd why)
 {
+    if (why == RD_BUDGET && !c->budget_held)
+        return conn_fail(c,
+                         "preread_budget (%u bytes, all clients) spent: this client cannot be "
+                         "read",
+                         c->cfg->preread_budget);
     if (why == RD_BUDGET)
         return conn_fail(c,
                          "preread_budget (%u bytes, all clients) spent: this client's %u-byte "
