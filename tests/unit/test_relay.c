@@ -10,11 +10,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "conn_harness.h"
 
@@ -248,12 +253,181 @@ static void test_half_close_backend_first(void **state)
     close(lw);
 }
 
+/* ---- TLS half-close with a full socket ---------------------------------------------- */
+
+/* A self-signed ECDSA certificate and its key, in files under dir. */
+static void make_cert(const char *dir, char *cert, char *key, size_t cap)
+{
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    assert_non_null(pk);
+    assert_non_null(x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, pk);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"relay.test", -1,
+                               -1, 0);
+    X509_set_issuer_name(x, name);
+    assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+    snprintf(cert, cap, "%s/cert.pem", dir);
+    snprintf(key, cap, "%s/key.pem", dir);
+    FILE *cf = fopen(cert, "w"), *kf = fopen(key, "w");
+    assert_non_null(cf);
+    assert_non_null(kf);
+    assert_true(PEM_write_X509(cf, x));
+    assert_true(PEM_write_PrivateKey(kf, pk, NULL, NULL, 0, NULL, NULL));
+    fclose(cf);
+    fclose(kf);
+    X509_free(x);
+    EVP_PKEY_free(pk);
+}
+
+struct tls_client {
+    SSL *ssl;
+    size_t got;
+    int end; /* SSL_get_error of the read that ended the stream, 0 while open */
+};
+
+static bool handshake_done(void *arg)
+{
+    struct tls_client *t = arg;
+    int r = SSL_do_handshake(t->ssl);
+    if (r == 1)
+        return true;
+    int e = SSL_get_error(t->ssl, r);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+        fail_msg("client handshake: SSL error %d", e);
+    return false;
+}
+
+/* Reads everything until the stream ends, one way or the other. */
+static bool tls_stream_ended(void *arg)
+{
+    struct tls_client *t = arg;
+    uint8_t buf[16384];
+    for (;;) {
+        int r = SSL_read(t->ssl, buf, sizeof(buf));
+        if (r > 0) {
+            t->got += (size_t)r;
+            continue;
+        }
+        int e = SSL_get_error(t->ssl, r);
+        if (e == SSL_ERROR_WANT_READ)
+            return false;
+        t->end = e;
+        ERR_clear_error();
+        return true;
+    }
+}
+
+struct sent_wait {
+    const struct conn *c;
+    size_t sent;
+};
+
+/* What the backend sent has been read and handed to TLS in full. */
+static bool relayed(void *arg)
+{
+    const struct sent_wait *w = arg;
+    return w->c->backend_leg.bytes == w->sent && !leg_pending(&w->c->backend_leg);
+}
+
+static bool backend_eof_seen(void *arg)
+{
+    return ((const struct conn *)arg)->backend_leg.rd_eof;
+}
+
+/* The backend sends records' worth of data until mux443's socket to the client is full
+ * (the client reads nothing), then closes. The client then reads: it must get every byte
+ * and then close_notify, a clean TLS end of stream.
+ * Regression (fixed in 9a70af1): the half-close called SSL_shutdown and then
+ * shutdown(SHUT_WR) at once; with the socket full, close_notify stayed in OpenSSL's
+ * buffer and the FIN overtook it: the client saw a truncated stream. (Checked by putting
+ * the old tls_shutdown_wr back locally: the client ends with SSL_ERROR_SSL, unexpected
+ * EOF.) A Unix socket makes "full" exact: a write fails once the bytes queued reach
+ * SO_SNDBUF, whereas TCP still appends a short alert to its last unsent segment. */
+static void test_tls_half_close_full_socket(void **state)
+{
+    char dir[] = "/tmp/mux443-test-relay.XXXXXX", cert[64], key[64];
+    struct harness h;
+    unsigned pw;
+    int lw = h_listen(&pw);
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    make_cert(dir, cert, key, sizeof(cert));
+    h_init(&h,
+           "[mux443]\nlisten = 127.0.0.1:9\n[tls]\ncert = %s\nkey = %s\n"
+           "[backend web]\nserver = 127.0.0.1:%u\n[route]\nhttp = web\n",
+           cert, key, pw);
+    /* 32 KiB: the kernel makes it 64 KiB, and a 16 KiB record goes out in one piece. */
+    int cl = h_client(&h, "main", 32 * 1024);
+    struct conn *c = h_conn(&h);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(ctx);
+    struct tls_client t = {.ssl = SSL_new(ctx)};
+    assert_non_null(t.ssl);
+    SSL_set_fd(t.ssl, cl);
+    SSL_set_connect_state(t.ssl);
+    h_watch(&h, cl, EV_READ);
+    h_run(&h, handshake_done, &t, "the client's TLS handshake");
+    assert_int_equal(SSL_write(t.ssl, req, REQ_LEN), REQ_LEN);
+    int be = h_accept(&h, lw);
+    char got[REQ_LEN];
+    h_read(&h, be, got, REQ_LEN);
+    assert_memory_equal(got, req, REQ_LEN);
+    assert_true(c->terminated);
+
+    /* One TLS record at a time, until mux443's socket to the client is full. */
+    int sndbuf = 0, queued = 0;
+    socklen_t sl = sizeof(sndbuf);
+    uint8_t record[16384];
+    size_t sent = 0;
+    memset(record, 'r', sizeof(record));
+    assert_int_equal(getsockopt(c->client.tp.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &sl), 0);
+    for (;;) {
+        assert_int_equal(ioctl(c->client.tp.fd, SIOCOUTQ, &queued), 0);
+        if (queued >= sndbuf)
+            break;
+        assert_true(sent < 16 * sizeof(record));
+        h_send(be, record, sizeof(record));
+        sent += sizeof(record);
+        h_run(&h, relayed, &(struct sent_wait){c, sent}, "a record's worth relayed");
+    }
+    close(be);
+    h_run(&h, backend_eof_seen, c, "the backend's end of stream");
+    /* The FIN waits for close_notify, which waits for room. */
+    assert_false(c->client.wr_shut);
+
+    h_watch(&h, cl, EV_READ);
+    h_run(&h, tls_stream_ended, &t, "the client's end of stream");
+    if (t.end != SSL_ERROR_ZERO_RETURN)
+        fail_msg("after %zu of %zu bytes the stream ended without close_notify (SSL error %d)",
+                 t.got, sent, t.end);
+    assert_int_equal(t.got, sent);
+
+    SSL_free(t.ssl);
+    SSL_CTX_free(ctx);
+    close(cl);
+    h_wait_closed(&h);
+    assert_close_line(&h, REQ_LEN, sent);
+    h_fini(&h);
+    close(lw);
+    unlink(cert);
+    unlink(key);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backpressure),
         cmocka_unit_test(test_half_close_client_first),
         cmocka_unit_test(test_half_close_backend_first),
+        cmocka_unit_test(test_tls_half_close_full_socket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
