@@ -32,7 +32,9 @@ bool limits_client_key(const struct sockaddr *sa, unsigned v4_prefix, unsigned v
 
 /* Counts one more of kind for the client key. Returns false (and counts nothing) if
  * that would exceed max (max 0 = no limit: always true). *log_it says whether this
- * refusal should be logged (first one for this key and kind in LIMITS_LOG_INTERVAL). */
+ * refusal should be logged: the first while the client holds its max, then at most once
+ * per LIMITS_LOG_INTERVAL (a client whose count went back to 0 starts afresh: its entry
+ * is gone). */
 bool limits_client_acquire(enum limits_kind kind, const uint8_t key[16], unsigned max,
                            bool *log_it);
 /* Releases what limits_client_acquire counted. */
