@@ -166,7 +166,7 @@ Try, from another terminal:
   # ICE-TCP -> the media worker that owns the ufrag: Chromium's first check (ufrag dptM)
   # is found by fan-out; ufrag abcd is registered first, then goes straight to 14445
   $PY $PEERS/client.py 127.0.0.1 8443 --file $V/chromium-ice-tcp-binding.bin --frame
-  curl -d 'abcd 127.0.0.1:14445' http://127.0.0.1:9443/ufrags
+  curl -H 'Content-Type: text/x-mux443-ufrags' -d 'abcd 127.0.0.1:14445' http://127.0.0.1:9443/ufrags
   $PY $PEERS/client.py 127.0.0.1 8443 --ice-binding abcd:demo --frame
   curl http://127.0.0.1:9443/ufrags
 

@@ -56,7 +56,16 @@ const struct key_def cfg_keys[] = {
      "Fan-outs in progress at once (each opens a connection to every server of the pool)."},
     {SEC_MAIN, "admin", K_ADDRS, M(admin), 0, 0, NULL, NULL,
      "Admin HTTP listener (/healthz /metrics /routes /ufrags), e.g. 127.0.0.1:9443; off when "
-     "unset. Keep it on loopback: it has no authentication."},
+     "unset. Keep it on loopback, or set admin_token_file."},
+    {SEC_MAIN, "admin_hosts", K_STRLIST, M(admin_hosts), 0, 0, NULL, NULL,
+     "Host names the admin API answers to besides IP literals and localhost (DNS rebinding "
+     "guard); other Host headers get 421."},
+    {SEC_MAIN, "admin_origins", K_STRLIST, M(admin_origins), 0, 0, NULL, NULL,
+     "Origin values (e.g. https://ops.example.com) allowed on the admin API; a request with "
+     "any other Origin header gets 403. Default: none."},
+    {SEC_MAIN, "admin_token_file", K_STRING, M(admin_token_file), 0, 0, NULL, NULL,
+     "File holding a bearer token (16 to 4096 printable characters) required on every admin "
+     "request but GET /healthz; read at start and on reload."},
     {SEC_MAIN, "user", K_STRING, M(user), 0, 0, NULL, NULL,
      "After binding, switch to this user (and its group); mux443 exits if it cannot."},
     {SEC_MAIN, "group", K_STRING, M(group), 0, 0, NULL, NULL,

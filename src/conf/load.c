@@ -342,6 +342,34 @@ static void build_alpn(struct cfg *c)
     }
 }
 
+/* The admin bearer token: the file's first line, 16 to 4096 printable characters without
+ * spaces (trailing newline and spaces ignored). NULL with *why when unusable. */
+static char *read_token(const char *path, const char **why)
+{
+    static _Thread_local char msg[160];
+    char buf[4098];
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        snprintf(msg, sizeof(msg), "cannot read the token file: %s", strerror(errno));
+        *why = msg;
+        return NULL;
+    }
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    n = strlen(buf);
+    while (n && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        buf[--n] = '\0';
+    *why = "the token must be 16 to 4096 printable characters without spaces on the first line";
+    if (n < 16 || n > 4096)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] <= ' ' || buf[i] > '~')
+            return NULL;
+    return cfg_xstrdup(buf);
+}
+
 /* [mux443] keys that need more than a range check: the account to switch to, the admin
  * address. */
 static void build_main(struct parse *ps, struct cfg *c)
@@ -369,6 +397,17 @@ static void build_main(struct parse *ps, struct cfg *c)
                  m->admin.n);
     c->admin = m->admin;
     m->admin = (struct cfg_addrlist){0};
+    c->admin_hosts = m->admin_hosts;
+    m->admin_hosts = (struct cfg_strlist){0};
+    c->admin_origins = m->admin_origins;
+    m->admin_origins = (struct cfg_strlist){0};
+    if (m->admin_token_file) {
+        const char *why = NULL;
+        c->admin_token = read_token(m->admin_token_file, &why);
+        if (!c->admin_token)
+            cfg_perr(ps, cfg_key_line(sec, "admin_token_file"), sec, "admin_token_file",
+                     "%s (got '%s')", why, m->admin_token_file);
+    }
 }
 
 static struct cfg *build(struct parse *ps)
@@ -536,6 +575,13 @@ static void parse_free(struct parse *ps)
         free(ps->routemap->cls[i].name);
     free(ps->main->listen.v);
     free(ps->main->admin.v);
+    for (size_t i = 0; i < ps->main->admin_hosts.n; i++)
+        free(ps->main->admin_hosts.v[i]);
+    free(ps->main->admin_hosts.v);
+    for (size_t i = 0; i < ps->main->admin_origins.n; i++)
+        free(ps->main->admin_origins.v[i]);
+    free(ps->main->admin_origins.v);
+    free(ps->main->admin_token_file);
     free(ps->main->user);
     free(ps->main->group);
     free(ps->main);

@@ -60,7 +60,7 @@ async function ufrags() {
 }
 
 async function register(ufrag, server) {
-  const r = await fetch(`${admin}/ufrags`, { method: 'POST', body: JSON.stringify({ ufrag, server }) });
+  const r = await fetch(`${admin}/ufrags`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ufrag, server }) });
   return { status: r.status, body: (await r.text()).trim() };
 }
 

@@ -87,14 +87,17 @@ struct cfg {
     int log_level;
     double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
     unsigned preread_max;
-    unsigned max_connections;  /* 0 = unlimited */
-    unsigned max_per_client;   /* 0 = unlimited */
-    double ufrag_ttl;          /* registered ufrags without connections expire after this */
-    double ufrag_grace;        /* kept this long after their last connection closed */
-    double fanout_timeout;     /* a fan-out waits this long for a Binding success */
-    unsigned fanout_max;       /* fan-outs in progress at once, all workers */
-    char *user, *group;        /* drop privileges to these after binding; NULL = stay */
-    struct cfg_addrlist admin; /* 0 or 1 address */
+    unsigned max_connections;         /* 0 = unlimited */
+    unsigned max_per_client;          /* 0 = unlimited */
+    double ufrag_ttl;                 /* registered ufrags without connections expire after this */
+    double ufrag_grace;               /* kept this long after their last connection closed */
+    double fanout_timeout;            /* a fan-out waits this long for a Binding success */
+    unsigned fanout_max;              /* fan-outs in progress at once, all workers */
+    char *user, *group;               /* drop privileges to these after binding; NULL = stay */
+    struct cfg_addrlist admin;        /* 0 or 1 address */
+    struct cfg_strlist admin_hosts;   /* Host names the admin API answers besides IPs */
+    struct cfg_strlist admin_origins; /* Origin values allowed; others are refused */
+    char *admin_token;                /* read from admin_token_file; NULL = no token */
 
     struct cfg_listener *listeners;
     size_t nlisteners;

@@ -59,6 +59,8 @@ struct raw_main {
     double ufrag_ttl, ufrag_grace, fanout_timeout;
     char *user, *group;
     struct cfg_addrlist admin;
+    struct cfg_strlist admin_hosts, admin_origins;
+    char *admin_token_file;
 };
 
 struct raw_listener {
