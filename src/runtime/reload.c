@@ -6,6 +6,7 @@
 #include "mux443/conf/load.h"
 #include "mux443/lib/log.h"
 #include "mux443/runtime/health.h"
+#include "mux443/runtime/privileges.h"
 #include "mux443/runtime/reload.h"
 #include "mux443/runtime/workers.h"
 #include "mux443/state/metrics.h"
@@ -59,7 +60,10 @@ void reload_now(void)
     char *errs = NULL;
     size_t errlen = 0;
     FILE *ef = open_memstream(&errs, &errlen);
+    privileges_raise(); /* read root-only certificates, bind ports below 1024 */
     struct snap *s = ef ? reload_load(cfg_path, ef) : NULL;
+    struct lsock_set *sets = s ? workers_prepare(s) : NULL;
+    privileges_lower();
     if (ef)
         fclose(ef);
     if (!s) {
@@ -76,7 +80,6 @@ void reload_now(void)
     if (s->cfg->workers != workers_count())
         log_warnx("reload: workers = %u needs a restart; keeping %u", s->cfg->workers,
                   workers_count());
-    struct lsock_set *sets = workers_prepare(s);
     if (!sets) {
         log_warnx("reload: the running configuration stays in force");
         MX_INC(mx.reloads_failed);

@@ -9,6 +9,7 @@
 
 #include "mux443/core/conn.h"
 #include "mux443/lib/log.h"
+#include "mux443/runtime/privileges.h"
 #include "mux443/runtime/workers.h"
 
 struct worker {
@@ -156,6 +157,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    privileges_thread(); /* capabilities are per thread: a worker needs none */
     ev_run(w->pool.loop, 0);
     atomic_fetch_add(&workers_done, 1);
     ev_async_send(main_loop, &main_worker_done);
