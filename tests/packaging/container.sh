@@ -136,5 +136,6 @@ SH
 mkdir -p "$T/www"
 cp "$T/web-hello" "$T/www/web-hello"
 chmod 755 "$T" "$T/www"
-T=$T MNT=$MNT WEB=$T/www unshare --net -- bash "$T/start.sh" >&2 || fail "starting from the image (above)"
+export T MNT WEB=$T/www
+unshare --net -- bash "$T/start.sh" >&2 || fail "starting from the image (above)"
 tail -n 3 "$T/mux.log" >&2
