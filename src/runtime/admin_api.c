@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <arpa/inet.h>
 
 #include <http_parser.h>
 
 #include "mux443/lib/classes.h"
+#include "mux443/lib/http_guard.h"
 #include "mux443/lib/log.h"
 #include "mux443/lib/ufrag_req.h"
 #include "mux443/runtime/admin_api.h"
@@ -95,17 +95,6 @@ static const char *check_reg(const struct cfg *c, struct ufrag_reg *r)
     return why;
 }
 
-/* True when the media type of a Content-Type value (before any parameter) is `type`. */
-static bool media_type_is(const char *ctype, const char *type)
-{
-    size_t n = strlen(type);
-    if (strncasecmp(ctype, type, n) != 0)
-        return false;
-    const char *rest = ctype + n;
-    rest += strspn(rest, " \t");
-    return *rest == '\0' || *rest == ';';
-}
-
 /* A POST body's declared type must match its form: JSON as application/json, lines as
  * text/x-mux443-ufrags. Neither can be sent by a web page of another origin without a
  * CORS preflight, which the admin API never answers with an Allow-Origin. */
@@ -113,9 +102,9 @@ static const char *check_body_type(const struct admin_req *req)
 {
     const char *p = req->body + strspn(req->body, " \t\r\n");
     bool json = *p == '{' || *p == '[';
-    if (media_type_is(req->content_type, "application/json"))
+    if (http_media_type_is(req->content_type, "application/json"))
         return json ? NULL : "a body of type application/json must be a JSON object or array";
-    if (media_type_is(req->content_type, "text/x-mux443-ufrags"))
+    if (http_media_type_is(req->content_type, "text/x-mux443-ufrags"))
         return json ? "a body of type text/x-mux443-ufrags must be lines, not JSON" : NULL;
     return "";
 }
@@ -185,53 +174,6 @@ static bool listed(const struct cfg_strlist *l, const char *s, size_t n)
     return false;
 }
 
-/* Host is HOST or HOST:PORT; HOST an IPv4 literal, [IPv6], localhost or a listed name.
- * A DNS-rebinding page reaches us under its own name, which is none of these. */
-static bool host_ok(const struct cfg *c, const char *host)
-{
-    size_t n = strlen(host);
-    const char *colon = strrchr(host, ':');
-    if (host[0] == '[') {
-        const char *end = strchr(host, ']');
-        if (!end || (end[1] && (end[1] != ':' || !end[2] ||
-                                strspn(end + 2, "0123456789") != strlen(end + 2))))
-            return false;
-        char v6[64];
-        struct in6_addr a6;
-        size_t l = (size_t)(end - host - 1);
-        if (l >= sizeof(v6))
-            return false;
-        memcpy(v6, host + 1, l);
-        v6[l] = '\0';
-        return inet_pton(AF_INET6, v6, &a6) == 1;
-    }
-    if (colon) {
-        if (!colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1))
-            return false;
-        n = (size_t)(colon - host);
-    }
-    char name[256];
-    struct in_addr a4;
-    if (n == 0 || n >= sizeof(name))
-        return false;
-    memcpy(name, host, n);
-    name[n] = '\0';
-    if (n && name[n - 1] == '.')
-        name[--n] = '\0'; /* localhost. is localhost */
-    return inet_pton(AF_INET, name, &a4) == 1 || strcasecmp(name, "localhost") == 0 ||
-           listed(&c->admin_hosts, name, n);
-}
-
-/* Compares in time independent of where the bytes differ. */
-static bool token_eq(const char *given, const char *want)
-{
-    size_t gl = strlen(given), wl = strlen(want);
-    unsigned char d = gl != wl;
-    for (size_t i = 0; i < wl; i++)
-        d |= (unsigned char)(want[i] ^ given[i < gl ? i : 0]);
-    return d == 0;
-}
-
 /* The guards of admin_api.h. Returns false with the refusal written to resp. */
 static bool admit(const struct cfg *c, const struct admin_req *req, struct admin_resp *resp)
 {
@@ -246,7 +188,7 @@ static bool admit(const struct cfg *c, const struct admin_req *req, struct admin
         fprintf(resp->body, "cross-origin requests are refused (Origin not in admin_origins)\n");
         return false;
     }
-    if (req->nhost && !host_ok(c, req->host)) {
+    if (req->nhost && !http_host_allowed(req->host, c->admin_hosts.v, c->admin_hosts.n)) {
         resp->status = 421;
         fprintf(resp->body, "unknown Host: use an IP address, localhost or a name listed in "
                             "admin_hosts\n");
@@ -257,7 +199,7 @@ static bool admit(const struct cfg *c, const struct admin_req *req, struct admin
     if (c->admin_token && !open) {
         const char *a = req->authorization;
         if (strncasecmp(a, "Bearer ", 7) != 0 ||
-            !token_eq(a + 7 + strspn(a + 7, " "), c->admin_token)) {
+            !http_token_eq(a + 7 + strspn(a + 7, " "), c->admin_token)) {
             resp->status = 401;
             fprintf(resp->body, "a bearer token is required (Authorization: Bearer ...)\n");
             return false;
