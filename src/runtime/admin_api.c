@@ -38,7 +38,7 @@ static void routes_json(FILE *f)
     fprintf(f, ",\"routes\":[");
     for (size_t i = 0; i < c->nroutes; i++) {
         const struct cfg_route *r = &c->routes[i];
-        fprintf(f, "%s{\"name\":", i ? "," : "");
+        fprintf(f, "%s\n{\"name\":", i ? "," : "");
         json_str(f, r->name);
         fprintf(f, ",\"line\":%d,\"classes\":[", r->line);
         int first = 1;
@@ -51,10 +51,10 @@ static void routes_json(FILE *f)
         json_str(f, r->backend->name);
         fprintf(f, ",\"idle_timeout\":%g}", r->idle_timeout);
     }
-    fprintf(f, "],\"backends\":[");
+    fprintf(f, "\n],\"backends\":[");
     for (size_t i = 0; i < c->nbackends; i++) {
         const struct cfg_backend *b = &c->backends[i];
-        fprintf(f, "%s{\"name\":", i ? "," : "");
+        fprintf(f, "%s\n{\"name\":", i ? "," : "");
         json_str(f, b->name);
         fprintf(f, ",\"servers\":[");
         for (size_t k = 0; k < b->servers.n; k++) {
@@ -65,7 +65,7 @@ static void routes_json(FILE *f)
         }
         fprintf(f, "]}");
     }
-    fprintf(f, "]}\n");
+    fprintf(f, "\n]}\n");
     snap_unref(s);
 }
 

@@ -35,6 +35,7 @@ static void apply_main(struct snap *s)
     health_configure(loop, s);
     ufrag_set_timing(s->cfg->ufrag_ttl, s->cfg->ufrag_grace);
     log_set_level((enum log_level)s->cfg->log_level);
+    log_set_format((enum log_format)s->cfg->log_format);
 }
 
 void reload_init(struct snap *s, const char *path, struct ev_loop *main_loop)

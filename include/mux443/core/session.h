@@ -102,6 +102,7 @@ struct conn {
     struct fanout *fanout;          /* ICE-TCP fan-out in progress */
     unsigned nattempts;             /* servers to try (1 when the ufrag names the server) */
     unsigned first, attempt;
+    bool refused;             /* refused by a limit after the PROXY header (metrics) */
     char *desc;               /* escaped ` sni="..." host="..."` fields for the close line */
     char *reason;             /* why the connection ends (STEP_END / STEP_FAIL) */
     struct conn *prev, *next; /* the pool's list, for draining */
