@@ -12,6 +12,7 @@
 #include "mux443/lib/ufrag_req.h"
 #include "mux443/runtime/admin_api.h"
 #include "mux443/runtime/reload.h"
+#include "mux443/runtime/status.h"
 #include "mux443/state/metrics.h"
 #include "mux443/state/ufrag.h"
 
@@ -157,11 +158,12 @@ void admin_api_dispatch(const struct admin_req *req, struct admin_resp *resp)
     } else if (strcmp(req->path, "/metrics") == 0) {
         resp->type = "text/plain; version=0.0.4; charset=utf-8";
         metrics_render(resp->body);
+        status_metrics(resp->body);
     } else if (strcmp(req->path, "/routes") == 0) {
         resp->type = "application/json";
         routes_json(resp->body);
-    } else {
+    } else if (!status_serve(req->path, resp->body, &resp->type)) {
         resp->status = 404;
-        fprintf(resp->body, "not found: try /healthz, /metrics, /routes, /ufrags\n");
+        fprintf(resp->body, "not found: try /status, /healthz, /metrics, /routes, /ufrags\n");
     }
 }

@@ -5,6 +5,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "mux443/runtime/status.h"
+#include "mux443/state/history.h"
 #include "mux443/lib/log.h"
 #include "mux443/runtime/admin.h"
 #include "mux443/runtime/daemon.h"
@@ -45,6 +47,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)t;
     (void)revents;
     ufrag_sweep();
+    history_sample(); /* the status page's sparklines: one sample a second */
 }
 
 static void raise_nofile(void)
@@ -82,6 +85,7 @@ int daemon_run(struct snap *s, const char *path)
     if (s->cfg->admin.n && admin_start(loop, &s->cfg->admin.v[0]) < 0)
         return 3;
     reload_init(s, path, loop);
+    status_init();
     ev_timer_init(&sweep, sweep_cb, 1.0, 1.0);
     ev_timer_start(loop, &sweep);
     ev_unref(loop); /* the sweep alone must not keep the main loop running */

@@ -8,6 +8,7 @@
 #include "mux443/runtime/health.h"
 #include "mux443/runtime/reload.h"
 #include "mux443/runtime/workers.h"
+#include "mux443/state/history.h"
 #include "mux443/state/metrics.h"
 #include "mux443/state/ufrag.h"
 #include "mux443/tls/tls_ctx.h"
@@ -65,9 +66,16 @@ void reload_now(void)
         fclose(ef);
     if (!s) {
         char *save = NULL;
+        bool first = true;
         for (char *line = strtok_r(errs ? errs : (char *)"", "\n", &save); line;
-             line = strtok_r(NULL, "\n", &save))
+             line = strtok_r(NULL, "\n", &save)) {
             log_warnx("reload: %s", line);
+            if (first)
+                history_reload(false, line);
+            first = false;
+        }
+        if (first)
+            history_reload(false, "the configuration could not be read");
         log_warnx("reload: %s is invalid: the running configuration stays in force", cfg_path);
         MX_INC(mx.reloads_failed);
         free(errs);
@@ -80,6 +88,7 @@ void reload_now(void)
     struct lsock_set *sets = workers_prepare(s);
     if (!sets) {
         log_warnx("reload: the running configuration stays in force");
+        history_reload(false, "the listeners of the new configuration could not be opened");
         MX_INC(mx.reloads_failed);
         snap_unref(s);
         return;
@@ -91,6 +100,7 @@ void reload_now(void)
     pthread_mutex_unlock(&current_lock);
     apply_main(s);
     MX_INC(mx.reloads_ok);
+    history_reload(true, NULL);
     log_info("reload: %s loaded (%zu listeners, %zu backends, %zu routes, %zu certificates)",
              cfg_path, s->cfg->nlisteners, s->cfg->nbackends, s->cfg->nroutes, s->cfg->ntls);
     snap_unref(old);

@@ -214,7 +214,25 @@ static void ufrag_render(FILE *out)
     fprintf(out, "mux443_ufrag_entries %lld\n", (long long)atomic_load(&mx.ufrag_entries));
 }
 
-static void process_render(FILE *out)
+const char *mx_outcome_name(enum mx_outcome o)
+{
+    return (unsigned)o < MXO_COUNT ? outcome_names[o] : "none";
+}
+
+long mx_open_fds(void)
+{
+    return count_fds();
+}
+
+long mx_max_fds(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return -1;
+    return (long)rl.rlim_cur;
+}
+
+long mx_rss_bytes(void)
 {
     long pages = 0, rss = 0;
     FILE *f = fopen("/proc/self/statm", "r");
@@ -223,13 +241,18 @@ static void process_render(FILE *out)
             rss = 0;
         fclose(f);
     }
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+static void process_render(FILE *out)
+{
     head(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-    fprintf(out, "process_resident_memory_bytes %ld\n", rss * sysconf(_SC_PAGESIZE));
+    fprintf(out, "process_resident_memory_bytes %ld\n", mx_rss_bytes());
     head(out, "process_open_fds", "gauge", "Open file descriptors.");
     fprintf(out, "process_open_fds %ld\n", count_fds());
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    long max = mx_max_fds();
+    if (max >= 0) {
         head(out, "process_max_fds", "gauge", "Limit of open file descriptors (RLIMIT_NOFILE).");
-        fprintf(out, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+        fprintf(out, "process_max_fds %ld\n", max);
     }
 }
