@@ -34,6 +34,22 @@ log "the demo started: $(awk '{print $2}' "$T/pids" | xargs basename -a | tr '\n
 assert_eq 7 "$(wc -l <"$T/pids")" "processes recorded by the demo"
 pgid=$(ps -o pgid= -p "$(pid_of demo)" | tr -d ' ')
 [[ -n $pgid ]] || fail "no process group for the demo"
+# The commands it printed work as printed: WSS (trusting the demo CA), TURN and TURNS.
+run_printed() { # run_printed REGEX NAME: runs the printed command line matching REGEX
+    local cmd
+    cmd=$(grep -E -- "$1" "$T/demo.out" | head -n 1 | sed 's/^ *//')
+    [[ -n $cmd ]] || fail "the demo printed no command matching /$1/"
+    log "running: $cmd"
+    timeout 60 bash -c "$cmd" >"$T/$2.log" 2>&1 || fail "$2: exit $? ($(tail -n 3 "$T/$2.log"))"
+}
+run_printed 'ws_client.py wss://' wss
+assert_grep 'signalling echo=hello' "$T/wss.log" "the printed WSS command"
+if command -v turnutils_uclient >/dev/null; then
+    run_printed 'turnutils_uclient -t -y' turn
+    assert_grep 'tot_recv_msgs=[1-9]' "$T/turn.log" "the printed TURN/TCP command"
+    run_printed 'turnutils_uclient -t -S' turns
+    assert_grep 'tot_recv_msgs=[1-9]' "$T/turns.log" "the printed TURNS command"
+fi
 # A connection through it, so the log follower writes into the pipe.
 curl -s --max-time 5 http://127.0.0.1:8443/piped >/dev/null || fail "demo's mux443 does not answer"
 wait_log demo 'path="/piped"' 10
