@@ -182,8 +182,8 @@ Try, from another terminal:
   # turnutils_uclient is coturn's load tester and chatty: its TLS client also tries
   # TLS 1.0/1.1, which mux443 refuses (TLS 1.2+) before it retries, and it counts a few
   # packets "lost" over any TLS. Success is tot_recv_msgs above 0; the grep keeps that.
-  turnutils_uclient -t -y -n 3 -m 1 -L 127.0.0.2 -p 8443 -u demo -w demo 127.0.0.1 2>&1 | grep -E 'tot_(send|recv)_msgs'
-  turnutils_uclient -t -S -y -n 3 -m 1 -L 127.0.0.2 -p 8443 -u demo -w demo 127.0.0.1 2>&1 | grep -E 'tot_(send|recv)_msgs'
+  turnutils_uclient -t -y -n 3 -m 1 -L 127.0.0.2 -p 8443 -u demo -w demo 127.0.0.1 2>&1 | grep -E 'tot_(send|recv)_msgs' | tail -n 1
+  turnutils_uclient -t -S -y -n 3 -m 1 -L 127.0.0.2 -p 8443 -u demo -w demo 127.0.0.1 2>&1 | grep -E 'tot_(send|recv)_msgs' | tail -n 1
   grep 'remote 127.0.0.2' $STATE/coturn.log | tail -n 2
 
   # ICE-TCP -> the media worker that owns the ufrag: Chromium's first check (ufrag dptM)
