@@ -175,7 +175,8 @@ static void conn_count(struct conn *c, const struct probe_out *p)
     c->counted = true;
     MX_INC(mx.conns_total[c->label]);
     atomic_fetch_add(&mx.conns_open[c->label], 1);
-    MX_INC(mx.detect[p->cls == CLASS_TIMEOUT   ? MXD_TIMEOUT
+    MX_INC(mx.detect[p->refuse                 ? MXD_REFUSED
+                     : p->cls == CLASS_TIMEOUT ? MXD_TIMEOUT
                      : p->cls != CLASS_UNKNOWN ? MXD_MATCHED
                      : c->preread_full         ? MXD_PREREAD_LIMIT
                                                : MXD_UNKNOWN]);
@@ -249,6 +250,8 @@ static enum step conn_route(struct conn *c, struct probe_out *p)
     if (term)
         return conn_terminate(c, term, p);
     conn_count(c, p);
+    if (p->refuse)
+        return conn_fail(c, "refused: %s", p->refuse);
     if (!c->route) {
         if (p->cls == CLASS_UNKNOWN)
             /* The probe's explanation is the close line's why= field: not repeated here. */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mux443/core/detect.h"
+#include "mux443/lib/classify.h"
 #include "mux443/lib/log.h"
 #include "mux443/lib/proxy_proto.h"
 #include "mux443/state/metrics.h"

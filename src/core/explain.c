@@ -6,6 +6,7 @@
 #include "mux443/core/explain.h"
 #include "mux443/core/route.h"
 #include "mux443/lib/classes.h"
+#include "mux443/lib/classify.h"
 #include "mux443/lib/log.h"
 #include "mux443/lib/proxy_proto.h"
 
@@ -75,6 +76,7 @@ int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
     fprintf(out, "class     %s\n", class_name(p.cls));
     if (p.why)
         fprintf(out, "note      %s\n", p.why);
+
     field(out, "sni", p.sni, p.sni_len);
     probe_alpn_format(&p, alpn, sizeof(alpn));
     field(out, "alpn", alpn, p.alpn_len ? strlen(alpn) : 0);
@@ -87,6 +89,11 @@ int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
     if (p.cufrag_len)
         field(out, "client", p.cufrag, p.cufrag_len);
 
+    if (p.refuse) {
+        fprintf(out, "route     - (refused: %s)\n", p.refuse);
+        free(buf);
+        return 0;
+    }
     const struct cfg_tls *term = NULL;
     const struct cfg_route *rt =
         p.cls == CLASS_TLS ? route_tls_hello(c, &p, &term) : route_select(c, &p, VIA_PLAIN);

@@ -1,86 +1,8 @@
-/* Probe dispatcher (every probe over the same bytes), class names, and the ALPN helpers
- * that routing and logging use on a probe's result. */
+/* What every probe shares: the ALPN helpers that routing and logging use on a probe's
+ * result. */
 #include <string.h>
 
 #include "mux443/lib/probe.h"
-
-typedef enum probe_result (*probe_fn)(const uint8_t *p, size_t n, struct probe_out *out);
-
-/* The classes' first bytes do not overlap (TLS 0x16 or >= 0x80, HTTP 'A'..'Z', STUN and
- * ICE-TCP < 0x40 with the cookie at different offsets), so at most one probe matches
- * and the order only decides whose work is skipped. */
-static const probe_fn probes[] = {probe_tls, probe_http, probe_stun, probe_ice_tcp};
-
-static const char *const class_names[CLASS_COUNT] = {
-    [CLASS_TLS] = "tls",         [CLASS_HTTP] = "http",       [CLASS_WEBSOCKET] = "websocket",
-    [CLASS_STUN] = "stun",       [CLASS_ICE_TCP] = "ice-tcp", [CLASS_UNKNOWN] = "unknown",
-    [CLASS_TIMEOUT] = "timeout",
-};
-
-/* On NOMATCH, report the reason of the probe the first bytes pointed at, so that the log
- * says "bad TLS record length" rather than "not an HTTP method". */
-static const char *nomatch_why(const uint8_t *p, size_t n, const char *const whys[])
-{
-    if (p[0] == 0x16 || (p[0] & 0x80))
-        return whys[0];
-    if (p[0] >= 'A' && p[0] <= 'Z')
-        return whys[1];
-    if ((p[0] & 0xc0) == 0) {
-        if (n >= 6 && p[4] == 0x21 && p[5] == 0x12)
-            return whys[2];
-        if (n >= 8 && p[6] == 0x21 && p[7] == 0x12)
-            return whys[3];
-        return "no STUN magic cookie at offset 4 or 6";
-    }
-    return "first byte starts no known protocol";
-}
-
-void probe_state_init(struct probe_state *st)
-{
-    st->unused = 0;
-}
-
-enum probe_result probe_detect(struct probe_state *st, const uint8_t *p, size_t n,
-                               struct probe_out *out)
-{
-    (void)st;
-    const char *whys[sizeof(probes) / sizeof(probes[0])];
-    bool again = false;
-
-    for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
-        enum probe_result r = probes[i](p, n, out);
-
-        if (r == PROBE_MATCH)
-            return r;
-        if (r == PROBE_AGAIN)
-            again = true;
-        whys[i] = out->why;
-    }
-    memset(out, 0, sizeof(*out));
-    if (again)
-        return PROBE_AGAIN;
-    out->cls = CLASS_UNKNOWN;
-    out->why = nomatch_why(p, n, whys); /* n > 0: every probe answers AGAIN on n == 0 */
-    return PROBE_NOMATCH;
-}
-
-const char *probe_class_name(enum mux_class cls)
-{
-    if ((unsigned)cls < CLASS_COUNT && class_names[cls] != NULL)
-        return class_names[cls];
-    return "none";
-}
-
-enum mux_class probe_class_from_name(const char *name)
-{
-    if (name == NULL)
-        return CLASS_NONE;
-    for (unsigned i = 0; i < CLASS_COUNT; i++) {
-        if (class_names[i] != NULL && strcmp(class_names[i], name) == 0)
-            return (enum mux_class)i;
-    }
-    return CLASS_NONE;
-}
 
 bool probe_alpn_offers(const struct probe_out *out, const char *proto, size_t len)
 {

@@ -18,7 +18,7 @@ static struct mx_server *servers;
 static struct mx_listener *listeners;
 static size_t nentries;
 static const char *const detect_names[MXD_COUNT] = {
-    "matched", "unknown", "timeout", "client_closed", "preread_limit", "proxy_error"};
+    "matched", "unknown", "timeout", "client_closed", "preread_limit", "proxy_error", "refused"};
 static const char *const outcome_names[MXO_COUNT] = {"refused", "tls-failed", "closed"};
 static const char *const refuse_names[MXR_COUNT] = {"max_connections", "listener_max",
                                                     "per_client"};

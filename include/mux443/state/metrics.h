@@ -22,6 +22,7 @@ enum mx_detect {
     MXD_CLOSED,
     MXD_PREREAD_LIMIT,
     MXD_PROXY_ERROR,
+    MXD_REFUSED, /* recognised, but ambiguous (e.g. two Host headers): refused */
     MXD_COUNT
 };
 
