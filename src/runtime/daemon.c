@@ -5,15 +5,15 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "mux443/runtime/status.h"
-#include "mux443/state/history.h"
 #include "mux443/lib/log.h"
 #include "mux443/runtime/admin.h"
 #include "mux443/runtime/daemon.h"
 #include "mux443/runtime/health.h"
 #include "mux443/runtime/privileges.h"
 #include "mux443/runtime/reload.h"
+#include "mux443/runtime/status.h"
 #include "mux443/runtime/workers.h"
+#include "mux443/state/history.h"
 #include "mux443/state/metrics.h"
 #include "mux443/state/ufrag.h"
 
@@ -47,7 +47,11 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)t;
     (void)revents;
     ufrag_sweep();
-    history_sample(); /* the status page's sparklines: one sample a second */
+    /* The status page's sparklines: one sample a second. */
+    struct snap *s = reload_current();
+    if (s)
+        history_sample(s->route_mx, s->cfg->nroutes);
+    snap_unref(s);
 }
 
 static void raise_nofile(void)

@@ -68,7 +68,7 @@ void status_metrics(FILE *out)
     snap_unref(s);
 }
 
-static void json_classes(FILE *f)
+static void json_classes(FILE *f, const struct snap *s)
 {
     fprintf(f, "\"accepted\":%llu,\"classes\":[", (unsigned long long)atomic_load(&mx.accepted));
     for (int i = 1; i < LABEL_COUNT; i++)
@@ -93,6 +93,20 @@ static void json_classes(FILE *f)
         for (size_t k = 0; k < n; k++)
             fprintf(f, "%s%u", k ? "," : "", h[k].open[i]);
         fprintf(f, "]");
+    }
+    fprintf(f, "},\"routes\":{");
+    bool first = true;
+    for (size_t r = 0; r < s->cfg->nroutes; r++) {
+        int slot = history_route_slot(s->route_mx[r]);
+        if (slot < 0)
+            continue;
+        fprintf(f, "%s", first ? "" : ",");
+        jstr(f, s->cfg->routes[r].name);
+        fprintf(f, ":[");
+        for (size_t k = 0; k < n; k++)
+            fprintf(f, "%s%u", k ? "," : "", h[k].route[slot]);
+        fprintf(f, "]");
+        first = false;
     }
     fprintf(f, "}},\n");
 }
@@ -209,7 +223,7 @@ static void status_json(FILE *f)
             (long long)now, (long long)(now - started_at));
     jstr(f, s->cfg->path);
     fprintf(f, ",\n");
-    json_classes(f);
+    json_classes(f, s);
     json_routes(f, s);
     json_tls(f, s, now);
     json_reloads(f);
@@ -262,7 +276,7 @@ static const char status_html[] =
     "\n"
     "<h2>Routes</h2>\n"
     "<table id=\"routes\"><thead><tr><th>route</th><th>backend</th><th>connections</th><th>new "
-    "since this page opened</th><th>bytes in</th><th>bytes "
+    "per second, last minutes</th><th>bytes in</th><th>bytes "
     "out</th></tr></thead><tbody></tbody></table>\n"
     "\n"
     "<h2>Backends</h2>\n"
@@ -301,7 +315,6 @@ static const char status_html[] =
     "// Everything shown comes from /status.json (same origin, GET, no parameters); text goes\n"
     "// in with textContent only, never as markup.\n"
     "const $ = (id) => document.getElementById(id);\n"
-    "const firstRoute = {};\n"
     "\n"
     "function cell(tr, text, cls) {\n"
     "  const td = document.createElement('td');\n"
@@ -360,12 +373,12 @@ static const char status_html[] =
     "    cell(tr, c.total, 'n total');\n"
     "  });\n"
     "  rows('routes', s.routes, (tr, r) => {\n"
-    "    if (!(r.name in firstRoute)) firstRoute[r.name] = r.connections;\n"
     "    tr.id = 'route-' + r.name;\n"
     "    cell(tr, r.name);\n"
     "    cell(tr, r.backend);\n"
     "    cell(tr, r.connections, 'n total');\n"
-    "    cell(tr, r.connections - firstRoute[r.name], 'n');\n"
+    "    const td = cell(tr, '');\n"
+    "    if (s.history.routes[r.name]) td.appendChild(spark(s.history.routes[r.name]));\n"
     "    cell(tr, bytes(r.bytes_in), 'n');\n"
     "    cell(tr, bytes(r.bytes_out), 'n');\n"
     "  });\n"

@@ -9,16 +9,63 @@
 static struct history_sample samples[HISTORY_LEN];
 static size_t nsamples, next_sample; /* main thread only */
 static unsigned long long last_accepted;
+static struct {
+    const struct mx_route *r; /* registry entries are never freed: the pointer is the key */
+    unsigned long long last;
+    bool seen;
+} slots[HISTORY_ROUTES];
 
 static pthread_mutex_t events_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct history_fanout fanouts[HISTORY_EVENTS];
 static struct history_reload reloads[HISTORY_EVENTS];
 static size_t nfanouts, nreloads; /* events recorded so far; the ring holds the latest */
 
-void history_sample(void)
+int history_route_slot(const struct mx_route *r)
+{
+    for (int i = 0; i < HISTORY_ROUTES; i++)
+        if (slots[i].r == r)
+            return i;
+    return -1;
+}
+
+/* The slot of r, taken from a route no longer sampled if need be (its series restarts). */
+static int route_slot(const struct mx_route *r)
+{
+    int i = history_route_slot(r);
+    if (i >= 0)
+        return i;
+    for (i = 0; i < HISTORY_ROUTES; i++)
+        if (!slots[i].r || !slots[i].seen) {
+            slots[i].r = r;
+            slots[i].last = atomic_load(&((struct mx_route *)r)->conns);
+            for (size_t k = 0; k < HISTORY_LEN; k++)
+                samples[k].route[i] = 0;
+            return i;
+        }
+    return -1;
+}
+
+void history_sample(struct mx_route *const *routes, size_t nroutes)
 {
     struct history_sample *s = &samples[next_sample];
     unsigned long long acc = atomic_load(&mx.accepted);
+
+    for (int i = 0; i < HISTORY_ROUTES; i++) {
+        slots[i].seen = false;
+        s->route[i] = 0;
+    }
+    for (size_t k = 0; k < nroutes; k++)
+        if (history_route_slot(routes[k]) >= 0)
+            slots[history_route_slot(routes[k])].seen = true;
+    for (size_t k = 0; k < nroutes; k++) {
+        int i = route_slot(routes[k]);
+        if (i < 0)
+            continue;
+        unsigned long long n = atomic_load(&routes[k]->conns);
+        s->route[i] = (uint32_t)(n - slots[i].last);
+        slots[i].last = n;
+        slots[i].seen = true;
+    }
 
     for (int i = 0; i < LABEL_COUNT; i++) {
         long long v = atomic_load(&mx.conns_open[i]);

@@ -54,7 +54,8 @@ await runBrowser({ profile: env('E2E_PROFILE'), out: env('E2E_OUT'), args: [] },
   const fds = await text('#fds');
   check('process figures', /^\d+ of \d+$/.test(fds) && Number(await text('#workers')) === 2, `fds ${fds}`);
   const spark = await page.locator('#class-http svg polyline').count();
-  check('sparkline', spark === 1, `${spark} polyline`);
+  const routeSpark = await page.locator('#route-http svg polyline').count();
+  check('sparklines', spark === 1 && routeSpark === 1, `class ${spark}, route ${routeSpark} polyline`);
   const foreign = requests.filter((u) => !u.startsWith(origin + '/'));
   check('same origin only', foreign.length === 0 && requests.some((u) => u === `${origin}/status.json`),
     JSON.stringify(requests.slice(0, 5)));

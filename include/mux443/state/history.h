@@ -16,14 +16,22 @@
 
 #define HISTORY_LEN    300 /* seconds of samples */
 #define HISTORY_EVENTS 8
+#define HISTORY_ROUTES 32 /* routes followed; more are shown without a sparkline */
+
+struct mx_route;
 
 struct history_sample {
-    uint32_t open[LABEL_COUNT]; /* mux443_connections_open by class */
-    uint32_t accepted;          /* connections accepted during that second */
+    uint32_t open[LABEL_COUNT];     /* mux443_connections_open by class */
+    uint32_t accepted;              /* connections accepted during that second */
+    uint32_t route[HISTORY_ROUTES]; /* connections per route during that second */
 };
 
-/* Takes one sample of mx (main thread, once a second). */
-void history_sample(void);
+/* Takes one sample of mx and of the given routes (those of the running snapshot) (main
+ * thread, once a second). A route keeps its slot while it is given; a slot given up is
+ * reused. */
+void history_sample(struct mx_route *const *routes, size_t nroutes);
+/* The slot of a route in history_sample.route[], or -1 if it has none. */
+int history_route_slot(const struct mx_route *r);
 /* Copies up to max samples, oldest first; returns how many. */
 size_t history_samples(struct history_sample *out, size_t max);
 
