@@ -53,6 +53,9 @@ body=$(curl -s --max-time 5 --cacert "$P/ca.crt" --resolve "site.test:$PM:127.0.
 assert_contains "$body" "path=/tls" "HTTPS through mux443"
 "$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1]))).close()' "$PM"
 wait_log mux '"reason":"client closed without sending a byte"' 5
+# Client-controlled bytes in a logged field: a quote, a backslash, a tab, UTF-8.
+client 127.0.0.1 "$PM" --data 'GET /q HTTP/1.0\r\nHost: h"\\\t\xc3\xa9\r\n\r\n' --timeout 3 >/dev/null 2>&1 || true
+wait_log mux '"path":"/q"' 5
 client 127.0.0.1 "$PM" --data '\xff\xfegarbage\r\n' --timeout 3 >/dev/null 2>&1 || true
 wait_log mux '"class":"unknown"' 5
 {
@@ -72,7 +75,7 @@ print("ready", flush=True)
 time.sleep(30)' "$PM"
     wait_ready "hold$i"
 done
-wait_metric "$PA" 'mux443_connections_accepted_total' -ge 11
+wait_metric "$PA" 'mux443_connections_accepted_total' -ge 12
 client 127.0.0.1 "$PM" --data 'GET / HTTP/1.0\r\n\r\n' --timeout 3 >/dev/null 2>&1 || true
 wait_metric "$PA" 'mux443_refused_total{limit="per_client"}' -ge 1
 # The held ones time out (peek_timeout): every connection is now closed and counted.
@@ -83,9 +86,9 @@ accepted=$(mval "$T/m.prom" mux443_connections_accepted_total)
 sum=$(awk '/^mux443_connections_total\{/ { s += $2 } END { print s }' "$T/m.prom")
 log "accepted=$accepted, sum over classes=$sum"
 grep '^mux443_connections_total{' "$T/m.prom" >&2
-assert_eq 12 "$accepted" "connections accepted"
+assert_eq 13 "$accepted" "connections accepted"
 assert_eq "$accepted" "$sum" "sum of mux443_connections_total over classes"
-for want in http=3 https=1 unknown=1 timeout=3 tls-failed=1 closed=2 refused=1; do
+for want in http=4 https=1 unknown=1 timeout=3 tls-failed=1 closed=2 refused=1; do
     assert_eq "${want#*=}" "$(mval "$T/m.prom" "mux443_connections_total{class=\"${want%=*}\"}")" \
         "connections of class ${want%=*}"
 done
@@ -108,10 +111,13 @@ for key in ("conn", "client", "listener", "class", "route", "backend", "server",
             "bytes_in", "bytes_out", "dur", "reason"):
     assert all(key in c for c in conns), key
 assert all(isinstance(c["conn"], int) and isinstance(c["bytes_in"], int) for c in conns)
-# The first eight connections were made one after the other: ids in that order.
-first = sorted(conns, key=lambda c: c["conn"])[:8]
+# The first nine connections were made one after the other: ids in that order.
+first = sorted(conns, key=lambda c: c["conn"])[:9]
 ids = [c["conn"] for c in first]
-assert ids == list(range(ids[0], ids[0] + 8)), ids
+assert ids == list(range(ids[0], ids[0] + 9)), ids
+# Client bytes: as the text line shows them (\xHH), then JSON-escaped.
+odd = [c for c in conns if c.get("path") == "/q"]
+assert len(odd) == 1 and odd[0]["host"] == "h\\x22\\x5c\\x09\\xc3\\xa9", odd
 paths = [c.get("path") for c in first[:3]]
 assert paths == ["/n1", "/n2", "/n3"], paths
 empty = [c for c in conns if c["reason"] == "client closed without sending a byte"]
