@@ -468,7 +468,7 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 /* The close line: the same fields in text and JSON (log_format). */
 static void conn_log_close(struct conn *c, bool failure, const char *reason)
 {
-    struct log_field f[24];
+    struct log_field f[32];
     char id[24], in[24], out[24], dur[32];
     size_t n = 0;
 
@@ -480,7 +480,7 @@ static void conn_log_close(struct conn *c, bool failure, const char *reason)
     f[n++] = (struct log_field){"client", c->peer_text, LOG_BARE};
     f[n++] = (struct log_field){"listener", c->lst->name, LOG_BARE};
     f[n++] = (struct log_field){"class", class_log_name(c->cls, c->terminated), LOG_BARE};
-    for (const char *d = c->desc; d && *d && n < 18; d += strlen(d) + 1) {
+    for (const char *d = c->desc; d && *d && n < 24; d += strlen(d) + 1) {
         const char *val = d + strlen(d) + 1;
         f[n++] = (struct log_field){d, val, LOG_QUOTED};
         d = val;

@@ -57,11 +57,10 @@ enum step {
 /* What the connections of one worker thread share. */
 struct conn_pool {
     struct ev_loop *loop;
-    unsigned id;      /* worker number: part of connection ids */
+    unsigned id;      /* worker number */
     uint8_t *scratch; /* RELAY_BUF bytes: every relayed read lands here first */
     struct conn *conns;
     size_t nconns;
-    uint64_t next_id;
     /* Called after a connection closed (drain bookkeeping). */
     void (*on_close)(struct conn_pool *p);
     void *data;
