@@ -33,10 +33,16 @@ await runBrowser({ profile: env('E2E_PROFILE'), out: env('E2E_OUT'), args: [] },
   const https = Number(await text('#class-https .total'));
   check('https connections', https === m['mux443_connections_total{class="https"}'] && https === 2,
     `page ${https}, /metrics ${m['mux443_connections_total{class="https"}']}`);
+  const wsOpen = Number(await text('#class-websocket .open'));
+  check('websocket open', wsOpen === m['mux443_connections_open{class="websocket"}'] && wsOpen === 2,
+    `page ${wsOpen}, /metrics ${m['mux443_connections_open{class="websocket"}']}`);
   const accepted = Number(await text('#accepted'));
   check('accepted', accepted === m.mux443_connections_accepted_total,
     `page ${accepted}, /metrics ${m.mux443_connections_accepted_total}`);
   const route = Number(await text('#route-http .total'));
+  const wsRoute = Number(await text('#route-websocket .total'));
+  check('websocket route', wsRoute === m['mux443_route_connections_total{route="websocket"}'] && wsRoute === 2,
+    `page ${wsRoute}`);
   check('route connections', route === m['mux443_route_connections_total{route="http"}'],
     `page ${route}, /metrics ${m['mux443_route_connections_total{route="http"}']}`);
   const backends = await text('#backends');

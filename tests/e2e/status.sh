@@ -2,7 +2,7 @@
 # The admin listener's status page in real headless Chromium (Debian's chromium, driven
 # by playwright-core: status.mjs). mux443 runs with an HTTP backend (health-checked), a
 # terminated [tls] certificate, and has seen HTTP and HTTPS connections, a failed and a
-# successful reload. The page (GET /status, same origin, no query) must load, make no
+# successful reload, and holds two WebSocket connections open. The page (GET /status, same origin, no query) must load, make no
 # request beyond the admin listener's origin, and show the numbers /metrics shows at the
 # same moment: connections by class, accepted, the route's connections, the server's
 # health and last check, the certificate's names and the reload counts. A screenshot is
@@ -36,7 +36,9 @@ tls_leaf "$P" site ec ca site.test site.test
 PM=$(free_port)
 PA=$(free_port)
 PWEB=$(free_port)
+PWS=$(free_port)
 start_bg web "$PY" "$PEERS/http_server.py" web "$PWEB"
+start_bg ws "$PY" "$PEERS/ws_echo.py" ws "$PWS"
 write_conf() {
     cat >"$T/mux.ini" <<INI
 [mux443]
@@ -53,14 +55,34 @@ server = 127.0.0.1:$PWEB
 health = http
 health_interval = 1s
 
+[backend signalling]
+server = 127.0.0.1:$PWS
+
 [route]
 http = web
+websocket = signalling
 $1
 INI
 }
 write_conf ""
 wait_ready web
+wait_ready ws
 start_mux mux "$T/mux.ini"
+
+# wait_history SECONDS: until the status page's history holds that many samples (one a
+# second), so that the traffic below shows in the sparklines.
+wait_history() {
+    local deadline=$((SECONDS + $1 + 10)) n
+    while :; do
+        admin_get "$PA" /status.json "$T/status.json" >/dev/null
+        n=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["history"]["seconds"])' \
+            "$T/status.json" 2>/dev/null || echo 0)
+        ((n >= $1)) && return 0
+        ((SECONDS < deadline)) || fail "status.json history stuck at $n samples"
+        sleep 0.2
+    done
+}
+wait_history 2
 
 N=5
 log "$N HTTP and 2 HTTPS connections, a failed reload, a good one"
@@ -79,6 +101,15 @@ write_conf ""
 kill -HUP "$(pid_of mux)"
 wait_metric "$PA" 'mux443_reloads_total{result="ok"}' -eq 1
 wait_metric "$PA" 'mux443_connections_total{class="https"}' -eq 2
+# Two WebSocket connections held open: the page shows them as open.
+for i in 1 2; do
+    start_bg "hold$i" "$PY" "$PEERS/ws_client.py" "ws://127.0.0.1:$PM/ws$i" hello --hold
+    wait_ready "hold$i"
+done
+wait_metric "$PA" 'mux443_connections_open{class="websocket"}' -eq 2
+admin_get "$PA" /status.json "$T/status.json" >/dev/null
+h=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["history"]["seconds"])' "$T/status.json")
+wait_history $((h + 3))
 
 mkdir -p "$(dirname "$MUX443")/artifacts"
 SHOT=$(dirname "$MUX443")/artifacts/status.png
@@ -87,4 +118,6 @@ run_driver 90 status.mjs E2E_ADMIN="127.0.0.1:$PA" E2E_SHOT="$SHOT" E2E_HTTP_N="
 [[ -s $SHOT ]] || fail "no screenshot at $SHOT"
 log "status page screenshot: $SHOT"
 echo "status page screenshot: $SHOT"
+stop hold1
+stop hold2
 stop_mux mux
