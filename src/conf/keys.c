@@ -32,6 +32,8 @@ const struct key_def cfg_keys[] = {
      "Worker threads, each with its own event loop and SO_REUSEPORT sockets; auto = cores."},
     {SEC_MAIN, "log_level", K_ENUM, M(log_level), 0, 0, "error|warn|info|debug", "info",
      "Least severe level logged to stderr."},
+    {SEC_MAIN, "log_format", K_ENUM, M(log_format), 0, 0, "text|json", "text",
+     "Log lines as text, or as one JSON object per line (same fields) for log collectors."},
     {SEC_MAIN, "peek_timeout", K_SECONDS, M(peek_timeout), 0.01, 300, NULL, "5s",
      "Time a client has to send enough bytes to be recognised (listener default)."},
     {SEC_MAIN, "preread_max", K_SIZE, M(preread_max), 1024, 262144, NULL, "32k",

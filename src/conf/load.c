@@ -419,6 +419,7 @@ static struct cfg *build(struct parse *ps)
     c->path = cfg_xstrdup(ps->file);
     c->workers = m->workers;
     c->log_level = m->log_level;
+    c->log_format = m->log_format;
     c->peek_timeout = m->peek_timeout;
     c->preread_max = m->preread_max;
     c->connect_timeout = m->connect_timeout;

@@ -14,6 +14,7 @@
 #include "mux443/lib/ufrag_req.h"
 #include "mux443/runtime/admin_api.h"
 #include "mux443/runtime/reload.h"
+#include "mux443/runtime/status.h"
 #include "mux443/state/metrics.h"
 #include "mux443/state/ufrag.h"
 
@@ -40,7 +41,7 @@ static void routes_json(FILE *f)
     fprintf(f, ",\"routes\":[");
     for (size_t i = 0; i < c->nroutes; i++) {
         const struct cfg_route *r = &c->routes[i];
-        fprintf(f, "%s{\"name\":", i ? "," : "");
+        fprintf(f, "%s\n{\"name\":", i ? "," : "");
         json_str(f, r->name);
         fprintf(f, ",\"line\":%d,\"classes\":[", r->line);
         int first = 1;
@@ -53,10 +54,10 @@ static void routes_json(FILE *f)
         json_str(f, r->backend->name);
         fprintf(f, ",\"idle_timeout\":%g}", r->idle_timeout);
     }
-    fprintf(f, "],\"backends\":[");
+    fprintf(f, "\n],\"backends\":[");
     for (size_t i = 0; i < c->nbackends; i++) {
         const struct cfg_backend *b = &c->backends[i];
-        fprintf(f, "%s{\"name\":", i ? "," : "");
+        fprintf(f, "%s\n{\"name\":", i ? "," : "");
         json_str(f, b->name);
         fprintf(f, ",\"servers\":[");
         for (size_t k = 0; k < b->servers.n; k++) {
@@ -67,7 +68,7 @@ static void routes_json(FILE *f)
         }
         fprintf(f, "]}");
     }
-    fprintf(f, "]}\n");
+    fprintf(f, "\n]}\n");
     snap_unref(s);
 }
 
@@ -229,11 +230,12 @@ void admin_api_dispatch(const struct admin_req *req, struct admin_resp *resp)
     } else if (strcmp(req->path, "/metrics") == 0) {
         resp->type = "text/plain; version=0.0.4; charset=utf-8";
         metrics_render(resp->body);
+        status_metrics(resp->body);
     } else if (strcmp(req->path, "/routes") == 0) {
         resp->type = "application/json";
         routes_json(resp->body);
-    } else {
+    } else if (!status_serve(req->path, resp->body, &resp->type)) {
         resp->status = 404;
-        fprintf(resp->body, "not found: try /healthz, /metrics, /routes, /ufrags\n");
+        fprintf(resp->body, "not found: try /status, /healthz, /metrics, /routes, /ufrags\n");
     }
 }

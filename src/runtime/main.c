@@ -118,6 +118,7 @@ int main(int argc, char **argv)
     }
     log_set_level(level ? (enum log_level)log_level_from_name(level)
                         : (enum log_level)s->cfg->log_level);
+    log_set_format((enum log_format)s->cfg->log_format);
     log_info("mux443 %s starting with %s", MUX443_VERSION, path);
     if (s->cfg->ntls)
         log_info("kernel TLS: %s",

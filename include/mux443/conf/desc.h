@@ -85,6 +85,7 @@ struct cfg {
     char *path;
     unsigned workers; /* resolved: "auto" = number of online CPUs */
     int log_level;
+    int log_format; /* enum log_format */
     double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
     unsigned preread_max;
     unsigned max_connections;         /* 0 = unlimited */

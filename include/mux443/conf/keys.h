@@ -53,7 +53,7 @@ struct raw_main {
     struct cfg_addrlist listen;
     int listen_line;
     unsigned workers;
-    int log_level;
+    int log_level, log_format;
     double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
     unsigned preread_max, max_connections, max_per_client, fanout_max;
     double ufrag_ttl, ufrag_grace, fanout_timeout;
