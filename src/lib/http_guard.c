@@ -1,5 +1,6 @@
 /* The admin API's request guards: Host, Content-Type and bearer token checks. */
 #include <arpa/inet.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -63,4 +64,44 @@ bool http_token_eq(const char *given, const char *want)
     for (size_t i = 0; i < wl; i++)
         d |= (unsigned char)(want[i] ^ given[i < gl ? i : 0]);
     return d == 0;
+}
+
+/* Decodes standard base64 (RFC 4648, padding optional) into out (cap bytes, NUL added).
+ * False on a bad character or when it does not fit. */
+static bool base64_decode(const char *in, char *out, size_t cap)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    uint32_t acc = 0;
+    size_t n = 0;
+    int bits = 0;
+    for (; *in && *in != '='; in++) {
+        const char *c = strchr(alphabet, *in);
+        if (!c || !*in)
+            return false;
+        acc = acc << 6 | (uint32_t)(c - alphabet);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n + 1 >= cap)
+                return false;
+            out[n++] = (char)(acc >> bits & 0xff);
+        }
+    }
+    while (*in == '=')
+        in++;
+    out[n] = '\0';
+    return *in == '\0' && memchr(out, '\0', n) == NULL;
+}
+
+bool http_auth_carries(const char *a, const char *want)
+{
+    char plain[512];
+    if (strncasecmp(a, "Bearer ", 7) == 0)
+        return http_token_eq(a + 7 + strspn(a + 7, " "), want);
+    if (strncasecmp(a, "Basic ", 6) != 0 ||
+        !base64_decode(a + 6 + strspn(a + 6, " "), plain, sizeof(plain)))
+        return false;
+    const char *colon = strchr(plain, ':');
+    return colon && http_token_eq(colon + 1, want);
 }

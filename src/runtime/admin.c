@@ -104,7 +104,9 @@ static void respond(struct ev_loop *loop, struct admin_conn *a, int status, cons
             "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
             "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
             status, status_text(status), type, blen,
-            status == 401 ? "WWW-Authenticate: Bearer realm=\"mux443\"\r\n" : "");
+            status == 401 ? "WWW-Authenticate: Bearer realm=\"mux443\"\r\n"
+                            "WWW-Authenticate: Basic realm=\"mux443\", charset=\"UTF-8\"\r\n"
+                          : "");
     if (!head_only)
         fwrite(body, 1, blen, f);
     fclose(f);

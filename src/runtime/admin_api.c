@@ -199,10 +199,10 @@ static bool admit(const struct cfg *c, const struct admin_req *req, struct admin
         strcmp(req->path, "/healthz") == 0 && (req->method == HTTP_GET || req->method == HTTP_HEAD);
     if (c->admin_token && !open) {
         const char *a = req->authorization;
-        if (strncasecmp(a, "Bearer ", 7) != 0 ||
-            !http_token_eq(a + 7 + strspn(a + 7, " "), c->admin_token)) {
+        if (!http_auth_carries(a, c->admin_token)) {
             resp->status = 401;
-            fprintf(resp->body, "a bearer token is required (Authorization: Bearer ...)\n");
+            fprintf(resp->body, "the admin token is required (Authorization: Bearer TOKEN, or "
+                                "a browser's login with the token as password)\n");
             return false;
         }
     }

@@ -124,6 +124,11 @@ req 200 "GET /ufrags with the token" -H "Authorization: Bearer $TOKEN" "$U/ufrag
 req 201 "POST /ufrags with the token" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
     -d "{\"ufrag\":\"Tok1\",\"server\":\"127.0.0.1:$PE\"}" "$U/ufrags"
 req 200 "GET /healthz without a token (probes)" "$U/healthz"
+# A browser (the status page) logs in with Basic, any user name, the token as password.
+grep -qi 'www-authenticate: basic' < <(curl -s -D - -o /dev/null "$U/status") ||
+    fail "401 without a Basic challenge for browsers"
+req 200 "GET /status.json with Basic and the token" -u "operator:$TOKEN" "$U/status.json"
+req 401 "GET /status.json with Basic and a wrong password" -u "operator:${TOKEN}x" "$U/status.json"
 req 401 "DELETE /ufrags/Tok1 without a token" -X DELETE "$U/ufrags/Tok1"
 req 403 "the token does not lift the Origin check" -H "Authorization: Bearer $TOKEN" \
     -H 'Origin: http://evil.example' "$U/metrics"

@@ -68,6 +68,21 @@ static void test_token(void **state)
     assert_false(http_token_eq("0123456789abcdef01234", want)); /* longer */
     assert_false(http_token_eq("0123456789abcdef0124", want));  /* last byte */
     assert_false(http_token_eq("1123456789abcdef0123", want));  /* first byte */
+
+    /* Authorization headers: Bearer, or Basic with the token as password (any user). */
+    assert_true(http_auth_carries("Bearer 0123456789abcdef0123", want));
+    assert_true(http_auth_carries("bearer  0123456789abcdef0123", want));
+    assert_false(http_auth_carries("Bearer 0123456789abcdef012", want));
+    /* base64("op:0123456789abcdef0123") and base64(":0123456789abcdef0123") */
+    assert_true(http_auth_carries("Basic b3A6MDEyMzQ1Njc4OWFiY2RlZjAxMjM=", want));
+    assert_true(http_auth_carries("Basic OjAxMjM0NTY3ODlhYmNkZWYwMTIz", want));
+    /* base64("op:0123456789abcdef012"), no colon, bad alphabet, empty */
+    assert_false(http_auth_carries("Basic b3A6MDEyMzQ1Njc4OWFiY2RlZjAxMg==", want));
+    assert_false(http_auth_carries("Basic MDEyMzQ1Njc4OWFiY2RlZjAxMjM=", want));
+    assert_false(http_auth_carries("Basic b3A6MDEy*zQ1", want));
+    assert_false(http_auth_carries("Basic ", want));
+    assert_false(http_auth_carries("", want));
+    assert_false(http_auth_carries("Digest x", want));
 }
 
 /* Feeds req in pieces of `step` bytes; returns the last result. */

@@ -19,4 +19,9 @@ bool http_media_type_is(const char *ctype, const char *type);
  * length). */
 bool http_token_eq(const char *given, const char *want);
 
+/* An Authorization header value that carries the token `want`: "Bearer TOKEN", or
+ * "Basic base64(USER:TOKEN)" with any user (what a browser sends after its login prompt,
+ * so that the status page works with a token). The comparison is http_token_eq's. */
+bool http_auth_carries(const char *authorization, const char *want);
+
 #endif
