@@ -185,6 +185,7 @@ enum udp_refuse udp_ftab_open(struct udp_ftab *t, const struct sockaddr *sa, soc
     memset(f, 0, sizeof(*f));
     f->peer = p;
     memcpy(&f->addr, sa, len);
+    f->addr_len = len;
     f->prefix = pi;
     f->used = true;
     f->start_ms = f->last_ms = now_ms;

@@ -137,8 +137,11 @@ void udp_demux(const uint8_t *p, size_t n, struct udp_first *out)
         out->side = UDP_SIDE_MEDIA;
         return;
     }
-    if (p[0] >= 64 && p[0] <= 79) {
-        /* ChannelData: number, length, data; over UDP the padding is optional. */
+    if (p[0] >= 64 && p[0] <= 127) {
+        /* ChannelData: number, length, data; over UDP the padding is optional. RFC 8656
+         * numbers channels 0x4000..0x4fff; RFC 5766 allowed up to 0x7fff, and coturn's
+         * clients still pick there, where RFC 9443 puts QUIC short headers (80..127).
+         * Without QUIC flows (not routed yet), 80..127 are taken as ChannelData. */
         if (n < 4 || (size_t)be16(p + 2) > n - 4)
             return other(out, "ChannelData length overruns the datagram");
         out->kind = UDP_CHANNEL;
@@ -165,8 +168,6 @@ void udp_demux(const uint8_t *p, size_t n, struct udp_first *out)
             (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
         return;
     }
-    if (p[0] >= 80 && p[0] <= 127)
-        return other(out, "QUIC short header outside a known flow");
     return other(out, "first byte in no RFC 9443 range");
 }
 

@@ -8,6 +8,7 @@
 
 #include "mux443/lib/log.h"
 #include "mux443/state/metrics.h"
+#include "mux443/state/udp_metrics.h"
 
 struct mx_global mx;
 
@@ -182,6 +183,8 @@ void metrics_render(FILE *out)
     fprintf(out, "mux443_ufrag_fanout_failures_total %llu\n", LD(mx.fanout_failures));
     head(out, "mux443_ufrag_entries", "gauge", "Entries in the ufrag table.");
     fprintf(out, "mux443_ufrag_entries %lld\n", (long long)atomic_load(&mx.ufrag_entries));
+
+    udp_metrics_render(out);
 
     long pages = 0, rss = 0;
     FILE *f = fopen("/proc/self/statm", "r");

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (a.kind == UDP_DTLS && (copy[0] < 20 || copy[0] > 63))
         abort();
-    if (a.kind == UDP_CHANNEL && (copy[0] < 64 || copy[0] > 79))
+    if (a.kind == UDP_CHANNEL && (copy[0] < 64 || copy[0] > 127))
         abort();
     if (a.kind == UDP_RTP && (copy[0] < 128 || copy[0] > 191))
         abort();

@@ -141,7 +141,7 @@ static void test_other_protocols(void **state)
 {
     /* DTLS 1.2 ClientHello record header, as Chromium sends (content type 22, fe fd) */
     static const uint8_t dtls[] = {22, 0xfe, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x60, 1};
-    static const uint8_t chan[] = {0x40, 0x01, 0x00, 0x04, 1, 2, 3, 4};
+    uint8_t chan[] = {0x40, 0x01, 0x00, 0x04, 1, 2, 3, 4};
     static const uint8_t rtp[12] = {0x80, 0x6f, 0x12, 0x34};
     static const uint8_t rtcp[8] = {0x81, 0xc9, 0x00, 0x01};
     static const uint8_t quic[8] = {0xc3, 0x00, 0x00, 0x00, 0x01, 8};
@@ -155,6 +155,11 @@ static void test_other_protocols(void **state)
     assert_int_equal(out.kind, UDP_CHANNEL);
     assert_int_equal(out.side, UDP_SIDE_TURN);
     assert_int_equal(out.channel, 0x4001);
+    /* an RFC 5766 channel number, as coturn's turnutils_uclient picks */
+    chan[0] = 0x70;
+    demux(chan, sizeof(chan));
+    assert_int_equal(out.kind, UDP_CHANNEL);
+    assert_int_equal(out.channel, 0x7001);
     demux(chan, sizeof(chan) - 1); /* length 4 with 3 bytes of data */
     assert_int_equal(out.kind, UDP_OTHER);
     demux(rtp, sizeof(rtp));
@@ -198,7 +203,7 @@ static void test_every_first_byte(void **state)
                 assert_true(v >= 20 && v <= 63);
                 break;
             case UDP_CHANNEL:
-                assert_true(v >= 64 && v <= 79);
+                assert_true(v >= 64 && v <= 127);
                 break;
             case UDP_RTP:
                 assert_true(v >= 128 && v <= 191);

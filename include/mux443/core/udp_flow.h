@@ -25,7 +25,11 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include <ev.h>
+
 #include "mux443/lib/ice.h"
+
+struct ufrag_entry;
 
 enum udp_up_side { UDP_UP_MEDIA, UDP_UP_TURN, UDP_UPS };
 
@@ -50,9 +54,11 @@ struct udp_peer {
 /* One upstream: a connected UDP socket to one server. The owner opens and closes fd;
  * the table only carries it. `in` is client → server, `out` server → client. */
 struct udp_up {
-    int fd;            /* -1: this side is not open */
-    uint32_t server;   /* the owner's index of the server in its route */
-    const void *route; /* the owner's route (opaque here) */
+    ev_io io;                       /* first: the owner's watcher on fd (io.data: the flow) */
+    int fd;                         /* -1: this side is not open */
+    uint32_t server;                /* the owner's index of the server in its route */
+    const void *route;              /* the owner's route (opaque here) */
+    struct ufrag_entry *ufrag_held; /* the ufrag table entry that chose the server */
     uint64_t dgrams_in, bytes_in, dgrams_out, bytes_out;
     uint32_t unverified; /* datagrams relayed up before the server's first answer */
     bool verified;       /* the server has answered */
@@ -61,12 +67,18 @@ struct udp_up {
 struct udp_flow {
     struct udp_peer peer;
     struct sockaddr_storage addr; /* the client's address, for sendto() */
-    uint32_t next;                /* bucket chain: slot index + 1, 0 = end */
-    uint32_t prefix;              /* prefix node index + 1 */
+    socklen_t addr_len;
+    int lfd;         /* the listening socket it came in on (replies leave from it) */
+    void *owner;     /* the owner's worker state */
+    void *snap;      /* the owner's snapshot reference (routes stay valid across reloads) */
+    const void *lst; /* the owner's listener */
+    uint64_t id;
+    uint32_t next;   /* bucket chain: slot index + 1, 0 = end */
+    uint32_t prefix; /* prefix node index + 1 */
     bool used;
     uint8_t kind; /* the first datagram's enum udp_kind */
     uint64_t start_ms, last_ms;
-    uint32_t idle_ms; /* from the first side's route */
+    uint32_t idle_ms; /* the longest of its sides' routes' */
     struct udp_up up[UDP_UPS];
     uint8_t tid[UDP_TIDS][12];
     uint8_t tid_side[UDP_TIDS]; /* enum udp_up_side + 1; 0 = empty */

@@ -29,7 +29,9 @@ enum udp_kind {
     UDP_OTHER,   /* no protocol of RFC 9443's table, or a malformed header: `why` says */
     UDP_STUN,    /* 0..3: STUN/TURN message with the magic cookie, length = datagram */
     UDP_DTLS,    /* 20..63: DTLS record (20..31 with version 0xfe..; 32..63 DTLS 1.3) */
-    UDP_CHANNEL, /* 64..79: TURN ChannelData (RFC 8656 §12.4) */
+    UDP_CHANNEL, /* 64..79: TURN ChannelData (RFC 8656 §12.4); also 80..127, the channels
+                  * 0x5000..0x7fff of RFC 5766 that coturn's clients use (RFC 9443 gives
+                  * that range to QUIC short headers, which need a QUIC flow: next part) */
     UDP_RTP,     /* 128..191: RTP or RTCP version 2 (`rtcp` tells which, RFC 5761 §4) */
     UDP_QUIC,    /* 192..255: QUIC long header (RFC 9000 §17.2), fixed bit set */
 };
@@ -71,7 +73,7 @@ struct udp_first {
     uint16_t ufrag_len;   /* server ufrag of USERNAME "<server>:<client>", or 0 */
     char ufrag[UFRAG_MAX + 1];
     /* UDP_CHANNEL */
-    uint16_t channel; /* 0x4000..0x4fff */
+    uint16_t channel; /* 0x4000..0x7fff */
     /* UDP_RTP */
     uint8_t rtcp; /* 1: RTCP (packet type 192..223), 0: RTP */
     /* UDP_QUIC */
