@@ -123,15 +123,20 @@ static int pick_server(const struct snap *s, const struct cfg_route *r, const st
     return *held != NULL ? (int)idx : -1; /* fan-out over UDP: next part */
 }
 
+void udp_probe_of(const struct udp_first *d, int side, struct probe_out *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->cls = side == UDP_UP_MEDIA ? CLASS_ICE_TCP : CLASS_STUN;
+    p->stun_type = d->stun_method;
+    memcpy(p->ufrag, d->ufrag, d->ufrag_len);
+    p->ufrag_len = d->ufrag_len;
+}
+
 const struct cfg_route *udp_route(const struct cfg *c, const struct udp_first *d, int side)
 {
     struct probe_out p;
 
-    memset(&p, 0, sizeof(p));
-    p.cls = side == UDP_UP_MEDIA ? CLASS_ICE_TCP : CLASS_STUN;
-    p.stun_type = (uint16_t)d->stun_method; /* only compared with 0 by route rules */
-    memcpy(p.ufrag, d->ufrag, d->ufrag_len);
-    p.ufrag_len = d->ufrag_len;
+    udp_probe_of(d, side, &p);
     return route_select(c, &p, VIA_PLAIN);
 }
 

@@ -16,6 +16,8 @@ struct udp_relay;
  * class stun, both as plain transport (tls = no matches). NULL when none matches. The
  * relay and --explain --udp both decide with this. */
 const struct cfg_route *udp_route(const struct cfg *c, const struct udp_first *d, int side);
+/* What udp_route routes on: d as the probe result of a TCP connection of that class. */
+void udp_probe_of(const struct udp_first *d, int side, struct probe_out *p);
 
 /* A worker's relay, its flow table sized for configuration c shared by nworkers. NULL
  * after logging when out of memory. */
