@@ -56,9 +56,9 @@ const struct key_def cfg_keys[] = {
      "Fan-outs in progress at once (each opens a connection to every server of the pool)."},
     {SEC_MAIN, "udp", K_BOOL, M(udp), 0, 0, NULL, "no",
      "Also take UDP (STUN, TURN/UDP, ICE/UDP media) on the main listener's addresses."},
-    {SEC_MAIN, "udp_idle_timeout", K_SECONDS, M(udp_idle_timeout), 1, 604800, NULL, "2m",
+    {SEC_MAIN, "udp_idle_timeout", K_SECONDS, M(udp_idle_timeout), 1, 604800, NULL, "10m",
      "End a UDP flow after this long without a datagram either way (a route's idle_timeout "
-     "overrides it for the route's flows)."},
+     "overrides it for the route's flows); a flow no server has answered yet ends after 30s."},
     {SEC_MAIN, "udp_max_flows", K_UINT, M(udp_max_flows), 1, 10000000, NULL, "65536",
      "UDP flows open at once, all workers together (each worker holds an equal share); "
      "a full table refuses new flows. Needs a restart to change."},

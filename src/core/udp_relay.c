@@ -23,6 +23,9 @@
 #define UDP_DGRAM_MAX 4096 /* larger datagrams are dropped (MTU-sized media and STUN fit) */
 #define UDP_SWEEP     1.0  /* seconds between idle sweeps */
 #define UDP_ROUNDS    4    /* batches per readiness, so one socket cannot starve the rest */
+/* A flow none of whose servers has answered yet ends after this (or the route's idle
+ * timeout, when shorter): spoofed sources cannot hold slots for the full idle timeout. */
+#define UDP_UNVERIFIED_IDLE_MS 30000u
 
 struct udp_relay {
     struct ev_loop *loop;
@@ -142,6 +145,11 @@ const struct cfg_route *udp_route(const struct cfg *c, const struct udp_first *d
 
 static void up_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 
+static uint32_t route_idle_ms(const struct cfg_route *r)
+{
+    return (uint32_t)(r->udp_idle_timeout * 1000.0);
+}
+
 /* Opens side `side` of f for the datagram d: route, server, connected socket. */
 static bool side_open(struct udp_relay *u, struct udp_flow *f, int side, const struct udp_first *d)
 {
@@ -178,8 +186,9 @@ static bool side_open(struct udp_relay *u, struct udp_flow *f, int side, const s
         memcpy(f->ufrag, d->ufrag, d->ufrag_len);
         f->ufrag[d->ufrag_len] = '\0';
     }
-    if ((uint32_t)(r->udp_idle_timeout * 1000) > f->idle_ms)
-        f->idle_ms = (uint32_t)(r->udp_idle_timeout * 1000);
+    if (f->idle_ms == 0)
+        f->idle_ms =
+            route_idle_ms(r) < UDP_UNVERIFIED_IDLE_MS ? route_idle_ms(r) : UDP_UNVERIFIED_IDLE_MS;
     MX_INC(mxu.flows_total[side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN]);
     MX_INC(mxu.flows_open[side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN]);
     MX_INC(snap_route_mx(s, r)->conns);
@@ -364,7 +373,11 @@ static void up_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         note_backend_request(f, side, u->buf[i], u->msg[i].msg_len);
         k++;
     }
-    up->verified = true;
+    if (!up->verified) { /* the server answered: the flow gets its route's idle timeout */
+        up->verified = true;
+        if (route_idle_ms(up->route) > f->idle_ms)
+            f->idle_ms = route_idle_ms(up->route);
+    }
     sent = k > 0 ? sendmmsg(f->lfd, u->msg, (unsigned)k, MSG_DONTWAIT) : 0;
     for (int i = 0; i < sent; i++) {
         up->dgrams_out++;
