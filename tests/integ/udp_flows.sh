@@ -6,7 +6,8 @@
 # a flood of new flows from many source ports fills the table (refused and counted)
 # while the established flow keeps flowing; after SIGHUP (which moves the ufrag prefix
 # to another server) the flow keeps its server and new flows take the new one; flows of
-# a route with a short idle_timeout end with reason "idle timeout", freeing their slots.
+# a route with a short idle_timeout end with reason "idle timeout", freeing their slots;
+# a ufrag registered through /ufrags routes a new flow, an unknown one is dropped.
 # --explain --udp routes captured first datagrams as the relay does.
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
@@ -84,17 +85,43 @@ assert_grep '^mux443_udp_table_slots 40$' "$T/metrics.txt"
 # the TURN-side flows of the flood idle out after the route's 2 s; then new flows fit
 wait_log mux 'udp flow=[0-9]+ .*class=stun .*route=turn .*reason="idle timeout"' 10
 assert_grep 'reload: .* loaded' "$T/mux.log"
+# a ufrag registered through /ufrags routes a new flow; an unknown one is dropped
+curl -fsS -d "RegUdp01 127.0.0.1:$PMA 120" "http://127.0.0.1:$PA/ufrags" >/dev/null
 rc=0
-timeout 10 "$PY" - "$PM" <<'PYEOF' || rc=$?
+timeout 10 "$PY" - "$PM" "$PEERS" <<'PYEOF' >"$T/after.log" 2>&1 || rc=$?
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(5)
-msg = bytes.fromhex("000100002112a442") + b"after-flood!"
-s.sendto(msg, ("127.0.0.1", int(sys.argv[1])))
-assert s.recv(100) == b"T:" + msg
+sys.path.insert(0, sys.argv[2])
+from udp_flows import binding
+mux = ("127.0.0.1", int(sys.argv[1]))
+def sock():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    return s
+s = sock()
+msg = binding()
+s.sendto(msg, mux)
+assert s.recv(2000) == b"T:" + msg, "a new TURN-side flow after the flood idled out"
+s = sock()
+msg = binding("RegUdp01:cli4")
+s.sendto(msg, mux)
+assert s.recv(2000) == b"A:" + msg, "registered ufrag RegUdp01 routes to A"
+s = sock()
+s.settimeout(0.5)
+s.sendto(binding("Nobody99:cli5"), mux)
+try:
+    s.recv(2000)
+    sys.exit("an unknown ufrag was answered")
+except socket.timeout:
+    pass
+print("after: ok")
 PYEOF
-assert_eq 0 "$rc" "a new flow after the flood flows idled out"
+cat "$T/after.log" >&2
+assert_eq 0 "$rc" "new flows after the flood: TURN side, registered ufrag, unknown ufrag"
+curl -fsS "http://127.0.0.1:$PA/metrics" >"$T/metrics2.txt"
+assert_grep '^mux443_udp_dropped_total\{reason="unroutable"\} [1-9]' "$T/metrics2.txt" \
+    "an ICE check for a ufrag nobody owns (no fan-out over UDP yet)"
 stop_mux mux
 # the media flow of socket A: one close line per side, with its ufrag and server
 assert_grep 'udp flow=[0-9]+ client=127\.0\.0\.1:[0-9]+ listener=main class=ice-udp ufrag=dptA1234 route=ice-tcp backend=media server=127\.0\.0\.1:'"$PMA"' dgrams_in=[4-9] .*reason="shutdown"' "$T/mux.log"
 assert_grep 'class=ice-udp ufrag=dptC5678 route=ice-tcp backend=media server=127\.0\.0\.1:'"$PMB" "$T/mux.log"
+assert_grep 'class=ice-udp ufrag=RegUdp01 route=ice-tcp backend=media server=127\.0\.0\.1:'"$PMA" "$T/mux.log"
