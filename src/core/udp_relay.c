@@ -208,6 +208,10 @@ static int side_of(struct udp_flow *f, const struct udp_first *d)
 
     switch (d->side) {
     case UDP_SIDE_TURN:
+        /* A Binding indication is an ICE keepalive (RFC 8445 §11) once media flows. */
+        if (f != NULL && d->stun_method == STUN_M_BINDING && d->stun_class == STUN_INDICATION &&
+            f->up[UDP_UP_MEDIA].fd >= 0)
+            return UDP_UP_MEDIA;
         return UDP_UP_TURN;
     case UDP_SIDE_MEDIA:
         return UDP_UP_MEDIA;

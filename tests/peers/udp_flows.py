@@ -107,6 +107,8 @@ def scenario(port, pid, log, conf, newconf, flood):
     say("ok DTLS reaches A, which sends its own Binding request")
     ask(a, mux, resp, b"A:" + resp, "the client's Binding response goes back to A by id")
     ask(a, mux, RTP, b"A:" + RTP, "RTP goes to A")
+    keep = stun_message(0x0011, os.urandom(12), [])
+    ask(a, mux, keep, b"A:" + keep, "a Binding indication (ICE keepalive) goes to A")
     b = new_sock()
     b2 = binding("zzzz9999:cli2")
     ask(b, mux, b2, b"B:" + b2, "ICE check with ufrag zzzz9999 reaches media server B")
