@@ -68,8 +68,10 @@ int daemon_run(struct snap *s, const char *path)
     char addrs[512];
 
     raise_nofile();
-    if (workers_init(s) < 0)
+    if (workers_init(s) < 0) {
+        snap_unref(s);
         return 3;
+    }
     privileges_drop(s->cfg);
 
     signal(SIGPIPE, SIG_IGN);
@@ -79,9 +81,15 @@ int daemon_run(struct snap *s, const char *path)
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sigint);
     ev_signal_start(loop, &sighup);
-    if (s->cfg->admin.n && admin_start(loop, &s->cfg->admin.v[0]) < 0)
+    if (s->cfg->admin.n && admin_start(loop, &s->cfg->admin.v[0]) < 0) {
+        snap_unref(s);
         return 3;
+    }
     reload_init(s, path, loop);
+    /* The workers, the reload module and the health checks hold references of their own
+     * now: keeping the caller's would keep this first snapshot (and the gauges of its
+     * servers) live after every reload. */
+    snap_unref(s);
     ev_timer_init(&sweep, sweep_cb, 1.0, 1.0);
     ev_timer_start(loop, &sweep);
     ev_unref(loop); /* the sweep alone must not keep the main loop running */

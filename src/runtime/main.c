@@ -133,7 +133,5 @@ int main(int argc, char **argv)
                      ? "available: terminated TLS records are handled by the kernel"
                      : "not offered by this kernel (module tls not loaded): "
                        "records are encrypted in user space");
-    int rc = daemon_run(s, path);
-    snap_unref(s);
-    return rc;
+    return daemon_run(s, path);
 }
