@@ -56,6 +56,20 @@ const struct key_def cfg_keys[] = {
      "How long a fan-out waits for a media server to answer the Binding request."},
     {SEC_MAIN, "fanout_max", K_UINT, M(fanout_max), 1, 100000, NULL, "256",
      "Fan-outs in progress at once (each opens a connection to every server of the pool)."},
+    {SEC_MAIN, "udp", K_BOOL, M(udp), 0, 0, NULL, "no",
+     "Also take UDP (STUN, TURN/UDP, ICE/UDP media) on the main listener's addresses."},
+    {SEC_MAIN, "udp_idle_timeout", K_SECONDS, M(udp_idle_timeout), 1, 604800, NULL, "10m",
+     "End a UDP flow after this long without a datagram either way (a route's idle_timeout "
+     "overrides it for the route's flows); a flow no server has answered yet ends after 30s."},
+    {SEC_MAIN, "udp_max_flows", K_UINT, M(udp_max_flows), 1, 10000000, NULL, "65536",
+     "UDP flows open at once, all workers together (each worker holds an equal share); "
+     "a full table refuses new flows. Needs a restart to change."},
+    {SEC_MAIN, "udp_flows_per_prefix", K_UINT, M(udp_per_prefix), 0, 10000000, NULL, "1024",
+     "UDP flows open at once from one client /24 (IPv4) or /64 (IPv6); 0 = no limit."},
+    {SEC_MAIN, "udp_new_flows_per_sec", K_UINT, M(udp_new_per_sec), 0, 10000000, NULL, "5000",
+     "New UDP flows accepted per second, all workers together; 0 = no limit."},
+    {SEC_MAIN, "udp_unverified_budget", K_UINT, M(udp_budget), 1, 10000, NULL, "16",
+     "Datagrams a UDP flow may send a server before the server has answered it once."},
     {SEC_MAIN, "admin", K_ADDRS, M(admin), 0, 0, NULL, NULL,
      "Admin HTTP listener (/healthz /metrics /routes /ufrags), e.g. 127.0.0.1:9443; off when "
      "unset. Keep it on loopback, or set admin_token_file."},
@@ -81,6 +95,8 @@ const struct key_def cfg_keys[] = {
      "As in [mux443], for this listener."},
     {SEC_LISTENER, "preread_max", K_SIZE, L(preread_max), 1024, 262144, NULL, NULL,
      "As in [mux443], for this listener."},
+    {SEC_LISTENER, "udp", K_BOOL, L(udp), 0, 0, NULL, "no",
+     "Also take UDP on this listener's addresses (README \"UDP on 443\")."},
     {SEC_LISTENER, "max_connections", K_UINT, L(max_connections), 0, 10000000, NULL, "0",
      "Connections open at once on this listener; 0 = no limit."},
 
@@ -137,7 +153,7 @@ const struct key_def cfg_keys[] = {
      "yes: only clients that used TLS (a rule for class tls passes it through; for other "
      "classes mux443 terminated it); no: only plain-text clients."},
     {SEC_RULE, "idle_timeout", K_SECONDS, R(r.idle_timeout), 1, 604800, NULL, NULL,
-     "As in [mux443], for this route."},
+     "As in [mux443], for this route; also the idle timeout of its UDP flows."},
 
     {SEC_TLS, "cert", K_PATHS, T(certs), 0, 0, NULL, NULL,
      "PEM certificate chain files, leaf first (required); repeat for RSA + ECDSA."},

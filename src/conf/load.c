@@ -431,6 +431,11 @@ static struct cfg *build(struct parse *ps)
     c->ufrag_grace = m->ufrag_grace;
     c->fanout_timeout = m->fanout_timeout;
     c->fanout_max = m->fanout_max;
+    c->udp_idle_timeout = m->udp_idle_timeout;
+    c->udp_max_flows = m->udp_max_flows;
+    c->udp_per_prefix = m->udp_per_prefix;
+    c->udp_new_per_sec = m->udp_new_per_sec;
+    c->udp_budget = m->udp_budget;
     build_main(ps, c);
 
     for (size_t i = 0; i < ps->nsecs; i++) {
@@ -452,6 +457,7 @@ static struct cfg *build(struct parse *ps)
         l->addrs = m->listen;
         l->peek_timeout = c->peek_timeout;
         l->preread_max = c->preread_max;
+        l->udp = m->udp;
         m->listen = (struct cfg_addrlist){0};
     }
     /* Backends first: routes refer to them. Objects are moved into the snapshot. */
@@ -509,6 +515,7 @@ static struct cfg *build(struct parse *ps)
         *r = rr->r;
         memset(&rr->r, 0, sizeof(rr->r));
         r->line = sec->line;
+        r->udp_idle_timeout = r->idle_timeout < 0 ? c->udp_idle_timeout : r->idle_timeout;
         if (r->idle_timeout < 0)
             r->idle_timeout = c->idle_timeout;
         check_rule(ps, sec, r);
@@ -535,6 +542,7 @@ static struct cfg *build(struct parse *ps)
         r->line = ref->line;
         r->classes = 1u << cls;
         r->idle_timeout = c->idle_timeout;
+        r->udp_idle_timeout = c->udp_idle_timeout;
         r->backend = resolve_backend(ps, c, mapsec, r->name, ref);
     }
     build_alpn(c);

@@ -9,6 +9,7 @@
 
 #include "mux443/lib/log.h"
 #include "mux443/state/metrics.h"
+#include "mux443/state/udp_metrics.h"
 
 struct mx_global mx;
 
@@ -197,6 +198,7 @@ void metrics_render(FILE *out)
 
     if (ufrag)
         ufrag_render(out);
+    udp_metrics_render(out);
     process_render(out);
 }
 

@@ -31,6 +31,7 @@ struct cfg_listener {
     double peek_timeout;      /* seconds allowed to recognise the client */
     unsigned preread_max;     /* bytes buffered while recognising */
     unsigned max_connections; /* 0 = no limit */
+    bool udp;                 /* also UDP on the same addresses (README "UDP on 443") */
 };
 
 enum cfg_balance { BALANCE_ROUNDROBIN = 0, BALANCE_SOURCE, BALANCE_UFRAG };
@@ -79,6 +80,7 @@ struct cfg_route {
     bool map; /* an entry of the [route] class map (tried after the named rules) */
     const struct cfg_backend *backend;
     double idle_timeout;
+    double udp_idle_timeout; /* the route's idle_timeout when set, else [mux443]'s udp_ one */
 };
 
 struct cfg {
@@ -94,6 +96,9 @@ struct cfg {
     double ufrag_grace;               /* kept this long after their last connection closed */
     double fanout_timeout;            /* a fan-out waits this long for a Binding success */
     unsigned fanout_max;              /* fan-outs in progress at once, all workers */
+    /* UDP flows (README "UDP on 443"): all workers together, each enforcing its share */
+    double udp_idle_timeout;
+    unsigned udp_max_flows, udp_per_prefix, udp_new_per_sec, udp_budget;
     char *user, *group;               /* drop privileges to these after binding; NULL = stay */
     struct cfg_addrlist admin;        /* 0 or 1 address */
     struct cfg_strlist admin_hosts;   /* Host names the admin API answers besides IPs */

@@ -57,6 +57,9 @@ struct raw_main {
     double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
     unsigned preread_max, max_connections, max_per_client, fanout_max;
     double ufrag_ttl, ufrag_grace, fanout_timeout;
+    bool udp;
+    double udp_idle_timeout;
+    unsigned udp_max_flows, udp_per_prefix, udp_new_per_sec, udp_budget;
     char *user, *group;
     struct cfg_addrlist admin;
     struct cfg_strlist admin_hosts, admin_origins;
