@@ -72,6 +72,8 @@ enum step detect_proxy(struct conn *c, int revents)
             return STEP_AGAIN;
         case RD_EOF:
             MX_INC(mx.detect[MXD_CLOSED]);
+            if (!b->len) /* port scanners, health checks, aborted dials: not a failure */
+                return conn_end(c, "client closed without sending a byte");
             return conn_fail(c, "client closed during detection after %u bytes", b->len);
         case RD_ERROR:
         case RD_BUDGET:
@@ -106,8 +108,10 @@ enum step detect_proxy(struct conn *c, int revents)
         }
         buf_consume(b, pi.hdr_len);
         if (!conn_admit_client(c->cfg, (struct sockaddr *)&c->peer_addr, c->client_key, &c->keyed,
-                               &c->limit_held))
+                               &c->limit_held)) {
+            c->refused = true;
             return conn_fail(c, "max_connections_per_client reached for %s", c->peer_text);
+        }
         return STEP_DONE;
     }
 }
@@ -171,6 +175,8 @@ enum step detect_first_bytes(struct conn *c, int revents, struct probe_out *out)
             return STEP_AGAIN;
         case RD_EOF:
             MX_INC(mx.detect[MXD_CLOSED]);
+            if (!c->terminated && !c->client.bytes)
+                return conn_end(c, "client closed without sending a byte");
             return conn_fail(c, "client closed during detection after %zu bytes", buf_unread(b));
         case RD_ERROR:
         case RD_BUDGET:

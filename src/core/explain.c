@@ -102,16 +102,24 @@ int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
                 "tls       terminate with [tls%s%s] (%s:%d); the route is chosen from the "
                 "bytes inside\n",
                 *term->name ? " " : "", term->name, c->path, term->line);
-    } else if (!rt) {
-        fprintf(out, "route     - (no route matches: the connection is closed)\n");
     } else {
-        fprintf(out, "route     %s (%s:%d)\nbackend   %s:", rt->name, c->path, rt->line,
-                rt->backend->name);
-        for (size_t i = 0; i < rt->backend->servers.n; i++)
-            fprintf(out, " %s", rt->backend->servers.v[i].text);
-        fprintf(out, "\n");
-        explain_ufrag(out, rt->backend, &p);
+        explain_route(out, c, rt, &p);
     }
     free(buf);
     return 0;
+}
+
+void explain_route(FILE *out, const struct cfg *c, const struct cfg_route *rt,
+                   const struct probe_out *p)
+{
+    if (!rt) {
+        fprintf(out, "route     - (no route matches: the connection is closed)\n");
+        return;
+    }
+    fprintf(out, "route     %s (%s:%d)\nbackend   %s:", rt->name, c->path, rt->line,
+            rt->backend->name);
+    for (size_t i = 0; i < rt->backend->servers.n; i++)
+        fprintf(out, " %s", rt->backend->servers.v[i].text);
+    fprintf(out, "\n");
+    explain_ufrag(out, rt->backend, p);
 }

@@ -11,7 +11,9 @@
 #include "mux443/runtime/health.h"
 #include "mux443/runtime/privileges.h"
 #include "mux443/runtime/reload.h"
+#include "mux443/runtime/status.h"
 #include "mux443/runtime/workers.h"
+#include "mux443/state/history.h"
 #include "mux443/state/metrics.h"
 #include "mux443/state/ufrag.h"
 
@@ -45,6 +47,11 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)t;
     (void)revents;
     ufrag_sweep();
+    /* The status page's sparklines: one sample a second. */
+    struct snap *s = reload_current();
+    if (s)
+        history_sample(s->route_mx, s->cfg->nroutes);
+    snap_unref(s);
 }
 
 static void raise_nofile(void)
@@ -90,6 +97,7 @@ int daemon_run(struct snap *s, const char *path)
      * now: keeping the caller's would keep this first snapshot (and the gauges of its
      * servers) live after every reload. */
     snap_unref(s);
+    status_init();
     ev_timer_init(&sweep, sweep_cb, 1.0, 1.0);
     ev_timer_start(loop, &sweep);
     ev_unref(loop); /* the sweep alone must not keep the main loop running */
