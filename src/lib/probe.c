@@ -3,17 +3,27 @@
 #include <string.h>
 
 #include "mux443/lib/probe.h"
+#include "mux443/lib/probe_mqtt.h"
+#include "mux443/lib/probe_sip.h"
+#include "mux443/lib/probe_ssh.h"
 
 typedef enum probe_result (*probe_fn)(const uint8_t *p, size_t n, struct probe_out *out);
 
 /* The classes' first bytes do not overlap (TLS 0x16 or >= 0x80, HTTP 'A'..'Z', STUN and
  * ICE-TCP < 0x40 with the cookie at different offsets), so at most one probe matches
  * and the order only decides whose work is skipped. */
-static const probe_fn probes[] = {probe_tls, probe_http, probe_stun, probe_ice_tcp};
+/* SIP and SSH start with upper-case letters like HTTP: the SIP version "SIP/2.0" (not
+ * "HTTP/1.x") and the sip:/sips:/tel: Request-URI, and "SSH-" (no HTTP or SIP token
+ * is followed by '-' then a line end) tell them apart; each says NOMATCH on the others'
+ * lines. MQTT's CONNECT starts 0x10 like a STUN/ICE-TCP length, but never has the STUN
+ * cookie at offset 4 or 6. The first four entries' whys are reported by nomatch_why. */
+static const probe_fn probes[] = {probe_tls, probe_http, probe_stun, probe_ice_tcp,
+                                  probe_sip, probe_mqtt, probe_ssh};
 
 static const char *const class_names[CLASS_COUNT] = {
     [CLASS_TLS] = "tls",         [CLASS_HTTP] = "http",       [CLASS_WEBSOCKET] = "websocket",
-    [CLASS_STUN] = "stun",       [CLASS_ICE_TCP] = "ice-tcp", [CLASS_UNKNOWN] = "unknown",
+    [CLASS_STUN] = "stun",       [CLASS_ICE_TCP] = "ice-tcp", [CLASS_SIP] = "sip",
+    [CLASS_MQTT] = "mqtt",       [CLASS_SSH] = "ssh",         [CLASS_UNKNOWN] = "unknown",
     [CLASS_TIMEOUT] = "timeout",
 };
 

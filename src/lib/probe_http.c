@@ -7,7 +7,7 @@
 
 #include "mux443/lib/probe.h"
 
-enum hdr_kind { HDR_OTHER, HDR_HOST, HDR_CONNECTION, HDR_UPGRADE };
+enum hdr_kind { HDR_OTHER, HDR_HOST, HDR_CONNECTION, HDR_UPGRADE, HDR_WSPROTO };
 
 /* Streaming matcher for one token of a comma-separated header list (RFC 9110 §5.6.1):
  * values can arrive in several callbacks (obs-fold, or a buffer end), so tokens are
@@ -21,7 +21,7 @@ struct tok_match {
 };
 
 /* Header names longer than this are none of ours: only a prefix is kept. */
-#define HDR_NAME_KEEP 16
+#define HDR_NAME_KEEP 24
 /* Host values are buffered with room for a port and some slack before being cut. */
 #define HOST_KEEP (PROBE_NAME_MAX + 16)
 
@@ -38,6 +38,9 @@ struct http_state {
     char host[HOST_KEEP];
     size_t host_len; /* may exceed HOST_KEEP: then the value was cut */
     struct tok_match conn, upg;
+    char wsp[PROBE_NAME_MAX];
+    size_t wsp_len; /* first Sec-WebSocket-Protocol; may exceed the buffer: cut */
+    bool wsp_seen;
     bool done;
 };
 
@@ -79,6 +82,7 @@ static void tok_feed(struct tok_match *t, const char *s, size_t n)
 /* A header's value is complete: finish list matching. */
 static void header_end(struct http_state *st)
 {
+    st->wsp_seen |= st->kind == HDR_WSPROTO;
     if (st->kind == HDR_CONNECTION)
         tok_end(&st->conn);
     else if (st->kind == HDR_UPGRADE)
@@ -92,7 +96,10 @@ static enum hdr_kind classify_name(const struct http_state *st)
     static const struct {
         const char *name;
         enum hdr_kind kind;
-    } names[] = {{"host", HDR_HOST}, {"connection", HDR_CONNECTION}, {"upgrade", HDR_UPGRADE}};
+    } names[] = {{"host", HDR_HOST},
+                 {"connection", HDR_CONNECTION},
+                 {"upgrade", HDR_UPGRADE},
+                 {"sec-websocket-protocol", HDR_WSPROTO}};
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (st->name_len == strlen(names[i].name) &&
@@ -155,6 +162,11 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
         break;
     case HDR_UPGRADE:
         tok_feed(&st->upg, at, len);
+        break;
+    case HDR_WSPROTO:
+        for (size_t i = 0; !st->wsp_seen && i < len; i++, st->wsp_len++)
+            if (st->wsp_len < sizeof(st->wsp))
+                st->wsp[st->wsp_len] = at[i];
         break;
     default:
         break;
@@ -321,9 +333,12 @@ enum probe_result probe_http(const uint8_t *p, size_t n, struct probe_out *out)
                  st.host_len > HOST_KEEP);
     split_target(&st, out, st.host_seen);
 
-    if (hp.method == HTTP_GET && st.conn.found && st.upg.found)
+    if (hp.method == HTTP_GET && st.conn.found && st.upg.found) {
         out->cls = CLASS_WEBSOCKET;
-    else
+        out->ws_protocol_cut = st.wsp_len > sizeof(st.wsp);
+        out->ws_protocol_len = (uint16_t)(out->ws_protocol_cut ? sizeof(st.wsp) : st.wsp_len);
+        memcpy(out->ws_protocol, st.wsp, out->ws_protocol_len);
+    } else
         out->cls = CLASS_HTTP;
     return PROBE_MATCH;
 }

@@ -81,6 +81,12 @@ void tu_check_sane(enum probe_result r, const struct probe_out *out, size_t n)
     assert_true(out->cufrag_len <= PROBE_UFRAG_MAX);
     assert_int_equal(out->cufrag[out->cufrag_len], '\0');
     assert_true(memchr(out->method, '\0', sizeof(out->method)) != NULL);
+    assert_true(out->ws_protocol_len <= PROBE_NAME_MAX);
+    assert_int_equal(out->ws_protocol[out->ws_protocol_len], '\0');
+    assert_true(out->mqtt_client_len <= PROBE_NAME_MAX);
+    assert_int_equal(out->mqtt_client[out->mqtt_client_len], '\0');
+    if (out->cls == CLASS_MQTT)
+        assert_true(out->mqtt_level >= 3 && out->mqtt_level <= 5);
     if (out->cls == CLASS_HTTP || out->cls == CLASS_WEBSOCKET)
         assert_true(out->method[0] != '\0');
     if (out->cls == CLASS_ICE_TCP && out->ufrag_len == 0)

@@ -21,6 +21,9 @@ enum mux_class {
     CLASS_WEBSOCKET, /* HTTP/1.1 GET with Connection: upgrade + Upgrade: websocket */
     CLASS_STUN,      /* STUN / TURN over TCP (RFC 8489, RFC 8656) */
     CLASS_ICE_TCP,   /* RFC 4571-framed STUN (RFC 6544 ICE-TCP) */
+    CLASS_SIP,       /* SIP request or response line (RFC 3261) */
+    CLASS_MQTT,      /* MQTT 3.1 / 3.1.1 / 5.0 CONNECT packet */
+    CLASS_SSH,       /* SSH identification string "SSH-2.0-" (RFC 4253) */
     CLASS_UNKNOWN,   /* no probe matched: routed by `default` */
     CLASS_TIMEOUT,   /* client silent or too slow: routed by `on_timeout` */
     CLASS_COUNT
@@ -68,6 +71,21 @@ struct probe_out {
     char ufrag[PROBE_UFRAG_MAX + 1];
     uint16_t cufrag_len; /* client (remote) ufrag: the part after ':' */
     char cufrag[PROBE_UFRAG_MAX + 1];
+
+    /* WebSocket: the Sec-WebSocket-Protocol header's value as sent, e.g. "sip" */
+    uint16_t ws_protocol_len;
+    char ws_protocol[PROBE_NAME_MAX + 1];
+    bool ws_protocol_cut;
+
+    /* SIP: method (in method[] above) and the Request-URI host (in host[] above: the
+     * rules' `host` key matches both HTTP Host and SIP Request-URI host). */
+    bool sip_response; /* a status line ("SIP/2.0 200 OK"), not a request */
+
+    /* MQTT CONNECT */
+    uint8_t mqtt_level; /* protocol level: 3 (3.1), 4 (3.1.1), 5 (5.0) */
+    uint16_t mqtt_client_len;
+    char mqtt_client[PROBE_NAME_MAX + 1];
+    bool mqtt_client_cut;
 };
 
 /* Each probe: p/n are all bytes received so far (n may be 0). Re-run from the start
@@ -78,6 +96,8 @@ enum probe_result probe_tls(const uint8_t *p, size_t n, struct probe_out *out);
 enum probe_result probe_http(const uint8_t *p, size_t n, struct probe_out *out);
 enum probe_result probe_stun(const uint8_t *p, size_t n, struct probe_out *out);
 enum probe_result probe_ice_tcp(const uint8_t *p, size_t n, struct probe_out *out);
+/* probe_sip, probe_mqtt and probe_ssh are declared in probe_sip.h, probe_mqtt.h and
+ * probe_ssh.h. */
 
 /* Detection state of one connection (TEMPORARY shim until the resumable probes land). */
 struct probe_state {
@@ -91,7 +111,7 @@ void probe_state_init(struct probe_state *st);
 enum probe_result probe_detect(struct probe_state *st, const uint8_t *p, size_t n,
                                struct probe_out *out);
 
-/* "tls", "http", "websocket", "stun", "ice-tcp", "unknown", "timeout". */
+/* "tls", "http", "websocket", "stun", "ice-tcp", "sip", "mqtt", "ssh", "unknown", "timeout". */
 const char *probe_class_name(enum mux_class cls);
 /* Inverse of probe_class_name; CLASS_NONE when unknown. */
 enum mux_class probe_class_from_name(const char *name);
