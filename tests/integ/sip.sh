@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# SIP (RFC 3261) through the one port, with real SIP peers from Debian:
+#   1. sipp as UAC over plain TCP to sipp as UAS behind mux443: calls complete (INVITE,
+#      200, ACK, BYE on the one connection), sipp exits 0; the connection is class sip;
+#   2. two SIP domains: a Request-URI for sip-b.test goes to the second UAS
+#      ([route sipb] class = sip, host = sip-b.test), everything else to [route] sip;
+#   3. SIP over TLS (SIPS): a TLS client verifying mux443's certificate with the test
+#      CA sends OPTIONS through mux443's TLS termination and gets the server's 200 OK;
+#      the close line says class sips. Debian's sipp has no TLS, and sipsak 0.9.8.1's
+#      TLS mode (GnuTLS) gives up after its first read ("nothing received, select
+#      returned error") even when the 200 OK is on the wire, so the client is Python's
+#      ssl module sending the request a SIP UA sends.
+source "$(dirname "$0")/lib.sh" "$@"
+source "$PEERS/tls_certs.sh"
+for tool in sipp; do
+    command -v "$tool" >/dev/null || { log "SKIP: $tool not installed"; exit 77; }
+done
+
+P=$T/pki
+tls_ca "$P"
+tls_leaf "$P" sip ec ca sip.test sip.test
+
+PM=$(free_port)
+PA=$(free_port)
+PB=$(free_port)
+PO=$(free_port)
+cd "$T" # sipp writes its logs in the working directory
+start_bg uasa sipp -sn uas -t t1 -i 127.0.0.1 -p "$PA" -nostdin -trace_err
+start_bg uasb sipp -sn uas -t t1 -i 127.0.0.1 -p "$PB" -nostdin -trace_err
+start_bg opts sipp -sf "$PEERS/sip/options_uas.xml" -t t1 -i 127.0.0.1 -p "$PO" -nostdin
+cat >"$T/mux.ini" <<INI
+[mux443]
+listen = 127.0.0.1:$PM
+workers = 2
+
+[tls]
+cert = $P/sip.crt
+key = $P/sip.key
+
+[backend sipa]
+server = 127.0.0.1:$PA
+[backend sipb]
+server = 127.0.0.1:$PB
+[backend opts]
+server = 127.0.0.1:$PO
+
+[route sipb]
+class = sip
+host = sip-b.test
+backend = sipb
+
+[route options]
+class = sip
+tls = yes
+backend = opts
+
+[route]
+sip = sipa
+INI
+start_mux mux "$T/mux.ini"
+
+log "1. sipp UAC over plain TCP through mux443: 3 calls complete"
+sipp -sn uac -t t1 -i 127.0.0.1 -m 3 -l 1 -s bob -nostdin -timeout 20s -timeout_error \
+    "127.0.0.1:$PM" >"$T/uac1.out" 2>&1 || fail "sipp UAC exited $? ($(tail -5 "$T/uac1.out"))"
+wait_count mux 'class=sip .*route=sip backend=sipa' 1
+assert_grep 'sip_method="INVITE"' "$T/mux.log" "the close line names the method"
+
+log "2. a Request-URI for sip-b.test reaches the second server"
+sipp -sd uac >"$T/uac-b.xml" 2>/dev/null || true # sipp exits 99 after a dump
+sed -i 's/sip:\[service\]@\[remote_ip\]:\[remote_port\]/sip:[service]@sip-b.test/g' "$T/uac-b.xml"
+sipp -sf "$T/uac-b.xml" -t t1 -i 127.0.0.1 -m 2 -l 1 -s carol -nostdin -timeout 20s \
+    -timeout_error "127.0.0.1:$PM" >"$T/uac2.out" 2>&1 || fail "sipp UAC (sip-b.test) exited $?"
+wait_count mux 'class=sip host="sip-b.test".*route=sipb backend=sipb' 1
+assert_eq 1 "$(count_log mux 'route=sip backend=sipa')" "domain A got only the first client"
+
+log "3. OPTIONS over TLS (test CA) gets 200 OK"
+req='OPTIONS sip:alice@sip.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bK-h11\r\n'
+req+='From: <sip:probe@sip.test>;tag=1\r\nTo: <sip:alice@sip.test>\r\nCall-ID: h11@sip.test\r\n'
+req+='CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n'
+"$PY" "$PEERS/tls_client.py" 127.0.0.1 "$PM" --sni sip.test --ca "$P/ca.crt" --data "$req" \
+    --timeout 3 >"$T/sips.out" 2>&1 || fail "TLS client: $(cat "$T/sips.out")"
+assert_grep '^reply: SIP/2.0 200 OK' "$T/sips.out" "the server's answer came back through TLS"
+wait_count mux 'class=sips .*route=options backend=opts' 1
+stop_mux mux
+log "ok"
