@@ -80,4 +80,13 @@ for proto in x-amzn-mqtt-ca mqtt; do
     assert_contains "$out" "ALPN protocol: $proto" "ALPN $proto selected"
 done
 stop_mux mux
+
+log "4. --explain shows the class, level and client identifier of captured CONNECTs"
+for v in v31:3 v311:4 v5:5; do
+    out=$("$MUX443" --explain -c "$T/mux.ini" <"$VECTORS/mosquitto-pub-${v%%:*}-connect.bin")
+    assert_contains "$out" "class     mqtt" "${v%%:*}: class"
+    assert_contains "$out" "mqtt      ${v#*:}" "${v%%:*}: level"
+    assert_contains "$out" "client_id sensor-17" "${v%%:*}: client id"
+    assert_contains "$out" "route     sensors " "${v%%:*}: route by client id prefix"
+done
 log "ok"

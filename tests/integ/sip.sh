@@ -82,4 +82,13 @@ req+='CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n'
 assert_grep '^reply: SIP/2.0 200 OK' "$T/sips.out" "the server's answer came back through TLS"
 wait_count mux 'class=sips .*route=options backend=opts' 1
 stop_mux mux
+
+log "4. --explain shows the class, method and Request-URI host of captured flights"
+for v in sipp-uac-tcp-invite:INVITE sipsak-options-tcp:OPTIONS; do
+    out=$("$MUX443" --explain -c "$T/mux.ini" <"$VECTORS/${v%%:*}.bin")
+    assert_contains "$out" "$(printf 'class     sip\n')" "${v%%:*}: class"
+    assert_contains "$out" "method    ${v#*:}" "${v%%:*}: method"
+    assert_contains "$out" "host      127.0.0.1" "${v%%:*}: Request-URI host"
+    assert_contains "$out" "route     sip " "${v%%:*}: route"
+done
 log "ok"

@@ -71,4 +71,7 @@ out=$(ssh "${sshopts[@]}" -o "ProxyCommand=openssl s_client -quiet -connect 127.
 assert_eq "through-tls" "$out" "the command's output through TLS"
 wait_count mux 'class=ssh-tls sni="ssh.test".*route=ssh backend=sshd' 1
 stop_mux mux
+out=$("$MUX443" --explain -c "$T/mux.ini" <"$VECTORS/openssh-client-ident.bin")
+assert_contains "$out" "class     ssh" "--explain on OpenSSH's identification string"
+assert_contains "$out" "route     ssh " "--explain route"
 log "ok"
