@@ -13,6 +13,8 @@
  *       bulk   --proto ch|tls --conns C --bytes B       MB/s (ch: ClientHello then plain bytes)
  *       short  --proto ch|tls|stun|ice --conns C --secs S   conn/s, latency percentiles
  *       idle   --proto ch|tls --conns N [--hold S]       RSS of --pids before/after N idle conns
+ *       --raw (with --proto tls): the first plain-text message is binary, not HTTP, so a
+ *              terminating proxy's generic path is measured (mux443: tls_default)
  *       ping   --count N --size 64                       ping-pong RTT through an echo backend
  *       stat                                             RSS and descriptors of --pids
  *   common: --host 127.0.0.1 --sni NAME --pids P1,P2 (proxy tree: CPU and RSS read from /proc)
@@ -678,6 +680,7 @@ static struct {
     int count, size;
     double hold;
     const char *ufrags; /* "bnchA,bnchB" */
+    bool raw;           /* --raw: a binary first message instead of HTTP (tls only) */
 } o = {.proto = P_CH,
        .host = "127.0.0.1",
        .sni = "bench",
@@ -729,6 +732,11 @@ static int open_conn(struct cc *c)
         int pick = nu == 2 ? (k++ & 1) : 0;
         c->first_len = make_stun(c->first, true, u[pick], ++seqno);
         c->tag = u[pick][strlen(u[pick]) - 1];
+    } else if (o.raw) {
+        /* No probe takes it: 'M','U' ends HTTP, the NUL ends a SIP method token. */
+        static const char raw_req[] = "MUXBENCH\0\1\2\3 raw first message\n";
+        c->first_len = sizeof(raw_req) - 1;
+        memcpy(c->first, raw_req, c->first_len);
     } else {
         c->first_len = strlen(o.bytes ? http_post : http_req);
         memcpy(c->first, o.bytes ? http_post : http_req, c->first_len);
@@ -1149,7 +1157,8 @@ int main(int argc, char **argv)
         {"proto", 1, 0, 'P'},  {"host", 1, 0, 'h'},   {"port", 1, 0, 'p'}, {"sni", 1, 0, 's'},
         {"conns", 1, 0, 'c'},  {"secs", 1, 0, 't'},   {"warm", 1, 0, 'w'}, {"bytes", 1, 0, 'b'},
         {"expect", 1, 0, 'e'}, {"count", 1, 0, 'n'},  {"size", 1, 0, 'z'}, {"pids", 1, 0, 'i'},
-        {"bpids", 1, 0, 'j'},  {"ufrags", 1, 0, 'u'}, {"hold", 1, 0, 'H'}, {0, 0, 0, 0}};
+        {"bpids", 1, 0, 'j'},  {"ufrags", 1, 0, 'u'}, {"hold", 1, 0, 'H'}, {"raw", 0, 0, 'R'},
+        {0, 0, 0, 0}};
     int ch;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1159,6 +1168,9 @@ int main(int argc, char **argv)
                       : !strcmp(optarg, "stun") ? P_STUN
                       : !strcmp(optarg, "ice")  ? P_ICE
                                                 : P_CH;
+            break;
+        case 'R':
+            o.raw = true;
             break;
         case 'h':
             o.host = optarg;
