@@ -11,32 +11,47 @@
 # passthrough. mux443 terminates the rest of TLS with etc/demo/demo-cert.pem.
 # Logs, certificate and pids live in build/demo/. Safe to run again: processes left by
 # an earlier run (recorded by pid in build/demo/pids) are stopped first.
+# Ctrl-C, SIGTERM, SIGHUP, or the end of a pipe it writes to (`run.sh | tee demo.log`)
+# stop every process it started, by pid. Bold only when the output is a terminal.
+# For tests: MUX443_DEMO_BIN=PATH uses that mux443 (no package step, no build),
+# MUX443_DEMO_STATE=DIR keeps state there instead of build/demo.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=$REPO/build
-STATE=$BUILD/demo
+STATE=${MUX443_DEMO_STATE:-$BUILD/demo}
 CONF=$REPO/etc/mux443.ini
 PY=/usr/bin/python3 # Debian's python: python3-websockets is installed for it
 PEERS=$REPO/tests/peers
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Escape sequences only for a terminal (not in `2>&1 | tee demo.log`).
+say() {
+    if [[ -t 2 ]]; then
+        printf '\033[1m==> %s\033[0m\n' "$*" >&2
+    else
+        printf '==> %s\n' "$*" >&2
+    fi
+}
 die() {
     printf 'demo: %s\n' "$*" >&2
     exit 1
 }
 
-# ---------------------------------------------------------------- 1. packages
-"$REPO/packaging/install-deps.sh" demo
+if [[ -n ${MUX443_DEMO_BIN:-} ]]; then
+    MUX443=$MUX443_DEMO_BIN
+else
+    # ------------------------------------------------------------ 1. packages
+    "$REPO/packaging/install-deps.sh" demo
 
-# ---------------------------------------------------------------- 2. build
-say "building mux443 in $BUILD"
-# The test suite needs more (cmocka, ...): leave it out unless it can be built.
-tests=OFF
-pkg-config --exists cmocka 2>/dev/null && tests=ON
-cmake -S "$REPO" -B "$BUILD" -DMUX443_TESTS=$tests >/dev/null
-cmake --build "$BUILD" -j2 >/dev/null
-MUX443=$BUILD/mux443
+    # ------------------------------------------------------------ 2. build
+    say "building mux443 in $BUILD"
+    # The test suite needs more (cmocka, ...): leave it out unless it can be built.
+    tests=OFF
+    pkg-config --exists cmocka 2>/dev/null && tests=ON
+    cmake -S "$REPO" -B "$BUILD" -DMUX443_TESTS=$tests >/dev/null
+    cmake --build "$BUILD" -j2 >/dev/null
+    MUX443=$BUILD/mux443
+fi
 [[ -x $MUX443 ]] || die "build did not produce $MUX443"
 "$MUX443" -t -c "$CONF" >/dev/null || die "$CONF is invalid (see above)"
 
@@ -62,10 +77,11 @@ fi
 
 PIDS=()
 cleanup() {
-    trap - EXIT INT TERM
+    # Children first, messages last: the terminal or pipe may be gone already (tee
+    # stopped by the same Ctrl-C), and a write to it must not end the cleanup.
+    trap - EXIT INT TERM HUP
+    trap '' PIPE
     set +e # stop everything, whatever fails on the way
-    echo >&2
-    say "stopping the demo"
     local pid
     [[ -n ${TAIL:-} ]] && kill -TERM "$TAIL" 2>/dev/null
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -73,6 +89,8 @@ cleanup() {
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
     done
+    echo >&2 || true # SIGPIPE is ignored now: a closed pipe is only an error here
+    say "demo stopped" || true
     # Forget the pids, unless a newer run has already taken the file over.
     local first=""
     [[ -s $PIDFILE ]] && read -r first _ <"$PIDFILE"
@@ -80,7 +98,7 @@ cleanup() {
     return 0
 }
 trap cleanup EXIT
-trap 'exit 0' INT TERM
+trap 'exit 0' INT TERM HUP PIPE
 
 # start NAME MATCH CMD...: CMD in the background, output in $STATE/NAME.log; MATCH is
 # a word of its command line (checked before a later run kills the pid).
@@ -145,28 +163,33 @@ V=$REPO/tests/vectors
 CA=$REPO/etc/demo/demo-cert.pem
 cat <<TXT
 
-mux443 is listening on 127.0.0.1:8443 and [::1]:8443 (admin: 127.0.0.1:9443).
+mux443 is listening on 127.0.0.1:8443 and [::1]:8443.
+Status page: http://127.0.0.1:9443/ (open it in a browser and watch the routes light up).
 Try, from another terminal:
 
   # HTTP and HTTPS (terminated by mux443) -> web (18080)
   curl http://127.0.0.1:8443/hello
   curl --cacert $CA --resolve web.test:8443:127.0.0.1 https://web.test:8443/hello
 
-  # WebSocket -> signalling (18081), plain and inside TLS
+  # WebSocket -> signalling (18081), plain and inside TLS (the client trusts the demo CA)
   $PY $PEERS/ws_client.py ws://127.0.0.1:8443/ws 'hello'
+  SSL_CERT_FILE=$CA $PY $PEERS/ws_client.py wss://localhost:8443/ws 'hello'
 
   # TLS passed through by SNI -> openssl s_server -www (18443), its own certificate
   openssl s_client -connect 127.0.0.1:8443 -servername legacy.demo.test </dev/null 2>/dev/null | grep subject=
 
-  # TURN over TCP and TURNS -> coturn (PROXY v2: coturn logs the real client 127.0.0.2)
-  turnutils_uclient -t -y -n 3 -m 1 -L 127.0.0.2 -p 8443 -u demo -w demo 127.0.0.1
-  turnutils_uclient -t -S -y -n 3 -m 1 -L 127.0.0.2 -p 8443 -u demo -w demo 127.0.0.1
+  # TURN over TCP and TURNS -> coturn (PROXY v2: coturn logs the real client 127.0.0.2).
+  # turnutils_uclient is coturn's load tester and chatty: its TLS client also tries
+  # TLS 1.0/1.1, which mux443 refuses (TLS 1.2+) before it retries, and it counts a few
+  # packets "lost" over any TLS. Success is tot_recv_msgs above 0; the grep keeps that.
+  turnutils_uclient -t -y -n 3 -m 1 -L 127.0.0.2 -p 8443 -u demo -w demo 127.0.0.1 2>&1 | grep -E 'tot_(send|recv)_msgs' | tail -n 1
+  turnutils_uclient -t -S -y -n 3 -m 1 -L 127.0.0.2 -p 8443 -u demo -w demo 127.0.0.1 2>&1 | grep -E 'tot_(send|recv)_msgs' | tail -n 1
   grep 'remote 127.0.0.2' $STATE/coturn.log | tail -n 2
 
   # ICE-TCP -> the media worker that owns the ufrag: Chromium's first check (ufrag dptM)
   # is found by fan-out; ufrag abcd is registered first, then goes straight to 14445
   $PY $PEERS/client.py 127.0.0.1 8443 --file $V/chromium-ice-tcp-binding.bin --frame
-  curl -d 'abcd 127.0.0.1:14445' http://127.0.0.1:9443/ufrags
+  curl -H 'Content-Type: text/x-mux443-ufrags' -d 'abcd 127.0.0.1:14445' http://127.0.0.1:9443/ufrags
   $PY $PEERS/client.py 127.0.0.1 8443 --ice-binding abcd:demo --frame
   curl http://127.0.0.1:9443/ufrags
 

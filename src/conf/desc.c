@@ -62,6 +62,9 @@ void cfg_free(struct cfg *c)
     free(c->user);
     free(c->group);
     free(c->admin.v);
+    free_strlist(&c->admin_hosts);
+    free_strlist(&c->admin_origins);
+    free(c->admin_token);
     for (size_t i = 0; i < c->nroutes; i++)
         cfg_route_clear(&c->routes[i]);
     for (size_t i = 0; i < c->ntls; i++)

@@ -32,6 +32,8 @@ const struct key_def cfg_keys[] = {
      "Worker threads, each with its own event loop and SO_REUSEPORT sockets; auto = cores."},
     {SEC_MAIN, "log_level", K_ENUM, M(log_level), 0, 0, "error|warn|info|debug", "info",
      "Least severe level logged to stderr."},
+    {SEC_MAIN, "log_format", K_ENUM, M(log_format), 0, 0, "text|json", "text",
+     "Log lines as text, or as one JSON object per line (same fields) for log collectors."},
     {SEC_MAIN, "peek_timeout", K_SECONDS, M(peek_timeout), 0.01, 300, NULL, "5s",
      "Time a client has to send enough bytes to be recognised (listener default)."},
     {SEC_MAIN, "preread_max", K_SIZE, M(preread_max), 1024, 262144, NULL, "32k",
@@ -54,9 +56,32 @@ const struct key_def cfg_keys[] = {
      "How long a fan-out waits for a media server to answer the Binding request."},
     {SEC_MAIN, "fanout_max", K_UINT, M(fanout_max), 1, 100000, NULL, "256",
      "Fan-outs in progress at once (each opens a connection to every server of the pool)."},
+    {SEC_MAIN, "udp", K_BOOL, M(udp), 0, 0, NULL, "no",
+     "Also take UDP (STUN, TURN/UDP, ICE/UDP media) on the main listener's addresses."},
+    {SEC_MAIN, "udp_idle_timeout", K_SECONDS, M(udp_idle_timeout), 1, 604800, NULL, "10m",
+     "End a UDP flow after this long without a datagram either way (a route's idle_timeout "
+     "overrides it for the route's flows); a flow no server has answered yet ends after 30s."},
+    {SEC_MAIN, "udp_max_flows", K_UINT, M(udp_max_flows), 1, 10000000, NULL, "65536",
+     "UDP flows open at once, all workers together (each worker holds an equal share); "
+     "a full table refuses new flows. Needs a restart to change."},
+    {SEC_MAIN, "udp_flows_per_prefix", K_UINT, M(udp_per_prefix), 0, 10000000, NULL, "1024",
+     "UDP flows open at once from one client /24 (IPv4) or /64 (IPv6); 0 = no limit."},
+    {SEC_MAIN, "udp_new_flows_per_sec", K_UINT, M(udp_new_per_sec), 0, 10000000, NULL, "5000",
+     "New UDP flows accepted per second, all workers together; 0 = no limit."},
+    {SEC_MAIN, "udp_unverified_budget", K_UINT, M(udp_budget), 1, 10000, NULL, "16",
+     "Datagrams a UDP flow may send a server before the server has answered it once."},
     {SEC_MAIN, "admin", K_ADDRS, M(admin), 0, 0, NULL, NULL,
      "Admin HTTP listener (/healthz /metrics /routes /ufrags), e.g. 127.0.0.1:9443; off when "
-     "unset. Keep it on loopback: it has no authentication."},
+     "unset. Keep it on loopback, or set admin_token_file."},
+    {SEC_MAIN, "admin_hosts", K_STRLIST, M(admin_hosts), 0, 0, NULL, NULL,
+     "Host names the admin API answers to besides IP literals and localhost (DNS rebinding "
+     "guard); other Host headers get 421."},
+    {SEC_MAIN, "admin_origins", K_STRLIST, M(admin_origins), 0, 0, NULL, NULL,
+     "Origin values (e.g. https://ops.example.com) allowed on the admin API; a request with "
+     "any other Origin header gets 403. Default: none."},
+    {SEC_MAIN, "admin_token_file", K_STRING, M(admin_token_file), 0, 0, NULL, NULL,
+     "File holding a bearer token (16 to 4096 printable characters) required on every admin "
+     "request but GET /healthz; read at start and on reload."},
     {SEC_MAIN, "user", K_STRING, M(user), 0, 0, NULL, NULL,
      "After binding, switch to this user (and its group); mux443 exits if it cannot."},
     {SEC_MAIN, "group", K_STRING, M(group), 0, 0, NULL, NULL,
@@ -70,6 +95,8 @@ const struct key_def cfg_keys[] = {
      "As in [mux443], for this listener."},
     {SEC_LISTENER, "preread_max", K_SIZE, L(preread_max), 1024, 262144, NULL, NULL,
      "As in [mux443], for this listener."},
+    {SEC_LISTENER, "udp", K_BOOL, L(udp), 0, 0, NULL, "no",
+     "Also take UDP on this listener's addresses (README \"UDP on 443\")."},
     {SEC_LISTENER, "max_connections", K_UINT, L(max_connections), 0, 10000000, NULL, "0",
      "Connections open at once on this listener; 0 = no limit."},
 
@@ -143,7 +170,7 @@ const struct key_def cfg_keys[] = {
      "with the certificate for its SNI and what is inside goes to this backend unless a "
      "class rule routes it."},
     {SEC_RULE, "idle_timeout", K_SECONDS, R(r.idle_timeout), 1, 604800, NULL, NULL,
-     "As in [mux443], for this route."},
+     "As in [mux443], for this route; also the idle timeout of its UDP flows."},
 
     {SEC_TLS, "cert", K_PATHS, T(certs), 0, 0, NULL, NULL,
      "PEM certificate chain files, leaf first (required); repeat for RSA + ECDSA."},

@@ -447,6 +447,34 @@ static void check_conflicts(struct parse *ps, const struct cfg *c)
     }
 }
 
+/* The admin bearer token: the file's first line, 16 to 4096 printable characters without
+ * spaces (trailing newline and spaces ignored). NULL with *why when unusable. */
+static char *read_token(const char *path, const char **why)
+{
+    static _Thread_local char msg[160];
+    char buf[4098];
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        snprintf(msg, sizeof(msg), "cannot read the token file: %s", strerror(errno));
+        *why = msg;
+        return NULL;
+    }
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    n = strlen(buf);
+    while (n && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        buf[--n] = '\0';
+    *why = "the token must be 16 to 4096 printable characters without spaces on the first line";
+    if (n < 16 || n > 4096)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] <= ' ' || buf[i] > '~')
+            return NULL;
+    return cfg_xstrdup(buf);
+}
+
 /* [mux443] keys that need more than a range check: the account to switch to, the admin
  * address. */
 static void build_main(struct parse *ps, struct cfg *c)
@@ -474,6 +502,17 @@ static void build_main(struct parse *ps, struct cfg *c)
                  m->admin.n);
     c->admin = m->admin;
     m->admin = (struct cfg_addrlist){0};
+    c->admin_hosts = m->admin_hosts;
+    m->admin_hosts = (struct cfg_strlist){0};
+    c->admin_origins = m->admin_origins;
+    m->admin_origins = (struct cfg_strlist){0};
+    if (m->admin_token_file) {
+        const char *why = NULL;
+        c->admin_token = read_token(m->admin_token_file, &why);
+        if (!c->admin_token)
+            cfg_perr(ps, cfg_key_line(sec, "admin_token_file"), sec, "admin_token_file",
+                     "%s (got '%s')", why, m->admin_token_file);
+    }
 }
 
 static struct cfg *build(struct parse *ps)
@@ -485,6 +524,7 @@ static struct cfg *build(struct parse *ps)
     c->path = cfg_xstrdup(ps->file);
     c->workers = m->workers;
     c->log_level = m->log_level;
+    c->log_format = m->log_format;
     c->peek_timeout = m->peek_timeout;
     c->preread_max = m->preread_max;
     c->connect_timeout = m->connect_timeout;
@@ -496,6 +536,11 @@ static struct cfg *build(struct parse *ps)
     c->ufrag_grace = m->ufrag_grace;
     c->fanout_timeout = m->fanout_timeout;
     c->fanout_max = m->fanout_max;
+    c->udp_idle_timeout = m->udp_idle_timeout;
+    c->udp_max_flows = m->udp_max_flows;
+    c->udp_per_prefix = m->udp_per_prefix;
+    c->udp_new_per_sec = m->udp_new_per_sec;
+    c->udp_budget = m->udp_budget;
     build_main(ps, c);
 
     for (size_t i = 0; i < ps->nsecs; i++) {
@@ -517,6 +562,7 @@ static struct cfg *build(struct parse *ps)
         l->addrs = m->listen;
         l->peek_timeout = c->peek_timeout;
         l->preread_max = c->preread_max;
+        l->udp = m->udp;
         m->listen = (struct cfg_addrlist){0};
     }
     /* Backends first: routes refer to them. Objects are moved into the snapshot. */
@@ -574,6 +620,7 @@ static struct cfg *build(struct parse *ps)
         *r = rr->r;
         memset(&rr->r, 0, sizeof(rr->r));
         r->line = sec->line;
+        r->udp_idle_timeout = r->idle_timeout < 0 ? c->udp_idle_timeout : r->idle_timeout;
         if (r->idle_timeout < 0)
             r->idle_timeout = c->idle_timeout;
         check_rule(ps, sec, r);
@@ -600,6 +647,7 @@ static struct cfg *build(struct parse *ps)
         r->line = ref->line;
         r->classes = 1u << cls;
         r->idle_timeout = c->idle_timeout;
+        r->udp_idle_timeout = c->udp_idle_timeout;
         r->backend = resolve_backend(ps, c, mapsec, r->name, ref);
     }
     if (ps->routemap->tls_default.name) {
@@ -652,6 +700,13 @@ static void parse_free(struct parse *ps)
     free(ps->routemap->tls_default.name);
     free(ps->main->listen.v);
     free(ps->main->admin.v);
+    for (size_t i = 0; i < ps->main->admin_hosts.n; i++)
+        free(ps->main->admin_hosts.v[i]);
+    free(ps->main->admin_hosts.v);
+    for (size_t i = 0; i < ps->main->admin_origins.n; i++)
+        free(ps->main->admin_origins.v[i]);
+    free(ps->main->admin_origins.v);
+    free(ps->main->admin_token_file);
     free(ps->main->user);
     free(ps->main->group);
     free(ps->main);

@@ -60,6 +60,9 @@ static void refuse_log(enum mx_refuse why, const char *fmt, ...)
     log_warnx("%s", msg);
 }
 
+/* Connection ids: one sequence for the process, so that they follow acceptance. */
+static atomic_ullong next_conn_id;
+
 void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listener *lst, int fd,
                  const struct sockaddr *peer, socklen_t peerlen)
 {
@@ -71,6 +74,7 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
     if (!limits_admit(&mx.open_all, cfg->max_connections)) {
         refuse_log(MXR_MAX_CONNECTIONS, "max_connections (%u) reached: refusing new connections",
                    cfg->max_connections);
+        MX_INC(mx.conns_outcome[MXO_REFUSED]);
         close(fd);
         return;
     }
@@ -79,6 +83,7 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
         refuse_log(MXR_LISTENER_MAX,
                    "listener %s: max_connections (%u) reached: refusing new connections", lst->name,
                    lst->max_connections);
+        MX_INC(mx.conns_outcome[MXO_REFUSED]);
         close(fd);
         return;
     }
@@ -96,7 +101,7 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
         goto refused;
     }
     c->limit_held = per_client;
-    c->id = ++pool->next_id * 256 + pool->id; /* unique across workers, increasing per worker */
+    c->id = atomic_fetch_add(&next_conn_id, 1) + 1; /* in order of acceptance, all workers */
     c->pool = pool;
     c->snap = snap_ref(s);
     c->cfg = cfg;
@@ -120,25 +125,29 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
     conn_update_io(c);
     return;
 refused:
+    MX_INC(mx.conns_outcome[MXO_REFUSED]);
     limits_leave(&lm->open);
     limits_leave(&mx.open_all);
     close(fd);
 }
 
-/* Builds the escaped fields that the close line shows for what was recognised. */
+/* Keeps the fields that the close line shows for what was recognised, escaped, as
+ * "key\0value\0" pairs ending with an empty key. */
 static void conn_describe(struct conn *c, const struct probe_out *p)
 {
-    char buf[2048], esc[1100];
+    char buf[2048];
     size_t n = 0;
 
 #define ADD(key, ptr, len)                                                                         \
     do {                                                                                           \
-        if ((len) && n < sizeof(buf))                                                              \
-            n += (size_t)snprintf(buf + n, sizeof(buf) - n, " " key "=\"%s\"",                     \
-                                  log_escape(esc, sizeof(esc), ptr, len));                         \
+        if ((len) && n + sizeof(key) + 1 < sizeof(buf)) {                                          \
+            memcpy(buf + n, key, sizeof(key));                                                     \
+            n += sizeof(key);                                                                      \
+            log_escape(buf + n, sizeof(buf) - n - 1, ptr, len);                                    \
+            n += strlen(buf + n) + 1;                                                              \
+        }                                                                                          \
     } while (0)
 
-    buf[0] = '\0';
     ADD("sni", p->sni, p->sni_len);
     if (p->alpn_len) {
         char alpn[600];
@@ -156,7 +165,11 @@ static void conn_describe(struct conn *c, const struct probe_out *p)
         ADD("why", p->why, strlen(p->why));
 #undef ADD
     free(c->desc);
-    c->desc = n ? strdup(buf) : NULL;
+    c->desc = NULL;
+    if (n && (c->desc = malloc(n + 1))) {
+        memcpy(c->desc, buf, n);
+        c->desc[n] = '\0';
+    }
 }
 
 /* Detection is final: count the connection under its label once. */
@@ -166,7 +179,8 @@ static void conn_count(struct conn *c, const struct probe_out *p)
     c->counted = true;
     MX_INC(mx.conns_total[c->label]);
     atomic_fetch_add(&mx.conns_open[c->label], 1);
-    MX_INC(mx.detect[p->cls == CLASS_TIMEOUT   ? MXD_TIMEOUT
+    MX_INC(mx.detect[p->refuse                 ? MXD_REFUSED
+                     : p->cls == CLASS_TIMEOUT ? MXD_TIMEOUT
                      : p->cls != CLASS_UNKNOWN ? MXD_MATCHED
                      : c->preread_full         ? MXD_PREREAD_LIMIT
                                                : MXD_UNKNOWN]);
@@ -252,10 +266,13 @@ static enum step conn_route(struct conn *c, struct probe_out *p)
     if (term)
         return conn_terminate(c, term, p);
     conn_count(c, p);
+    if (p->refuse)
+        return conn_fail(c, "refused: %s", p->refuse);
     if (!c->route) {
         if (p->cls == CLASS_UNKNOWN)
-            return conn_fail(c, "unrecognised protocol%s: %s%s", c->terminated ? " inside TLS" : "",
-                             p->why ? p->why : "no probe matched",
+            /* The probe's explanation is the close line's why= field: not repeated here. */
+            return conn_fail(c, "unrecognised protocol%s%s%s", c->terminated ? " inside TLS" : "",
+                             p->why ? "" : ": no probe matched",
                              c->terminated ? "" : ", and no [route] default");
         if (p->cls == CLASS_TIMEOUT)
             return conn_fail(c, "peek timeout after %zu bytes%s", buf_unread(&c->client.pend),
@@ -464,6 +481,37 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     conn_run(t->data, NULL, revents);
 }
 
+/* The close line: the same fields in text and JSON (log_format). */
+static void conn_log_close(struct conn *c, bool failure, const char *reason)
+{
+    struct log_field f[32];
+    char id[24], in[24], out[24], dur[32];
+    size_t n = 0;
+
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)c->id);
+    snprintf(in, sizeof(in), "%llu", (unsigned long long)c->client.bytes);
+    snprintf(out, sizeof(out), "%llu", (unsigned long long)c->backend_leg.bytes);
+    snprintf(dur, sizeof(dur), "%.3f", ev_now(c->pool->loop) - c->started);
+    f[n++] = (struct log_field){"conn", id, LOG_NUMBER};
+    f[n++] = (struct log_field){"client", c->peer_text, LOG_BARE};
+    f[n++] = (struct log_field){"listener", c->lst->name, LOG_BARE};
+    f[n++] = (struct log_field){"class", class_log_name(c->cls, c->terminated), LOG_BARE};
+    for (const char *d = c->desc; d && *d && n < 24; d += strlen(d) + 1) {
+        const char *val = d + strlen(d) + 1;
+        f[n++] = (struct log_field){d, val, LOG_QUOTED};
+        d = val;
+    }
+    f[n++] = (struct log_field){"route", c->route ? c->route->name : "-", LOG_BARE};
+    f[n++] = (struct log_field){"backend", c->backend ? c->backend->name : "-", LOG_BARE};
+    f[n++] = (struct log_field){
+        "server", c->server && c->backend_leg.tp.fd >= 0 ? c->server->text : "-", LOG_BARE};
+    f[n++] = (struct log_field){"bytes_in", in, LOG_NUMBER};
+    f[n++] = (struct log_field){"bytes_out", out, LOG_NUMBER};
+    f[n++] = (struct log_field){"dur", dur, LOG_NUMBER};
+    f[n++] = (struct log_field){"reason", reason, LOG_QUOTED};
+    log_fields(failure ? LOG_LVL_WARN : LOG_LVL_INFO, f, n);
+}
+
 void conn_close(struct conn *c, bool failure, const char *fmt, ...)
 {
     struct conn_pool *pool = c->pool;
@@ -476,15 +524,7 @@ void conn_close(struct conn *c, bool failure, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(reason, sizeof(reason), fmt, ap);
         va_end(ap);
-        (failure ? log_warnx : log_info)(
-            "conn=%llu client=%s listener=%s class=%s%s route=%s backend=%s server=%s "
-            "bytes_in=%llu bytes_out=%llu dur=%.3f reason=\"%s\"",
-            (unsigned long long)c->id, c->peer_text, c->lst->name,
-            class_log_name(c->cls, c->terminated), c->desc ? c->desc : "",
-            c->route ? c->route->name : "-", c->backend ? c->backend->name : "-",
-            c->server && c->backend_leg.tp.fd >= 0 ? c->server->text : "-",
-            (unsigned long long)c->client.bytes, (unsigned long long)c->backend_leg.bytes,
-            ev_now(pool->loop) - c->started, log_escape(esc, sizeof(esc), reason, strlen(reason)));
+        conn_log_close(c, failure, log_escape(esc, sizeof(esc), reason, strlen(reason)));
     }
 
     ev_timer_stop(pool->loop, &c->timer);
@@ -501,6 +541,10 @@ void conn_close(struct conn *c, bool failure, const char *fmt, ...)
     }
     if (c->counted)
         atomic_fetch_sub(&mx.conns_open[c->label], 1);
+    else /* no class: how it ended is its outcome, so that the counts add up */
+        MX_INC(mx.conns_outcome[c->refused                   ? MXO_REFUSED
+                                : c->phase == CONN_HANDSHAKE ? MXO_TLS_FAILED
+                                                             : MXO_CLOSED]);
     if (c->route) {
         struct mx_route *rm = snap_route_mx(c->snap, c->route);
         MX_ADD(rm->bytes_in, c->client.bytes);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mux443/core/detect.h"
+#include "mux443/lib/classify.h"
 #include "mux443/lib/log.h"
 #include "mux443/lib/proxy_proto.h"
 #include "mux443/state/metrics.h"
@@ -43,6 +44,8 @@ enum step detect_proxy(struct conn *c, int revents)
             return STEP_AGAIN;
         case RD_EOF:
             MX_INC(mx.detect[MXD_CLOSED]);
+            if (!b->len) /* port scanners, health checks, aborted dials: not a failure */
+                return conn_end(c, "client closed without sending a byte");
             return conn_fail(c, "client closed during detection after %u bytes", b->len);
         case RD_ERROR:
             return conn_fail(c, "client error during detection: %s", strerror(errno));
@@ -76,8 +79,10 @@ enum step detect_proxy(struct conn *c, int revents)
         }
         buf_consume(b, pi.hdr_len);
         if (c->cfg->max_per_client &&
-            !conn_admit_client(c->cfg, (struct sockaddr *)&c->peer_addr, c->peer_text))
+            !conn_admit_client(c->cfg, (struct sockaddr *)&c->peer_addr, c->peer_text)) {
+            c->refused = true;
             return conn_fail(c, "max_connections_per_client reached for %s", c->peer_text);
+        }
         c->limit_held = c->cfg->max_per_client != 0;
         return STEP_DONE;
     }
@@ -128,6 +133,8 @@ enum step detect_first_bytes(struct conn *c, int revents, struct probe_out *out)
             return STEP_AGAIN;
         case RD_EOF:
             MX_INC(mx.detect[MXD_CLOSED]);
+            if (!c->terminated && !c->client.bytes)
+                return conn_end(c, "client closed without sending a byte");
             return conn_fail(c, "client closed during detection after %zu bytes", buf_unread(b));
         case RD_ERROR:
             return conn_fail(c, "client error during detection: %s", strerror(errno));

@@ -6,6 +6,7 @@
 #include "mux443/core/explain.h"
 #include "mux443/core/route.h"
 #include "mux443/lib/classes.h"
+#include "mux443/lib/classify.h"
 #include "mux443/lib/log.h"
 #include "mux443/lib/proxy_proto.h"
 
@@ -75,6 +76,7 @@ int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
     fprintf(out, "class     %s\n", class_name(p.cls));
     if (p.why)
         fprintf(out, "note      %s\n", p.why);
+
     field(out, "sni", p.sni, p.sni_len);
     probe_alpn_format(&p, alpn, sizeof(alpn));
     field(out, "alpn", alpn, p.alpn_len ? strlen(alpn) : 0);
@@ -96,6 +98,11 @@ int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
         field(out, "client_id", p.mqtt_client, p.mqtt_client_len);
     }
 
+    if (p.refuse) {
+        fprintf(out, "route     - (refused: %s)\n", p.refuse);
+        free(buf);
+        return 0;
+    }
     const struct cfg_tls *term = NULL;
     const struct cfg_route *rt =
         p.cls == CLASS_TLS ? route_tls_hello(c, &p, &term) : route_select(c, &p, VIA_PLAIN);
@@ -116,16 +123,24 @@ int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
                 "route     %s (%s:%d) wants TLS terminated, but no certificate covers "
                 "this SNI: the connection is closed\n",
                 rt->name, c->path, rt->line);
-    } else if (!rt) {
-        fprintf(out, "route     - (no route matches: the connection is closed)\n");
     } else {
-        fprintf(out, "route     %s (%s:%d)\nbackend   %s:", rt->name, c->path, rt->line,
-                rt->backend->name);
-        for (size_t i = 0; i < rt->backend->servers.n; i++)
-            fprintf(out, " %s", rt->backend->servers.v[i].text);
-        fprintf(out, "\n");
-        explain_ufrag(out, rt->backend, &p);
+        explain_route(out, c, rt, &p);
     }
     free(buf);
     return 0;
+}
+
+void explain_route(FILE *out, const struct cfg *c, const struct cfg_route *rt,
+                   const struct probe_out *p)
+{
+    if (!rt) {
+        fprintf(out, "route     - (no route matches: the connection is closed)\n");
+        return;
+    }
+    fprintf(out, "route     %s (%s:%d)\nbackend   %s:", rt->name, c->path, rt->line,
+            rt->backend->name);
+    for (size_t i = 0; i < rt->backend->servers.n; i++)
+        fprintf(out, " %s", rt->backend->servers.v[i].text);
+    fprintf(out, "\n");
+    explain_ufrag(out, rt->backend, p);
 }

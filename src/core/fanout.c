@@ -12,6 +12,7 @@
 #include "mux443/core/fanout.h"
 #include "mux443/lib/ice.h"
 #include "mux443/lib/log.h"
+#include "mux443/state/history.h"
 #include "mux443/state/metrics.h"
 #include "mux443/state/ufrag.h"
 
@@ -77,6 +78,7 @@ static enum step fanout_fail(struct fanout *f, const char *what)
 {
     struct conn *c = f->c;
     MX_INC(mx.fanout_failures);
+    history_fanout(c->backend->name, c->ufrag, NULL);
     return conn_fail(c,
                      "ICE-TCP fan-out: no server of backend %s took ufrag '%s' (%s; %u refused or "
                      "failed to connect, %u answered with an error, %u closed)",
@@ -104,6 +106,7 @@ static enum step fanout_win(struct fanout *f, struct fo_leg *w)
     buf_consume(&c->client.pend, f->frame_len);
     struct mx_server *sm = snap_server_mx(c->snap, b, w->idx);
     MX_INC(sm->fanout_wins);
+    history_fanout(b->name, c->ufrag, c->server->text);
     MX_INC(sm->connects);
     if (c->ufrag)
         c->ufrag_held = ufrag_learn(b, c->ufrag, strlen(c->ufrag), w->idx);

@@ -74,6 +74,8 @@ struct snap *snap_activate(struct cfg *c, FILE *errs)
             s->server_mx[i][k] =
                 mx_server_get(c->backends[i].name, c->backends[i].servers.v[k].text);
             atomic_fetch_add(&s->server_mx[i][k]->live, 1);
+            if (c->backends[i].balance == BALANCE_UFRAG)
+                atomic_store(&s->server_mx[i][k]->ufrag, true);
         }
     for (size_t i = 0; i < c->nlisteners; i++) {
         s->listener_mx[i] = mx_listener_get(c->listeners[i].name);

@@ -1,64 +1,38 @@
 /* HTTP/1.x request-head probe on top of http-parser: method, path, Host, and whether the
- * request is a WebSocket upgrade (Connection: upgrade + Upgrade: websocket on a GET). */
+ * request is a WebSocket upgrade (Connection: upgrade + Upgrade: websocket on a GET).
+ * The parser streams: each call feeds it only the bytes it has not seen. */
 #include <string.h>
 #include <strings.h>
 
 #include <http_parser.h>
 
 #include "mux443/lib/probe.h"
+#include "mux443/lib/probe_http.h"
 
 enum hdr_kind { HDR_OTHER, HDR_HOST, HDR_CONNECTION, HDR_UPGRADE, HDR_WSPROTO };
 
-/* Streaming matcher for one token of a comma-separated header list (RFC 9110 §5.6.1):
- * values can arrive in several callbacks (obs-fold, or a buffer end), so tokens are
- * matched byte by byte instead of on a joined copy. */
-struct tok_match {
-    const char *want; /* lower-case token */
-    size_t len;       /* bytes of the current element seen so far (OWS trimmed) */
-    bool ws_after;    /* whitespace seen after the token started */
-    bool bad;         /* the current element cannot be `want` */
-    bool found;
+/* What the parser's callbacks see during one call: the state, and the buffer's start in
+ * this call (callbacks turn their pointers into offsets from it). */
+struct http_call {
+    struct probe_http_state *st;
+    const uint8_t *base;
 };
 
-/* Header names longer than this are none of ours: only a prefix is kept. */
-#define HDR_NAME_KEEP 24
-/* Host values are buffered with room for a port and some slack before being cut. */
-#define HOST_KEEP (PROBE_NAME_MAX + 16)
-
-struct http_state {
-    const uint8_t *base; /* the whole input: every callback points into it */
-    const uint8_t *url;  /* start of the request target */
-    size_t url_len;
-    char name[HDR_NAME_KEEP];
-    size_t name_len; /* may exceed HDR_NAME_KEEP: then it is no header we want */
-    bool in_value;   /* last callback was a value: the next field starts a new name */
-    enum hdr_kind kind;
-    bool host_seen;  /* a Host header already started: later ones are ignored */
-    bool host_taken; /* this header is the Host we keep */
-    char host[HOST_KEEP];
-    size_t host_len; /* may exceed HOST_KEEP: then the value was cut */
-    struct tok_match conn, upg;
-    char wsp[PROBE_NAME_MAX];
-    size_t wsp_len; /* first Sec-WebSocket-Protocol; may exceed the buffer: cut */
-    bool wsp_seen;
-    bool done;
-};
-
-static void tok_reset(struct tok_match *t)
+static void tok_reset(struct probe_http_tok *t)
 {
     t->len = 0;
     t->ws_after = false;
     t->bad = false;
 }
 
-static void tok_end(struct tok_match *t)
+static void tok_end(struct probe_http_tok *t)
 {
     if (!t->bad && t->len == strlen(t->want))
         t->found = true;
     tok_reset(t);
 }
 
-static void tok_feed(struct tok_match *t, const char *s, size_t n)
+static void tok_feed(struct probe_http_tok *t, const char *s, size_t n)
 {
     size_t want_len = strlen(t->want);
 
@@ -80,7 +54,7 @@ static void tok_feed(struct tok_match *t, const char *s, size_t n)
 }
 
 /* A header's value is complete: finish list matching. */
-static void header_end(struct http_state *st)
+static void header_end(struct probe_http_state *st)
 {
     st->wsp_seen |= st->kind == HDR_WSPROTO;
     if (st->kind == HDR_CONNECTION)
@@ -91,7 +65,7 @@ static void header_end(struct http_state *st)
     st->kind = HDR_OTHER;
 }
 
-static enum hdr_kind classify_name(const struct http_state *st)
+static enum hdr_kind classify_name(const struct probe_http_state *st)
 {
     static const struct {
         const char *name;
@@ -109,40 +83,56 @@ static enum hdr_kind classify_name(const struct http_state *st)
     return HDR_OTHER;
 }
 
+/* Appends at[0..len) to a kept prefix of cap bytes; *used counts up to cap + 1, which
+ * says "longer than kept". */
+static void keep_append(char *dst, size_t cap, uint16_t *used, const char *at, size_t len)
+{
+    size_t room = *used < cap ? cap - *used : 0, copy = len < room ? len : room;
+
+    memcpy(dst + *used, at, copy);
+    if (len > copy)
+        *used = (uint16_t)(cap + 1);
+    else
+        *used = (uint16_t)(*used + copy);
+}
+
 static int on_url(http_parser *hp, const char *at, size_t len)
 {
-    struct http_state *st = hp->data;
+    struct http_call *call = hp->data;
+    struct probe_http_state *st = call->st;
+    size_t off = (size_t)((const uint8_t *)at - call->base);
 
-    /* One execute over one buffer: pieces are adjacent, so a slice covers them. */
-    if (st->url == NULL)
-        st->url = (const uint8_t *)at;
-    st->url_len = (size_t)((const uint8_t *)at + len - st->url);
+    /* Pieces (one per call, or per execute) are adjacent: a slice covers them. */
+    if (!st->url_seen) {
+        st->url_seen = true;
+        st->url_off = off;
+    }
+    st->url_len = off + len - st->url_off;
     return 0;
 }
 
 static int on_header_field(http_parser *hp, const char *at, size_t len)
 {
-    struct http_state *st = hp->data;
+    struct probe_http_state *st = ((struct http_call *)hp->data)->st;
 
     if (st->in_value) {
         header_end(st);
         st->name_len = 0;
         st->in_value = false;
     }
-    for (size_t i = 0; i < len; i++, st->name_len++) {
-        if (st->name_len < HDR_NAME_KEEP)
-            st->name[st->name_len] = at[i];
-    }
+    keep_append(st->name, sizeof(st->name), &st->name_len, at, len);
     return 0;
 }
 
 static int on_header_value(http_parser *hp, const char *at, size_t len)
 {
-    struct http_state *st = hp->data;
+    struct probe_http_state *st = ((struct http_call *)hp->data)->st;
 
     if (!st->in_value) {
         st->in_value = true;
-        st->kind = st->name_len <= HDR_NAME_KEEP ? classify_name(st) : HDR_OTHER;
+        st->kind = st->name_len <= sizeof(st->name) ? classify_name(st) : HDR_OTHER;
+        if (st->kind == HDR_HOST && st->host_count < UINT8_MAX)
+            st->host_count++;
         if (st->kind == HDR_HOST && !st->host_seen) {
             st->host_seen = true;
             st->host_taken = true;
@@ -150,12 +140,8 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
     }
     switch (st->kind) {
     case HDR_HOST:
-        if (!st->host_taken)
-            break;
-        for (size_t i = 0; i < len; i++, st->host_len++) {
-            if (st->host_len < HOST_KEEP)
-                st->host[st->host_len] = at[i];
-        }
+        if (st->host_taken)
+            keep_append(st->host, sizeof(st->host), &st->host_len, at, len);
         break;
     case HDR_CONNECTION:
         tok_feed(&st->conn, at, len);
@@ -164,9 +150,8 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
         tok_feed(&st->upg, at, len);
         break;
     case HDR_WSPROTO:
-        for (size_t i = 0; !st->wsp_seen && i < len; i++, st->wsp_len++)
-            if (st->wsp_len < sizeof(st->wsp))
-                st->wsp[st->wsp_len] = at[i];
+        if (!st->wsp_seen)
+            keep_append(st->wsp, sizeof(st->wsp), &st->wsp_len, at, len);
         break;
     default:
         break;
@@ -176,7 +161,7 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
 
 static int on_headers_complete(http_parser *hp)
 {
-    struct http_state *st = hp->data;
+    struct probe_http_state *st = ((struct http_call *)hp->data)->st;
 
     if (st->in_value)
         header_end(st);
@@ -191,10 +176,12 @@ static bool is_ows(char c)
     return c == ' ' || c == '\t';
 }
 
-/* Stores an authority ("host", "host:port", "[v6]:port", optionally "user@" first)
- * in out->host without the port. */
-static void set_host(struct probe_out *out, const char *s, size_t len, bool cut)
+/* The host of an authority ("host", "host:port", "[v6]:port", optionally "user@"
+ * first), without the port; *s and *len are narrowed to it. */
+static void authority_host(const char **sp, size_t *lenp)
 {
+    const char *s = *sp;
+    size_t len = *lenp;
     const char *at = memchr(s, '@', len);
     size_t hlen;
 
@@ -219,6 +206,16 @@ static void set_host(struct probe_out *out, const char *s, size_t len, bool cut)
 
         hlen = colon != NULL ? (size_t)(colon - s) : len;
     }
+    *sp = s;
+    *lenp = hlen;
+}
+
+/* Stores an authority's host in out->host. */
+static void set_host(struct probe_out *out, const char *s, size_t len, bool cut)
+{
+    size_t hlen = len;
+
+    authority_host(&s, &hlen);
     if (hlen > PROBE_NAME_MAX) {
         hlen = PROBE_NAME_MAX;
         cut = true;
@@ -246,13 +243,14 @@ static void set_path(struct probe_out *out, const char *s, size_t len)
 
 /* Request target forms (RFC 9112 §3.2): origin "/p?q", absolute "http://h/p",
  * authority "h:443" (CONNECT), asterisk "*". */
-static void split_target(struct http_state *st, struct probe_out *out, bool have_host)
+static void split_target(const struct probe_http_state *st, const uint8_t *p, struct probe_out *out,
+                         bool have_host)
 {
-    const char *u = (const char *)st->url;
+    const char *u = (const char *)p + st->url_off;
     size_t len = st->url_len;
     const char *sep;
 
-    if (u == NULL || len == 0)
+    if (!st->url_seen || len == 0)
         return;
     if (u[0] == '/' || u[0] == '*') {
         set_path(out, u, len);
@@ -276,69 +274,116 @@ static void split_target(struct http_state *st, struct probe_out *out, bool have
         set_host(out, u, len, false);
 }
 
-enum probe_result probe_http(const uint8_t *p, size_t n, struct probe_out *out)
+/* True when the request target is in absolute-form and its host is not out->host (the
+ * Host header's, without the port), compared as host names are: case-insensitively. */
+static bool absolute_host_differs(const struct probe_http_state *st, const uint8_t *p,
+                                  const struct probe_out *out)
 {
-    http_parser hp;
-    http_parser_settings cb;
-    struct http_state st;
-    size_t used;
+    const char *u = (const char *)p + st->url_off, *sep, *a;
+    size_t len = st->url_len;
+
+    if (!st->url_seen || len < 3 || u[0] == '/' || !(sep = memmem(u, len, "://", 3)))
+        return false;
+    const char *auth = sep + 3, *end = u + len;
+    for (a = auth; a < end && *a != '/' && *a != '?' && *a != '#'; a++)
+        ;
+    size_t hlen = (size_t)(a - auth);
+    authority_host(&auth, &hlen);
+    return out->host_cut || hlen != out->host_len || strncasecmp(auth, out->host, hlen) != 0;
+}
+
+static const http_parser_settings http_callbacks = {
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+};
+
+void probe_http_init(struct probe_state *st)
+{
+    struct probe_http_state *h = &st->http;
+
+    memset(h, 0, sizeof(*h));
+    http_parser_init(&h->hp, HTTP_REQUEST);
+    h->conn.want = "upgrade";
+    h->upg.want = "websocket";
+}
+
+static enum probe_result http_refuse(struct probe_out *out, const char *why)
+{
+    memset(out, 0, sizeof(*out));
+    out->why = why;
+    return PROBE_NOMATCH;
+}
+
+/* Feeds http-parser the bytes it has not seen (never zero bytes: that means EOF to it);
+ * once the head is complete, fills out from what the callbacks kept. */
+enum probe_result probe_http_step(struct probe_state *st, const uint8_t *p, size_t n,
+                                  struct probe_out *out, size_t *need)
+{
+    struct probe_http_state *h = &st->http;
     enum http_errno err;
     const char *method;
 
-    memset(out, 0, sizeof(*out));
     if (n == 0)
         return PROBE_AGAIN;
     /* Every method token is upper-case ASCII; this keeps the parser off binary input. */
-    if (p[0] < 'A' || p[0] > 'Z') {
-        out->why = "not an HTTP method";
-        return PROBE_NOMATCH;
-    }
+    if (p[0] < 'A' || p[0] > 'Z')
+        return http_refuse(out, "not an HTTP method");
 
-    memset(&st, 0, sizeof(st));
-    st.base = p;
-    st.conn.want = "upgrade";
-    st.upg.want = "websocket";
-    memset(&cb, 0, sizeof(cb));
-    cb.on_url = on_url;
-    cb.on_header_field = on_header_field;
-    cb.on_header_value = on_header_value;
-    cb.on_headers_complete = on_headers_complete;
-    http_parser_init(&hp, HTTP_REQUEST);
-    hp.data = &st;
+    if (!h->done && n > h->fed && HTTP_PARSER_ERRNO(&h->hp) == HPE_OK) {
+        struct http_call call = {h, p};
+        size_t used;
 
-    used = http_parser_execute(&hp, &cb, (const char *)p, n);
-    err = HTTP_PARSER_ERRNO(&hp);
-    if (err != HPE_OK && err != HPE_PAUSED) {
-        out->why = http_errno_description(err);
-        return PROBE_NOMATCH;
+        h->hp.data = &call;
+        used = http_parser_execute(&h->hp, &http_callbacks, (const char *)p + h->fed, n - h->fed);
+        h->hp.data = NULL;
+        PROBE_WORK(n - h->fed);
+        if (h->done)
+            h->head_end = h->fed + used;
+        h->fed = n;
     }
-    if (!st.done)
+    err = HTTP_PARSER_ERRNO(&h->hp);
+    if (err != HPE_OK && err != HPE_PAUSED)
+        return http_refuse(out, http_errno_description(err));
+    if (!h->done)
         return PROBE_AGAIN;
 
     /* Paused in on_headers_complete, http-parser returns the offset of the head's last
      * byte. Built without strict checks, it takes any byte after the final CR as the LF;
      * require the LF so that our idea of where the head ends matches the backend's. */
-    if (used >= n || p[used] != '\n') {
-        out->why = "request head does not end with CRLF CRLF";
-        return PROBE_NOMATCH;
-    }
-    used++;
-    out->consumed = used;
+    if (h->head_end >= n || p[h->head_end] != '\n')
+        return http_refuse(out, "request head does not end with CRLF CRLF");
+    memset(out, 0, sizeof(*out));
+    out->consumed = h->head_end + 1;
 
-    method = http_method_str((enum http_method)hp.method);
+    method = http_method_str((enum http_method)h->hp.method);
     strncpy(out->method, method, sizeof(out->method) - 1);
 
-    if (st.host_seen)
-        set_host(out, st.host, st.host_len < HOST_KEEP ? st.host_len : HOST_KEEP,
-                 st.host_len > HOST_KEEP);
-    split_target(&st, out, st.host_seen);
+    if (h->host_seen)
+        set_host(out, h->host, h->host_len < sizeof(h->host) ? h->host_len : sizeof(h->host),
+                 h->host_len > sizeof(h->host));
+    split_target(h, p, out, h->host_seen);
+    PROBE_WORK(h->url_len);
+    /* RFC 9112 3.2: a request with two Host headers, or whose absolute-form target names
+     * another host than its Host header, means one thing to a router that reads one and
+     * another to a server that reads the other (origin servers must use the target's). */
+    if (h->host_count > 1)
+        out->refuse = "two Host headers";
+    else if (h->host_seen && absolute_host_differs(h, p, out))
+        out->refuse = "absolute-form request target names another host than the Host header";
 
-    if (hp.method == HTTP_GET && st.conn.found && st.upg.found) {
+    if (h->hp.method == HTTP_GET && h->conn.found && h->upg.found) {
         out->cls = CLASS_WEBSOCKET;
-        out->ws_protocol_cut = st.wsp_len > sizeof(st.wsp);
-        out->ws_protocol_len = (uint16_t)(out->ws_protocol_cut ? sizeof(st.wsp) : st.wsp_len);
-        memcpy(out->ws_protocol, st.wsp, out->ws_protocol_len);
+        out->ws_protocol_cut = h->wsp_len > sizeof(h->wsp);
+        out->ws_protocol_len = out->ws_protocol_cut ? sizeof(h->wsp) : h->wsp_len;
+        memcpy(out->ws_protocol, h->wsp, out->ws_protocol_len);
     } else
         out->cls = CLASS_HTTP;
     return PROBE_MATCH;
+}
+
+enum probe_result probe_http(const uint8_t *p, size_t n, struct probe_out *out)
+{
+    return probe_step_once(probe_http_step, probe_http_init, p, n, out);
 }

@@ -123,3 +123,13 @@ size_t probe_mqtt_need(const uint8_t *p, size_t n)
 
     return parse(p, n, &out, &need, &why) == PROBE_AGAIN ? need : 0;
 }
+
+enum probe_result probe_mqtt_step(struct probe_state *st, const uint8_t *p, size_t n,
+                                  struct probe_out *out, size_t *need)
+{
+    (void)st;
+    enum probe_result r = probe_mqtt(p, n, out);
+    if (r == PROBE_AGAIN)
+        *need = probe_mqtt_need(p, n);
+    return r;
+}

@@ -167,3 +167,12 @@ match:
     out->cls = CLASS_SIP;
     return PROBE_MATCH;
 }
+
+enum probe_result probe_sip_step(struct probe_state *st, const uint8_t *p, size_t n,
+                                 struct probe_out *out, size_t *need)
+{
+    (void)st;
+    (void)need;
+    PROBE_WORK(n < PROBE_SIP_LINE_MAX ? n : PROBE_SIP_LINE_MAX);
+    return probe_sip(p, n, out);
+}

@@ -29,3 +29,11 @@ enum probe_result probe_ssh(const uint8_t *p, size_t n, struct probe_out *out)
     out->why = "not an SSH identification string";
     return PROBE_NOMATCH;
 }
+
+enum probe_result probe_ssh_step(struct probe_state *st, const uint8_t *p, size_t n,
+                                 struct probe_out *out, size_t *need)
+{
+    (void)st;
+    (void)need;
+    return probe_ssh(p, n, out);
+}

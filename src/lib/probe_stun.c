@@ -2,18 +2,13 @@
  * STUN, RFC 6544): header checks byte by byte, and the USERNAME ufrags for routing. */
 #include <string.h>
 
+#include "mux443/lib/ice.h"
 #include "mux443/lib/probe.h"
+#include "mux443/lib/probe_stun.h"
 
-#define STUN_HEADER        20
 #define STUN_ATTR_USERNAME 0x0006
 #define STUN_ATTR_MI       0x0008
 #define STUN_ATTR_MI256    0x001c
-/* Bound on an ICE-TCP first frame. RFC 4571 allows 64 KiB, but a connectivity check is a
- * Binding request with a few short attributes (Chromium's is 100 bytes; two 256-byte
- * ufrags still fit well under 1 KiB). The bound lets non-ICE bytes be refused on the
- * first byte instead of waiting for kilobytes. */
-#define ICE_FRAME_MAX 4096
-
 static const uint8_t stun_cookie[4] = {0x21, 0x12, 0xa4, 0x42};
 
 /* Checks the STUN header at p (avail bytes of it present) as far as the bytes go.
@@ -156,5 +151,29 @@ enum probe_result probe_ice_tcp(const uint8_t *p, size_t n, struct probe_out *ou
     out->stun_type = (uint16_t)(p[2] << 8 | p[3]);
     out->cls = CLASS_ICE_TCP;
     out->consumed = end;
+    PROBE_WORK(frame);
     return PROBE_MATCH;
+}
+
+/* STUN and ICE-TCP keep no state: their checks read a fixed number of first bytes, and
+ * past those the answer cannot change until the header (STUN) or the frame (ICE-TCP) is
+ * in, so the dispatcher runs them again only then. */
+enum probe_result probe_stun_step(struct probe_state *st, const uint8_t *p, size_t n,
+                                  struct probe_out *out, size_t *need)
+{
+    enum probe_result r = probe_stun(p, n, out);
+
+    if (r == PROBE_AGAIN && n >= 8) /* bytes 0..7 checked: the header decides */
+        *need = STUN_HEADER;
+    return r;
+}
+
+enum probe_result probe_ice_tcp_step(struct probe_state *st, const uint8_t *p, size_t n,
+                                     struct probe_out *out, size_t *need)
+{
+    enum probe_result r = probe_ice_tcp(p, n, out);
+
+    if (r == PROBE_AGAIN && n >= 10) /* frame and STUN header checked through the cookie */
+        *need = 2 + ((size_t)p[0] << 8 | p[1]);
+    return r;
 }

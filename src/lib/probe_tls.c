@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "mux443/lib/probe.h"
+#include "mux443/lib/probe_tls.h"
 
 #define TLS_RECORD_HEADER   5
 #define TLS_RECORD_MAX      16384 /* TLSPlaintext.length bound (RFC 8446 §5.1) */
@@ -206,45 +207,46 @@ static const char *parse_client_hello(const uint8_t *body, size_t len, struct pr
     return NULL;
 }
 
+/* NOMATCH with out reset but for the reason. */
+static enum probe_result tls_refuse(struct probe_out *out, const char *why)
+{
+    memset(out, 0, sizeof(*out));
+    out->why = why;
+    return PROBE_NOMATCH;
+}
+
 /* SSLv2-format CLIENT-HELLO (RFC 6101 appendix E.1, RFC 5246 appendix E.2): 2-byte
  * header with the high bit set, msg_type 1, version, then three lengths and the data. */
-static enum probe_result probe_sslv2(const uint8_t *p, size_t n, struct probe_out *out)
+static enum probe_result probe_sslv2(const uint8_t *p, size_t n, struct probe_out *out,
+                                     size_t *need)
 {
     size_t rec_len, cs, sid, chal;
     unsigned version;
 
-    if (n >= 3 && p[2] != 0x01) {
-        out->why = "SSLv2 record is not a CLIENT-HELLO";
-        return PROBE_NOMATCH;
-    }
-    if (n >= 4 && p[3] != 0x00 && p[3] != 0x03) {
-        out->why = "bad SSLv2 CLIENT-HELLO version";
-        return PROBE_NOMATCH;
-    }
+    if (n >= 3 && p[2] != 0x01)
+        return tls_refuse(out, "SSLv2 record is not a CLIENT-HELLO");
+    if (n >= 4 && p[3] != 0x00 && p[3] != 0x03)
+        return tls_refuse(out, "bad SSLv2 CLIENT-HELLO version");
     if (n < 5)
         return PROBE_AGAIN;
     version = (unsigned)p[3] << 8 | p[4];
-    if (version != 0x0002 && (version < 0x0300 || version > 0x0303)) {
-        out->why = "bad SSLv2 CLIENT-HELLO version";
-        return PROBE_NOMATCH;
-    }
+    if (version != 0x0002 && (version < 0x0300 || version > 0x0303))
+        return tls_refuse(out, "bad SSLv2 CLIENT-HELLO version");
     rec_len = ((size_t)(p[0] & 0x7f) << 8) | p[1];
-    if (rec_len < 9) {
-        out->why = "SSLv2 CLIENT-HELLO too short";
-        return PROBE_NOMATCH;
-    }
+    if (rec_len < 9)
+        return tls_refuse(out, "SSLv2 CLIENT-HELLO too short");
     if (n < 11)
         return PROBE_AGAIN;
+    *need = 2 + rec_len; /* the rest is the record's length */
     cs = (size_t)p[5] << 8 | p[6];
     sid = (size_t)p[7] << 8 | p[8];
     chal = (size_t)p[9] << 8 | p[10];
     if (cs == 0 || cs % 3 != 0 || (sid != 0 && sid != 16) || chal < 16 || chal > 32 ||
-        9 + cs + sid + chal != rec_len) {
-        out->why = "malformed SSLv2 CLIENT-HELLO";
-        return PROBE_NOMATCH;
-    }
+        9 + cs + sid + chal != rec_len)
+        return tls_refuse(out, "malformed SSLv2 CLIENT-HELLO");
     if (n < 2 + rec_len)
         return PROBE_AGAIN;
+    memset(out, 0, sizeof(*out));
     out->cls = CLASS_TLS;
     out->tls_sslv2 = true;
     out->tls_version = (uint16_t)version;
@@ -252,87 +254,102 @@ static enum probe_result probe_sslv2(const uint8_t *p, size_t n, struct probe_ou
     return PROBE_MATCH;
 }
 
-/* Re-parses from the first byte on every call: records are walked, their payloads
- * appended to a stack copy of the handshake message, and the hello is parsed once the
- * message and the record that ends it are both complete. Bytes are checked as soon as
- * they arrive so that non-TLS traffic is refused early. */
-enum probe_result probe_tls(const uint8_t *p, size_t n, struct probe_out *out)
+/* Copies the handshake message's first cap bytes out of the records that carry it
+ * (whole records p[0..end), already checked by the walk). */
+static void tls_reassemble(const uint8_t *p, size_t end, uint8_t *hs, size_t cap)
 {
+    size_t pos = 0, len = 0;
+
+    while (pos < end && len < cap) {
+        size_t rec_len = (size_t)p[pos + 3] << 8 | p[pos + 4];
+        size_t copy = rec_len < cap - len ? rec_len : cap - len;
+
+        memcpy(hs + len, p + pos + TLS_RECORD_HEADER, copy);
+        len += copy;
+        pos += TLS_RECORD_HEADER + rec_len;
+        PROBE_WORK(1 + copy);
+    }
+}
+
+/* Walks the records from where the previous call stopped; each complete record is
+ * passed once, and only its first bytes (the handshake header) are read on the way. The
+ * hello is reassembled and parsed once the message and the record that ends it are both
+ * complete. Bytes are checked as soon as they arrive so that non-TLS traffic is refused
+ * early. */
+enum probe_result probe_tls_step(struct probe_state *st, const uint8_t *p, size_t n,
+                                 struct probe_out *out, size_t *need)
+{
+    struct probe_tls_state *t = &st->tls;
     uint8_t hs[TLS_HS_HEADER + PROBE_TLS_HS_MAX];
-    size_t hs_len = 0, hs_need = 0, pos = 0;
     const char *err;
 
-    memset(out, 0, sizeof(*out));
     if (n == 0)
         return PROBE_AGAIN;
     if (p[0] & 0x80)
-        return probe_sslv2(p, n, out);
+        return probe_sslv2(p, n, out, need);
 
-    for (;;) {
-        size_t avail = n - pos, rec_len, take;
+    /* Complete already (a call after MATCH): the bytes after the hello are not ours. */
+    while (t->hs_need == 0 || t->hs_got < t->hs_need) {
+        size_t pos = t->rec, avail = n - pos, rec_len, take, hs_len = t->hs_got;
 
-        if (avail >= 1 && p[pos] != TLS_CT_HANDSHAKE) {
-            out->why = pos == 0 ? "not a TLS handshake record"
-                                : "non-handshake record before the ClientHello ended";
-            return PROBE_NOMATCH;
-        }
-        if (avail >= 2 && p[pos + 1] != 3) {
-            out->why = "bad TLS record version";
-            return PROBE_NOMATCH;
-        }
-        if (avail >= 3 && p[pos + 2] > 4) {
-            out->why = "bad TLS record version";
-            return PROBE_NOMATCH;
-        }
+        PROBE_WORK(1);
+        if (avail >= 1 && p[pos] != TLS_CT_HANDSHAKE)
+            return tls_refuse(out, pos == 0 ? "not a TLS handshake record"
+                                            : "non-handshake record before the ClientHello ended");
+        if (avail >= 2 && p[pos + 1] != 3)
+            return tls_refuse(out, "bad TLS record version");
+        if (avail >= 3 && p[pos + 2] > 4)
+            return tls_refuse(out, "bad TLS record version");
         if (avail < TLS_RECORD_HEADER)
             return PROBE_AGAIN;
         rec_len = (size_t)p[pos + 3] << 8 | p[pos + 4];
-        if (rec_len == 0 || rec_len > TLS_RECORD_MAX) {
-            out->why = "bad TLS record length";
-            return PROBE_NOMATCH;
-        }
+        if (rec_len == 0 || rec_len > TLS_RECORD_MAX)
+            return tls_refuse(out, "bad TLS record length");
         avail -= TLS_RECORD_HEADER;
         take = avail < rec_len ? avail : rec_len;
-        /* Only the handshake message's bytes are kept; the rest of the last record (a
+        /* Only the handshake message's bytes count; the rest of the last record (a
          * following message, in theory) is skipped but counted in consumed. */
-        if (hs_need == 0 || hs_len < hs_need) {
-            size_t room = (hs_need ? hs_need : sizeof(hs)) - hs_len;
+        if (t->hs_need == 0 || hs_len < t->hs_need) {
+            size_t room = (t->hs_need ? t->hs_need : sizeof(hs)) - hs_len;
             size_t copy = take < room ? take : room;
 
-            memcpy(hs + hs_len, p + pos + TLS_RECORD_HEADER, copy);
+            for (size_t i = hs_len; i < TLS_HS_HEADER && i < hs_len + copy; i++)
+                t->hs_head[i] = p[pos + TLS_RECORD_HEADER + i - hs_len];
             hs_len += copy;
         }
-        if (hs_len >= 1 && hs[0] != TLS_HS_CLIENT_HELLO) {
-            out->why = "TLS handshake is not a ClientHello";
-            return PROBE_NOMATCH;
-        }
-        if (hs_len >= TLS_HS_HEADER && hs_need == 0) {
-            size_t body = (size_t)hs[1] << 16 | (size_t)hs[2] << 8 | hs[3];
+        if (hs_len >= 1 && t->hs_head[0] != TLS_HS_CLIENT_HELLO)
+            return tls_refuse(out, "TLS handshake is not a ClientHello");
+        if (hs_len >= TLS_HS_HEADER && t->hs_need == 0) {
+            size_t body = (size_t)t->hs_head[1] << 16 | (size_t)t->hs_head[2] << 8 | t->hs_head[3];
 
-            if (body > PROBE_TLS_HS_MAX) {
-                out->why = "ClientHello larger than 16 KiB";
-                return PROBE_NOMATCH;
-            }
-            hs_need = TLS_HS_HEADER + body;
-            if (hs_len > hs_need)
-                hs_len = hs_need; /* the first record also held bytes past the hello */
+            if (body > PROBE_TLS_HS_MAX)
+                return tls_refuse(out, "ClientHello larger than 16 KiB");
+            t->hs_need = TLS_HS_HEADER + body;
         }
-        if (take < rec_len)
+        if (t->hs_need != 0 && hs_len > t->hs_need)
+            hs_len = t->hs_need; /* the first record also held bytes past the hello */
+        if (take < rec_len) {
+            /* Within a record, nothing more is checked once the header is in. */
+            if (t->hs_need != 0)
+                *need = pos + TLS_RECORD_HEADER + rec_len;
             return PROBE_AGAIN;
-        pos += TLS_RECORD_HEADER + rec_len;
-        if (hs_need != 0 && hs_len >= hs_need)
-            break;
+        }
+        t->rec = pos + TLS_RECORD_HEADER + rec_len;
+        t->hs_got = hs_len;
     }
 
-    err = parse_client_hello(hs + TLS_HS_HEADER, hs_need - TLS_HS_HEADER, out);
-    if (err != NULL) {
-        const char *why = err;
-
-        memset(out, 0, sizeof(*out));
-        out->why = why;
-        return PROBE_NOMATCH;
-    }
+    tls_reassemble(p, t->rec, hs, t->hs_need);
+    memset(out, 0, sizeof(*out));
+    err = parse_client_hello(hs + TLS_HS_HEADER, t->hs_need - TLS_HS_HEADER, out);
+    PROBE_WORK(t->hs_need);
+    if (err != NULL)
+        return tls_refuse(out, err);
     out->cls = CLASS_TLS;
-    out->consumed = pos;
+    out->consumed = t->rec;
     return PROBE_MATCH;
+}
+
+enum probe_result probe_tls(const uint8_t *p, size_t n, struct probe_out *out)
+{
+    return probe_step_once(probe_tls_step, NULL, p, n, out);
 }

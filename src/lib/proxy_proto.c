@@ -93,8 +93,10 @@ static enum probe_result parse_v1(const uint8_t *p, size_t n, struct proxy_info 
         *why = "PROXY v1: line longer than 107 bytes";
         return PROBE_NOMATCH;
     }
-    if (end + 1 >= n)
+    if (end + 1 >= n) {
+        out->need = n + 1; /* each byte may end the line, or break it */
         return PROBE_AGAIN;
+    }
     if (p[end + 1] != '\n') {
         *why = "PROXY v1: CR not followed by LF";
         return PROBE_NOMATCH;
@@ -167,8 +169,10 @@ static enum probe_result parse_v2(const uint8_t *p, size_t n, struct proxy_info 
         *why = "PROXY v2: bad version or command";
         return PROBE_NOMATCH;
     }
-    if (n < V2_HEADER)
+    if (n < V2_HEADER) {
+        out->need = n + 1; /* the signature and version are checked byte by byte */
         return PROBE_AGAIN;
+    }
     cmd = p[12] & 0x0f;
     fam = p[13];
     len = (size_t)p[14] << 8 | p[15];
@@ -201,8 +205,10 @@ static enum probe_result parse_v2(const uint8_t *p, size_t n, struct proxy_info 
         *why = "PROXY v2: address block longer than the header";
         return PROBE_NOMATCH;
     }
-    if (n < V2_HEADER + len)
+    if (n < V2_HEADER + len) {
+        out->need = V2_HEADER + len; /* nothing more is checked before the whole header */
         return PROBE_AGAIN;
+    }
     /* TLVs (type, 16-bit length, value) fill the rest exactly. */
     for (pos = V2_HEADER + addr_len; pos < V2_HEADER + len;) {
         size_t tlen;
@@ -243,8 +249,10 @@ enum probe_result proxy_parse(const uint8_t *p, size_t n, struct proxy_info *out
     if (why == NULL)
         why = &dummy;
     *why = NULL;
-    if (n == 0)
+    if (n == 0) {
+        out->need = 1;
         return PROBE_AGAIN;
+    }
     if (p[0] == 'P')
         return parse_v1(p, n, out, why);
     if (p[0] == 0x0d)

@@ -16,6 +16,12 @@
 
 #define ADMIN_MAX_REQUEST (72 * 1024) /* 64 KiB of body + the head */
 #define ADMIN_TIMEOUT     5.0
+#define ADMIN_MAX_CONNS   64 /* open at once; further ones are accepted and closed */
+
+static unsigned nconns;
+static ev_io listen_io;
+static ev_timer accept_pause; /* out of descriptors: accepting resumes after it */
+static ev_tstamp last_full_log;
 
 struct admin_conn {
     ev_io io; /* first member: the watcher is the connection */
@@ -36,6 +42,7 @@ static void admin_close(struct ev_loop *loop, struct admin_conn *a)
     free(a->buf);
     free(a->out);
     free(a);
+    nconns--;
 }
 
 static const char *status_text(int s)
@@ -47,6 +54,10 @@ static const char *status_text(int s)
         return "Created";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -57,6 +68,8 @@ static const char *status_text(int s)
         return "Payload Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 421:
+        return "Misdirected Request";
     case 503:
         return "Service Unavailable";
     default:
@@ -89,14 +102,28 @@ static void respond(struct ev_loop *loop, struct admin_conn *a, int status, cons
     }
     fprintf(f,
             "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-            "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-            status, status_text(status), type, blen);
+            "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
+            status, status_text(status), type, blen,
+            status == 401 ? "WWW-Authenticate: Bearer realm=\"mux443\"\r\n"
+                            "WWW-Authenticate: Basic realm=\"mux443\", charset=\"UTF-8\"\r\n"
+                          : "");
     if (!head_only)
         fwrite(body, 1, blen, f);
     fclose(f);
     ev_io_stop(loop, &a->io);
     ev_io_init(&a->io, admin_write_cb, a->fd, EV_WRITE);
     ev_io_start(loop, &a->io);
+}
+
+/* Copies header h into out; a value too long for out is replaced by one that no check
+ * accepts (a NUL byte cannot be in a header, so "\x01" marks it). */
+static void hdr_copy(const struct admin_conn *a, enum http_req_hdr h, char *out, size_t cap)
+{
+    const struct http_slice *s = &a->req.hdr[h];
+    if (s->len >= cap)
+        snprintf(out, cap, "\x01");
+    else
+        snprintf(out, cap, "%.*s", (int)s->len, a->buf + s->off);
 }
 
 static void admin_read_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -143,7 +170,7 @@ static void admin_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 
     /* Copy the parts into NUL-terminated strings. */
     const struct http_req *hr = &a->req;
-    char path[512] = "", ctype[128] = "";
+    char path[512] = "", ctype[128] = "", host[256] = "", origin[256] = "", auth[4200] = "";
     size_t ul = hr->url.len < sizeof(path) - 1 ? hr->url.len : sizeof(path) - 1;
     memcpy(path, a->buf + hr->url.off, ul);
     char *q = strchr(path, '?');
@@ -152,6 +179,9 @@ static void admin_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     const struct http_slice *ct = &hr->hdr[HREQ_CONTENT_TYPE];
     if (ct->len)
         snprintf(ctype, sizeof(ctype), "%.*s", (int)ct->len, a->buf + ct->off);
+    hdr_copy(a, HREQ_HOST, host, sizeof(host));
+    hdr_copy(a, HREQ_ORIGIN, origin, sizeof(origin));
+    hdr_copy(a, HREQ_AUTHORIZATION, auth, sizeof(auth));
     char *body = strndup(a->buf + hr->body.off, hr->body.len);
     if (!body || strlen(body) != hr->body.len) {
         free(body);
@@ -162,7 +192,12 @@ static void admin_read_cb(struct ev_loop *loop, ev_io *io, int revents)
                             .path = path,
                             .body = body,
                             .body_len = hr->body.len,
-                            .content_type = ctype};
+                            .content_type = ctype,
+                            .host = host,
+                            .origin = origin,
+                            .authorization = auth,
+                            .nhost = hr->hdr_count[HREQ_HOST],
+                            .norigin = hr->hdr_count[HREQ_ORIGIN]};
     char *out = NULL;
     size_t out_len = 0;
     struct admin_resp resp = {.status = 200, .type = "text/plain; charset=utf-8"};
@@ -189,14 +224,31 @@ static void admin_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)revents;
     int fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* The listener stays readable: retry in a moment instead of spinning. */
+            log_warn("admin: accept paused for 1s");
+            ev_io_stop(loop, &listen_io);
+            ev_timer_set(&accept_pause, 1.0, 0); /* a fired timer keeps no interval */
+            ev_timer_start(loop, &accept_pause);
+        }
         return;
+    }
+    if (nconns >= ADMIN_MAX_CONNS) {
+        close(fd);
+        if (ev_now(loop) - last_full_log >= 1.0) {
+            last_full_log = ev_now(loop);
+            log_warnx("admin: %d connections open: closing new ones", ADMIN_MAX_CONNS);
+        }
+        return;
+    }
     struct admin_conn *a = calloc(1, sizeof(*a));
     if (!a) {
         close(fd);
         return;
     }
     a->fd = fd;
+    nconns++;
     http_req_init(&a->req);
     ev_io_init(&a->io, admin_read_cb, fd, EV_READ);
     ev_io_start(loop, &a->io);
@@ -205,9 +257,15 @@ static void admin_accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     ev_timer_start(loop, &a->timer);
 }
 
+static void accept_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)t;
+    (void)revents;
+    ev_io_start(loop, &listen_io);
+}
+
 int admin_start(struct ev_loop *loop, const struct cfg_addr *addr)
 {
-    static ev_io listen_io;
     int one = 1;
     int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
@@ -218,6 +276,7 @@ int admin_start(struct ev_loop *loop, const struct cfg_addr *addr)
         return -1;
     }
     ev_io_init(&listen_io, admin_accept_cb, fd, EV_READ);
+    ev_timer_init(&accept_pause, accept_resume_cb, 1.0, 0);
     ev_io_start(loop, &listen_io);
     log_info("admin: listening on %s (/healthz /metrics /routes /ufrags)", addr->text);
     return 0;

@@ -11,7 +11,9 @@
 #include "mux443/runtime/health.h"
 #include "mux443/runtime/privileges.h"
 #include "mux443/runtime/reload.h"
+#include "mux443/runtime/status.h"
 #include "mux443/runtime/workers.h"
+#include "mux443/state/history.h"
 #include "mux443/state/metrics.h"
 #include "mux443/state/ufrag.h"
 
@@ -45,6 +47,11 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)t;
     (void)revents;
     ufrag_sweep();
+    /* The status page's sparklines: one sample a second. */
+    struct snap *s = reload_current();
+    if (s)
+        history_sample(s->route_mx, s->cfg->nroutes);
+    snap_unref(s);
 }
 
 static void raise_nofile(void)
@@ -68,8 +75,10 @@ int daemon_run(struct snap *s, const char *path)
     char addrs[512];
 
     raise_nofile();
-    if (workers_init(s) < 0)
+    if (workers_init(s) < 0) {
+        snap_unref(s);
         return 3;
+    }
     privileges_drop(s->cfg);
 
     signal(SIGPIPE, SIG_IGN);
@@ -79,9 +88,16 @@ int daemon_run(struct snap *s, const char *path)
     ev_signal_start(loop, &sigterm);
     ev_signal_start(loop, &sigint);
     ev_signal_start(loop, &sighup);
-    if (s->cfg->admin.n && admin_start(loop, &s->cfg->admin.v[0]) < 0)
+    if (s->cfg->admin.n && admin_start(loop, &s->cfg->admin.v[0]) < 0) {
+        snap_unref(s);
         return 3;
+    }
     reload_init(s, path, loop);
+    /* The workers, the reload module and the health checks hold references of their own
+     * now: keeping the caller's would keep this first snapshot (and the gauges of its
+     * servers) live after every reload. */
+    snap_unref(s);
+    status_init();
     ev_timer_init(&sweep, sweep_cb, 1.0, 1.0);
     ev_timer_start(loop, &sweep);
     ev_unref(loop); /* the sweep alone must not keep the main loop running */

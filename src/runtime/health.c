@@ -1,6 +1,7 @@
 /* Health checks: one small state machine per checked server (connect, send the probe,
  * read the answer, judge), on the main thread, restarted on every reload. */
 #include <errno.h>
+#include <stdio.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,8 @@ static void check_done(struct ev_loop *loop, struct check *k, bool ok, const cha
     k->fd = -1;
     k->running = false;
     k->in_len = 0;
+    snprintf(s->last_check, sizeof(s->last_check), "%s", ok ? "ok" : why ? why : "failed");
+    s->last_check_at = ev_now(loop);
     /* Hysteresis: `fall` failures in a row take a server out, `rise` passes bring it back. */
     if (ok == !down) {
         s->streak = 0;

@@ -10,10 +10,12 @@
 #include "mux443/lib/log.h"
 #include "mux443/runtime/listeners.h"
 
-static int open_listen_socket(const struct cfg_addr *a)
+static int open_listen_socket(const struct cfg_addr *a, bool udp)
 {
     int one = 1;
-    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    int fd =
+        socket(a->ss.ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC,
+               udp ? IPPROTO_UDP : IPPROTO_TCP);
     if (fd < 0)
         return -1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -25,7 +27,9 @@ static int open_listen_socket(const struct cfg_addr *a)
     /* [::]:443 next to 0.0.0.0:443 must not also claim the IPv4 port. */
     if (a->ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, 1024) < 0)
+    /* UDP: one socket per worker in the address's SO_REUSEPORT group; the kernel keeps a
+     * client address+port on one of them (README "UDP on 443"). */
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || (!udp && listen(fd, 1024) < 0))
         goto fail;
     return fd;
 fail:;
@@ -53,7 +57,7 @@ bool lsocks_open(struct lsock_set *out, const struct cfg *c, const struct lsock_
 {
     size_t total = 0;
     for (size_t i = 0; i < c->nlisteners; i++)
-        total += c->listeners[i].addrs.n;
+        total += c->listeners[i].addrs.n * (c->listeners[i].udp ? 2 : 1);
     out->n = 0;
     out->v = calloc(total ? total : 1, sizeof(*out->v));
     if (!out->v) {
@@ -62,16 +66,19 @@ bool lsocks_open(struct lsock_set *out, const struct cfg *c, const struct lsock_
     }
     for (size_t i = 0; i < c->nlisteners; i++) {
         const struct cfg_listener *l = &c->listeners[i];
-        for (size_t a = 0; a < l->addrs.n; a++) {
+        for (size_t k = 0; k < l->addrs.n * (l->udp ? 2 : 1); k++) {
             struct lsock *s = &out->v[out->n];
             s->lst = l;
-            s->addr = &l->addrs.v[a];
+            s->addr = &l->addrs.v[k % l->addrs.n];
+            s->udp = k >= l->addrs.n;
             s->fd = -1;
             for (size_t j = 0; old && j < old->n; j++)
-                if (old->v[j].fd >= 0 && strcmp(old->v[j].addr->text, s->addr->text) == 0)
+                if (old->v[j].fd >= 0 && old->v[j].udp == s->udp &&
+                    strcmp(old->v[j].addr->text, s->addr->text) == 0)
                     s->fd = old->v[j].fd;
-            if (s->fd < 0 && (s->fd = open_listen_socket(s->addr)) < 0) {
-                log_warn("listener %s: cannot listen on %s", l->name, s->addr->text);
+            if (s->fd < 0 && (s->fd = open_listen_socket(s->addr, s->udp)) < 0) {
+                log_warn("listener %s: cannot listen on %s%s", l->name, s->addr->text,
+                         s->udp ? "/udp" : "");
                 lsocks_drop(out, old);
                 return false;
             }

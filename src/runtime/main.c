@@ -8,6 +8,7 @@
 #include "mux443/conf/keys.h"
 #include "mux443/conf/load.h"
 #include "mux443/core/explain.h"
+#include "mux443/core/udp_explain.h"
 #include "mux443/lib/hash.h"
 #include "mux443/lib/log.h"
 #include "mux443/runtime/daemon.h"
@@ -23,6 +24,7 @@ static void usage(FILE *f)
             "usage: mux443 [-c FILE] [-l LEVEL]       run in the foreground\n"
             "       mux443 -t [-c FILE]                check the configuration\n"
             "       mux443 --explain [-c FILE] [-L LISTENER] < first-bytes\n"
+            "       mux443 --explain --udp [-c FILE] < first-datagram\n"
             "       mux443 --help-config               list every configuration key\n"
             "       mux443 --man-config                the same as the mux443.ini(5) page\n"
             "       mux443 -V | -h\n"
@@ -33,10 +35,11 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     const char *path = CFG_DEFAULT_PATH, *level = NULL, *listener = NULL;
-    bool test = false, explain = false;
+    bool test = false, explain = false, udp = false;
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"test", no_argument, NULL, 't'},
                                          {"explain", no_argument, NULL, 'E'},
+                                         {"udp", no_argument, NULL, 'U'},
                                          {"listener", required_argument, NULL, 'L'},
                                          {"log-level", required_argument, NULL, 'l'},
                                          {"help-config", no_argument, NULL, 'R'},
@@ -56,6 +59,9 @@ int main(int argc, char **argv)
             break;
         case 'E':
             explain = true;
+            break;
+        case 'U':
+            udp = true;
             break;
         case 'L':
             listener = optarg;
@@ -78,7 +84,7 @@ int main(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (optind != argc || (test && explain)) {
+    if (optind != argc || (test && explain) || (udp && !explain)) {
         usage(stderr);
         return EXIT_USAGE;
     }
@@ -106,7 +112,9 @@ int main(int argc, char **argv)
                    "routes)\n",
                    path, c->nlisteners, c->nbackends, c->nroutes);
         else
-            rc = explain_run(c, listener, stdin, stdout) ? EXIT_USAGE : 0;
+            rc = udp                                       ? udp_explain_run(c, stdin, stdout)
+                 : explain_run(c, listener, stdin, stdout) ? EXIT_USAGE
+                                                           : 0;
         cfg_free(c);
         return rc;
     }
@@ -118,6 +126,7 @@ int main(int argc, char **argv)
     }
     log_set_level(level ? (enum log_level)log_level_from_name(level)
                         : (enum log_level)s->cfg->log_level);
+    log_set_format((enum log_format)s->cfg->log_format);
     log_info("mux443 %s starting with %s", MUX443_VERSION, path);
     if (s->cfg->ntls)
         log_info("kernel TLS: %s",
@@ -125,7 +134,5 @@ int main(int argc, char **argv)
                      ? "available: terminated TLS records are handled by the kernel"
                      : "not offered by this kernel (module tls not loaded): "
                        "records are encrypted in user space");
-    int rc = daemon_run(s, path);
-    snap_unref(s);
-    return rc;
+    return daemon_run(s, path);
 }

@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include "mux443/core/conn.h"
+#include "mux443/core/udp_relay.h"
 #include "mux443/lib/log.h"
+#include "mux443/runtime/privileges.h"
 #include "mux443/runtime/workers.h"
 
 struct worker {
@@ -24,6 +26,7 @@ struct worker {
     ev_timer accept_pause;    /* accept stopped after EMFILE/ENFILE, resumes on this */
     ev_timer drain_timer;
     bool stopping;
+    struct udp_relay *udp; /* UDP flows, made on the first datagram (README "UDP on 443") */
 };
 
 static struct worker *workers;
@@ -38,11 +41,13 @@ unsigned workers_count(void)
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents);
+static void udp_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 
 static void lsocks_start(struct worker *w)
 {
     for (size_t i = 0; i < w->ls.n; i++) {
-        ev_io_init(&w->ls.v[i].io, accept_cb, w->ls.v[i].fd, EV_READ);
+        ev_io_init(&w->ls.v[i].io, w->ls.v[i].udp ? udp_read_cb : accept_cb, w->ls.v[i].fd,
+                   EV_READ);
         w->ls.v[i].io.data = w;
         ev_io_start(w->pool.loop, &w->ls.v[i].io);
     }
@@ -93,6 +98,20 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
     }
 }
 
+static void udp_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct lsock *ls = (struct lsock *)io;
+    struct worker *w = io->data;
+    (void)revents;
+
+    if (w->udp == NULL &&
+        (w->udp = udp_relay_new(loop, w->pool.id, w->snap->cfg, nworkers)) == NULL) {
+        ev_io_stop(loop, io); /* logged; TCP goes on */
+        return;
+    }
+    udp_relay_read(w->udp, w->snap, ls->lst, ls->fd);
+}
+
 static void pool_closed(struct conn_pool *p)
 {
     struct worker *w = p->data;
@@ -114,6 +133,15 @@ static void drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
 static void worker_apply(struct worker *w, struct snap *s, struct lsock_set *ls)
 {
     lsocks_stop(w);
+    /* UDP flows of an address the new set no longer has cannot answer their clients. */
+    for (size_t i = 0; i < w->ls.n; i++) {
+        bool kept = false;
+        for (size_t k = 0; k < ls->n; k++)
+            kept |= ls->v[k].fd == w->ls.v[i].fd;
+        if (w->ls.v[i].udp && !kept)
+            udp_relay_forget(w->udp, w->ls.v[i].fd);
+    }
+    udp_relay_limits(w->udp, s->cfg, nworkers);
     lsocks_drop(&w->ls, ls);
     w->ls = *ls;
     snap_unref(w->snap);
@@ -143,6 +171,8 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
     w->stopping = true;
     ev_timer_stop(loop, &w->accept_pause);
     lsocks_stop(w);
+    udp_relay_free(w->udp, "shutdown");
+    w->udp = NULL;
     lsocks_drop(&w->ls, NULL);
     if (w->pool.nconns == 0) {
         ev_break(loop, EVBREAK_ALL);
@@ -156,6 +186,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    privileges_thread(); /* capabilities are per thread: a worker needs none */
     ev_run(w->pool.loop, 0);
     atomic_fetch_add(&workers_done, 1);
     ev_async_send(main_loop, &main_worker_done);
@@ -286,6 +317,7 @@ void workers_free(void)
         pthread_join(workers[i].thread, NULL);
     for (unsigned i = 0; i < nworkers; i++) {
         struct worker *w = &workers[i];
+        udp_relay_free(w->udp, "shutdown");
         ev_loop_destroy(w->pool.loop);
         snap_unref(w->snap);
         snap_unref(w->mbox_snap);

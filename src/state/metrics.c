@@ -4,10 +4,12 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "mux443/lib/log.h"
 #include "mux443/state/metrics.h"
+#include "mux443/state/udp_metrics.h"
 
 struct mx_global mx;
 
@@ -17,7 +19,8 @@ static struct mx_server *servers;
 static struct mx_listener *listeners;
 static size_t nentries;
 static const char *const detect_names[MXD_COUNT] = {
-    "matched", "unknown", "timeout", "client_closed", "preread_limit", "proxy_error"};
+    "matched", "unknown", "timeout", "client_closed", "preread_limit", "proxy_error", "refused"};
+static const char *const outcome_names[MXO_COUNT] = {"refused", "tls-failed", "closed"};
 static const char *const refuse_names[MXR_COUNT] = {"max_connections", "listener_max",
                                                     "per_client"};
 
@@ -30,8 +33,10 @@ struct mx_route *mx_route_get(const char *name)
             break;
     if (!r && (r = calloc(1, sizeof(*r)))) {
         snprintf(r->name, sizeof(r->name), "%s", name);
-        r->next = routes;
-        routes = r;
+        struct mx_route **tail = &routes; /* in order of creation: /metrics follows the config */
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = r;
         nentries++;
     }
     pthread_mutex_unlock(&registry_lock);
@@ -50,8 +55,10 @@ struct mx_server *mx_server_get(const char *backend, const char *addr)
     if (!s && (s = calloc(1, sizeof(*s)))) {
         snprintf(s->backend, sizeof(s->backend), "%s", backend);
         snprintf(s->addr, sizeof(s->addr), "%s", addr);
-        s->next = servers;
-        servers = s;
+        struct mx_server **tail = &servers; /* in order of creation: /metrics follows the config */
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = s;
         nentries++;
     }
     pthread_mutex_unlock(&registry_lock);
@@ -69,8 +76,11 @@ struct mx_listener *mx_listener_get(const char *name)
             break;
     if (!l && (l = calloc(1, sizeof(*l)))) {
         snprintf(l->name, sizeof(l->name), "%s", name);
-        l->next = listeners;
-        listeners = l;
+        struct mx_listener **tail =
+            &listeners; /* in order of creation: /metrics follows the config */
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = l;
         nentries++;
     }
     pthread_mutex_unlock(&registry_lock);
@@ -106,15 +116,23 @@ static long count_fds(void)
     return n - 3; /* ".", ".." and the directory's own descriptor */
 }
 
+static void ufrag_render(FILE *out);
+static void process_render(FILE *out);
+
 void metrics_render(FILE *out)
 {
     head(out, "mux443_connections_accepted_total", "counter", "Connections accepted.");
     fprintf(out, "mux443_connections_accepted_total %llu\n", LD(mx.accepted));
     head(out, "mux443_connections_total", "counter",
-         "Connections by class once recognised (https, wss, turns: inside terminated TLS).");
+         "Connections by class once recognised (https, wss, turns: inside terminated TLS), "
+         "or how they ended without one (refused, tls-failed, closed); the sum is "
+         "mux443_connections_accepted_total less the connections still being recognised.");
     for (int i = 1; i < LABEL_COUNT; i++)
         fprintf(out, "mux443_connections_total{class=\"%s\"} %llu\n",
                 class_label_name((enum class_label)i), LD(mx.conns_total[i]));
+    for (int i = 0; i < MXO_COUNT; i++)
+        fprintf(out, "mux443_connections_total{class=\"%s\"} %llu\n", outcome_names[i],
+                LD(mx.conns_outcome[i]));
     head(out, "mux443_connections_open", "gauge", "Connections open, by class.");
     for (int i = 0; i < LABEL_COUNT; i++)
         fprintf(out, "mux443_connections_open{class=\"%s\"} %lld\n",
@@ -165,13 +183,27 @@ void metrics_render(FILE *out)
     for (struct mx_server *s = servers; s; s = s->next)
         fprintf(out, "mux443_backend_connect_failures_total{backend=\"%s\",server=\"%s\"} %llu\n",
                 s->backend, s->addr, LD(s->connect_failures));
-    head(out, "mux443_ufrag_fanout_wins_total", "counter",
-         "ICE-TCP fan-outs won by each server (it owned the ufrag).");
+    /* The ufrag series exist where they mean something: with a balance = ufrag backend. */
+    bool ufrag = false;
     for (struct mx_server *s = servers; s; s = s->next)
-        fprintf(out, "mux443_ufrag_fanout_wins_total{backend=\"%s\",server=\"%s\"} %llu\n",
-                s->backend, s->addr, LD(s->fanout_wins));
+        ufrag |= atomic_load(&s->ufrag);
+    if (ufrag)
+        head(out, "mux443_ufrag_fanout_wins_total", "counter",
+             "ICE-TCP fan-outs won by each server (it owned the ufrag).");
+    for (struct mx_server *s = servers; s; s = s->next)
+        if (atomic_load(&s->ufrag))
+            fprintf(out, "mux443_ufrag_fanout_wins_total{backend=\"%s\",server=\"%s\"} %llu\n",
+                    s->backend, s->addr, LD(s->fanout_wins));
     pthread_mutex_unlock(&registry_lock);
 
+    if (ufrag)
+        ufrag_render(out);
+    udp_metrics_render(out);
+    process_render(out);
+}
+
+static void ufrag_render(FILE *out)
+{
     head(out, "mux443_ufrag_lookups_total", "counter", "ICE-TCP ufrag table lookups.");
     fprintf(out, "mux443_ufrag_lookups_total{result=\"hit\"} %llu\n", LD(mx.ufrag_hits));
     fprintf(out, "mux443_ufrag_lookups_total{result=\"miss\"} %llu\n", LD(mx.ufrag_misses));
@@ -182,7 +214,28 @@ void metrics_render(FILE *out)
     fprintf(out, "mux443_ufrag_fanout_failures_total %llu\n", LD(mx.fanout_failures));
     head(out, "mux443_ufrag_entries", "gauge", "Entries in the ufrag table.");
     fprintf(out, "mux443_ufrag_entries %lld\n", (long long)atomic_load(&mx.ufrag_entries));
+}
 
+const char *mx_outcome_name(enum mx_outcome o)
+{
+    return (unsigned)o < MXO_COUNT ? outcome_names[o] : "none";
+}
+
+long mx_open_fds(void)
+{
+    return count_fds();
+}
+
+long mx_max_fds(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return -1;
+    return (long)rl.rlim_cur;
+}
+
+long mx_rss_bytes(void)
+{
     long pages = 0, rss = 0;
     FILE *f = fopen("/proc/self/statm", "r");
     if (f) {
@@ -190,8 +243,18 @@ void metrics_render(FILE *out)
             rss = 0;
         fclose(f);
     }
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+static void process_render(FILE *out)
+{
     head(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-    fprintf(out, "process_resident_memory_bytes %ld\n", rss * sysconf(_SC_PAGESIZE));
+    fprintf(out, "process_resident_memory_bytes %ld\n", mx_rss_bytes());
     head(out, "process_open_fds", "gauge", "Open file descriptors.");
     fprintf(out, "process_open_fds %ld\n", count_fds());
+    long max = mx_max_fds();
+    if (max >= 0) {
+        head(out, "process_max_fds", "gauge", "Limit of open file descriptors (RLIMIT_NOFILE).");
+        fprintf(out, "process_max_fds %ld\n", max);
+    }
 }

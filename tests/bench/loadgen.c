@@ -16,6 +16,11 @@
  *       --raw (with --proto tls): the first plain-text message is binary, not HTTP, so a
  *              terminating proxy's generic path is measured (mux443: tls_default)
  *       ping   --count N --size 64                       ping-pong RTT through an echo backend
+ *       trickle --proto http|ch --size B [--seg N --rate R] --conns C --secs S
+ *              a B-byte first flight (HTTP request head, or ClientHello padded to B) sent
+ *              at once for S s, then N bytes per send() at R sends/s in all for 2S s (and
+ *              a B/4 flight so for S s): proxy CPU per KiB of first flight, trickled / at
+ *              once, and how it grows with the flight's size
  *       stat                                             RSS and descriptors of --pids
  *   common: --host 127.0.0.1 --sni NAME --pids P1,P2 (proxy tree: CPU and RSS read from /proc)
  *           --bpids P (backends: CPU) --expect N (reply bytes) --warm S
@@ -654,7 +659,7 @@ static int cmd_serve(int argc, char **argv)
  * clients
  * ====================================================================================== */
 
-enum proto { P_CH, P_TLS, P_STUN, P_ICE };
+enum proto { P_CH, P_TLS, P_STUN, P_ICE, P_HTTP /* trickle only: a plain request head */ };
 enum cst { C_CONNECT, C_HS, C_SEND, C_STREAM, C_READ, C_IDLE, C_DRAIN };
 
 struct cc {
@@ -681,7 +686,11 @@ static struct {
     double hold;
     const char *ufrags; /* "bnchA,bnchB" */
     bool raw;           /* --raw: a binary first message instead of HTTP (tls only) */
-} o = {.proto = P_CH,
+    size_t seg;         /* trickle: bytes per send() */
+    double rate;        /* trickle: send() calls per second, all connections together */
+} o = {.seg = 1,
+       .rate = 100000,
+       .proto = P_CH,
        .host = "127.0.0.1",
        .sni = "bench",
        .conns = 64,
@@ -702,7 +711,9 @@ static bool measuring;
 static double t_stop;
 static uint32_t seqno;
 
-static int open_conn(struct cc *c)
+/* A non-blocking connect to --host:--port, TCP_NODELAY (every send() its own segment).
+ * Returns the descriptor, or -1. */
+static int connect_to_dst(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
     if (fd < 0)
@@ -712,6 +723,21 @@ static int open_conn(struct cc *c)
         close(fd);
         return -1;
     }
+    return fd;
+}
+
+/* Stops watching fd and closes it. */
+static void ep_close(int fd)
+{
+    epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+    close(fd);
+}
+
+static int open_conn(struct cc *c)
+{
+    int fd = connect_to_dst();
+    if (fd < 0)
+        return -1;
     c->fd = fd;
     c->st = C_CONNECT;
     c->t0 = now_s();
@@ -746,11 +772,10 @@ static int open_conn(struct cc *c)
 
 static void close_conn(struct cc *c)
 {
-    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
     if (c->ssl)
         SSL_free(c->ssl);
     c->ssl = NULL;
-    close(c->fd);
+    ep_close(c->fd);
     c->fd = -1;
 }
 
@@ -1134,6 +1159,251 @@ static int cmd_ping(void)
     return 0;
 }
 
+/* ---- trickle: one first flight, at once and a few bytes per send() ------------------- */
+
+/* An HTTP/1.1 request head of exactly `size` bytes (size >= 256): filler header lines of
+ * 100 bytes, the last one stretched to fit, then CRLF CRLF. */
+static size_t make_head(uint8_t *b, size_t size)
+{
+    static const char start[] = "GET /trickle HTTP/1.1\r\nHost: trickle.bench\r\n";
+    size_t n = sizeof(start) - 1, left = size - n - 2;
+    memcpy(b, start, n);
+    for (int i = 0; left > 0; i++) {
+        size_t line = left >= 200 ? 100 : left; /* "X-Pad-NNNN: " value CRLF */
+        n += (size_t)sprintf((char *)b + n, "X-Pad-%04d: ", i % 10000);
+        memset(b + n, 'a' + i % 26, line - 14);
+        n += line - 14;
+        memcpy(b + n, "\r\n", 2);
+        n += 2;
+        left -= line;
+    }
+    memcpy(b + n, "\r\n", 2);
+    return n + 2;
+}
+
+/* OpenSSL's ClientHello for --sni, grown to `size` bytes with a padding extension (RFC
+ * 7685), in one record (size <= 16389): Chromium's, with post-quantum key shares, are
+ * ~1.9-2 KB. */
+static size_t make_big_hello(uint8_t *b, size_t size)
+{
+    size_t pos = 5 + 4 + 2 + 32, pad;
+    memcpy(b, hello, hello_len);
+    if (size < hello_len + 4)
+        return hello_len;
+    pos += 1 + b[pos];                             /* session_id */
+    pos += 2 + ((size_t)b[pos] << 8 | b[pos + 1]); /* cipher_suites */
+    pos += 1 + b[pos];                             /* compression_methods */
+    pad = size - hello_len - 4;
+    b[hello_len] = 0x00;
+    b[hello_len + 1] = 0x15;
+    b[hello_len + 2] = (uint8_t)(pad >> 8);
+    b[hello_len + 3] = (uint8_t)pad;
+    memset(b + hello_len + 4, 0, pad);
+    size_t ext = ((size_t)b[pos] << 8 | b[pos + 1]) + 4 + pad, hs = size - 9, rec = size - 5;
+    b[pos] = (uint8_t)(ext >> 8);
+    b[pos + 1] = (uint8_t)ext;
+    b[6] = (uint8_t)(hs >> 16);
+    b[7] = (uint8_t)(hs >> 8);
+    b[8] = (uint8_t)hs;
+    b[3] = (uint8_t)(rec >> 8);
+    b[4] = (uint8_t)rec;
+    return size;
+}
+
+struct tc {
+    int fd;
+    bool up;      /* connected */
+    size_t off;   /* bytes of the flight sent */
+    uint64_t got; /* reply bytes */
+};
+
+static int tc_open(struct tc *c)
+{
+    int fd = connect_to_dst(); /* a segment per send(): the proxy reads it apart if it keeps up */
+    if (fd < 0)
+        return -1;
+    c->fd = fd;
+    c->up = false;
+    c->off = 0;
+    c->got = 0;
+    ep_set(fd, EPOLLOUT, c, EPOLL_CTL_ADD);
+    return 0;
+}
+
+static void tc_close(struct tc *c)
+{
+    ep_close(c->fd);
+    c->fd = -1;
+}
+
+struct phase {
+    uint64_t reqs, errs, segs, bytes;  /* in the window: replies, failures, sends, bytes */
+    double secs, proxy_cpu, other_cpu; /* other: machine CPU % that is none of ours */
+};
+
+/* Sends the rest of c's flight, seg bytes per send() and at most `max` sends (seg 0: in as
+ * few sends as the socket takes, max ignored). Returns the sends made, or -1 on error. */
+static long tc_send(struct tc *c, const uint8_t *flight, size_t size, size_t seg, long max,
+                    struct phase *ph)
+{
+    long sends = 0;
+    while (c->off < size && (seg == 0 || sends < max)) {
+        size_t len = size - c->off;
+        if (seg != 0 && len > seg)
+            len = seg;
+        ssize_t w = send(c->fd, flight + c->off, len, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EAGAIN) {
+                ep_set(c->fd, EPOLLIN | EPOLLOUT, c, EPOLL_CTL_MOD);
+                return sends;
+            }
+            return -1;
+        }
+        c->off += (size_t)w;
+        sends++;
+        ph->segs++;
+        ph->bytes += (uint64_t)w;
+    }
+    if (c->off == size)
+        ep_set(c->fd, EPOLLIN, c, EPOLL_CTL_MOD);
+    return sends;
+}
+
+/* One window of `secs`: C connections each send the flight (seg bytes per send(), at most
+ * `rate` sends/s in all; seg 0: at once), read the --expect-byte reply, close and start
+ * again. The proxy's CPU is read at both ends of the window. */
+static void trickle_phase(const uint8_t *flight, size_t size, size_t seg, double rate, double secs,
+                          struct phase *ph)
+{
+    struct tc *cs = calloc((size_t)o.conns, sizeof(*cs));
+    struct epoll_event evs[512];
+    double t0 = now_s(), pcpu0 = cpu_of(pids, npids), bcpu0 = cpu_of(bpids, nbpids),
+           gcpu0 = self_cpu(), busy = machine_busy();
+    uint64_t budget = 0, granted = 0;
+    int next = 0;
+    memset(ph, 0, sizeof(*ph));
+    for (int i = 0; i < o.conns; i++)
+        if (tc_open(&cs[i]) < 0)
+            die("connect");
+    for (;;) {
+        double t = now_s();
+        if (t - t0 >= secs)
+            break;
+        if (seg != 0) { /* paced: one send per connection in turn, rate sends/s in all */
+            uint64_t due = (uint64_t)((t - t0) * rate);
+            budget += due - granted;
+            granted = due;
+            if (budget > (uint64_t)o.conns) /* behind: no bursts, they would coalesce */
+                budget = (uint64_t)o.conns;
+            for (int k = 0; k < o.conns && budget > 0; k++) {
+                struct tc *c = &cs[(next + k) % o.conns];
+                long r = c->up && c->off < size ? tc_send(c, flight, size, seg, 1, ph) : 0;
+                if (r < 0) {
+                    ph->errs++;
+                    tc_close(c);
+                    if (tc_open(c) < 0)
+                        die("connect");
+                }
+                budget -= r > 0 ? (uint64_t)r : 0;
+            }
+            next = (next + 1) % o.conns;
+        }
+        int n = epoll_wait(ep, evs, 512, seg != 0 ? 0 : 100);
+        for (int k = 0; k < n; k++) {
+            struct tc *c = evs[k].data.ptr;
+            bool fail = false, done = false;
+            if (!c->up) {
+                int err = 0;
+                socklen_t l = sizeof(err);
+                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+                fail = err != 0 || (evs[k].events & (EPOLLERR | EPOLLHUP));
+                c->up = !fail;
+                if (c->up)
+                    ep_set(c->fd, EPOLLIN, c, EPOLL_CTL_MOD);
+            }
+            if (!fail && (evs[k].events & EPOLLOUT) && c->off < size && (seg == 0 || budget > 0)) {
+                long r = tc_send(c, flight, size, seg, 1, ph);
+                fail = r < 0;
+                budget -= seg != 0 && r > 0 ? (uint64_t)r : 0;
+            }
+            if (!fail && (evs[k].events & EPOLLIN)) {
+                for (;;) {
+                    ssize_t r = recv(c->fd, scratch, BUFSZ, 0);
+                    if (r > 0) {
+                        c->got += (uint64_t)r;
+                        continue;
+                    }
+                    if (r < 0 && errno == EAGAIN)
+                        break;
+                    fail = c->got < (uint64_t)(o.expect < 0 ? 1 : o.expect);
+                    done = !fail;
+                    break;
+                }
+                if (o.expect >= 0 && c->got >= (uint64_t)o.expect)
+                    done = true;
+            }
+            if (fail || done) {
+                ph->reqs += done;
+                ph->errs += fail;
+                tc_close(c);
+                if (tc_open(c) < 0)
+                    die("connect");
+            }
+        }
+        if (seg != 0 && n == 0 && budget == 0)
+            usleep(50);
+    }
+    ph->secs = now_s() - t0;
+    ph->proxy_cpu = cpu_of(pids, npids) - pcpu0;
+    ph->other_cpu = 100 *
+                    (machine_busy() - busy - ph->proxy_cpu - (cpu_of(bpids, nbpids) - bcpu0) -
+                     (self_cpu() - gcpu0)) /
+                    ph->secs;
+    if (ph->other_cpu < 0)
+        ph->other_cpu = 0;
+    for (int i = 0; i < o.conns; i++)
+        tc_close(&cs[i]);
+    free(cs);
+    usleep(500000); /* the proxy closes its side before the next window */
+}
+
+static double us_per_kib(const struct phase *ph)
+{
+    return ph->bytes ? ph->proxy_cpu * 1e6 / ((double)ph->bytes / 1024) : 0;
+}
+
+/* trickle: the flight at once, then trickled, then a quarter of it trickled (if the
+ * proxy's work per read grows with the bytes before it, CPU per KiB grows with the size). */
+static int cmd_trickle(void)
+{
+    static uint8_t flight[65536], qflight[65536];
+    size_t size = o.size < 256 ? 256 : (size_t)o.size, len, qlen;
+    struct phase once, tr, quarter;
+    if (o.proto != P_HTTP) {
+        if (size > 16389) /* one record */
+            size = 16389;
+        len = make_big_hello(flight, size);
+        qlen = make_big_hello(qflight, size / 4);
+    } else {
+        if (size > sizeof(flight))
+            size = sizeof(flight);
+        len = make_head(flight, size);
+        qlen = make_head(qflight, size / 4 < 256 ? 256 : size / 4);
+    }
+    trickle_phase(flight, len, 0, 0, o.secs, &once);
+    trickle_phase(flight, len, o.seg, o.rate, 2 * o.secs, &tr);
+    trickle_phase(qflight, qlen, o.seg, o.rate, o.secs, &quarter);
+    double k1 = us_per_kib(&once), kt = us_per_kib(&tr), kq = us_per_kib(&quarter);
+    printf("bytes=%zu seg=%zu once_reqs=%llu once_us_per_kib=%.2f trickled_reqs=%llu "
+           "trickled_us_per_kib=%.1f trickled_us_per_seg=%.2f ratio=%.1f quarter_bytes=%zu "
+           "quarter_us_per_kib=%.1f growth=%.2f other_cpu=%.0f%% err=%llu\n",
+           len, o.seg, (unsigned long long)once.reqs, k1, (unsigned long long)tr.reqs, kt,
+           tr.segs ? tr.proxy_cpu * 1e6 / (double)tr.segs : 0, k1 > 0 ? kt / k1 : 0, qlen, kq,
+           kq > 0 ? kt / kq : 0, tr.other_cpu,
+           (unsigned long long)(once.errs + tr.errs + quarter.errs));
+    return 0;
+}
+
 /* stat: RSS and open descriptors of the --pids tree (soak baseline and end). */
 static int cmd_stat(void)
 {
@@ -1157,8 +1427,8 @@ int main(int argc, char **argv)
         {"proto", 1, 0, 'P'},  {"host", 1, 0, 'h'},   {"port", 1, 0, 'p'}, {"sni", 1, 0, 's'},
         {"conns", 1, 0, 'c'},  {"secs", 1, 0, 't'},   {"warm", 1, 0, 'w'}, {"bytes", 1, 0, 'b'},
         {"expect", 1, 0, 'e'}, {"count", 1, 0, 'n'},  {"size", 1, 0, 'z'}, {"pids", 1, 0, 'i'},
-        {"bpids", 1, 0, 'j'},  {"ufrags", 1, 0, 'u'}, {"hold", 1, 0, 'H'}, {"raw", 0, 0, 'R'},
-        {0, 0, 0, 0}};
+        {"bpids", 1, 0, 'j'},  {"ufrags", 1, 0, 'u'}, {"hold", 1, 0, 'H'}, {"seg", 1, 0, 'S'},
+        {"rate", 1, 0, 'R'},   {"raw", 0, 0, 'W'},    {0, 0, 0, 0}};
     int ch;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1167,9 +1437,10 @@ int main(int argc, char **argv)
             o.proto = !strcmp(optarg, "tls")    ? P_TLS
                       : !strcmp(optarg, "stun") ? P_STUN
                       : !strcmp(optarg, "ice")  ? P_ICE
+                      : !strcmp(optarg, "http") ? P_HTTP
                                                 : P_CH;
             break;
-        case 'R':
+        case 'W':
             o.raw = true;
             break;
         case 'h':
@@ -1214,6 +1485,12 @@ int main(int argc, char **argv)
         case 'H':
             o.hold = atof(optarg);
             break;
+        case 'S':
+            o.seg = (size_t)atol(optarg);
+            break;
+        case 'R':
+            o.rate = atof(optarg);
+            break;
         default:
             return 2;
         }
@@ -1243,6 +1520,8 @@ int main(int argc, char **argv)
         return cmd_ping();
     if (!strcmp(cmd, "stat"))
         return cmd_stat();
+    if (!strcmp(cmd, "trickle"))
+        return cmd_trickle();
     fprintf(stderr, "unknown command %s\n", cmd);
     return 2;
 }

@@ -130,6 +130,10 @@ END {
           "rate:conn/s:1;proxy_us_per:proxy CPU µs/conn:0;gen_core:generator core %:0;proxy_core:proxy cores %:0;other_cpu:other CPU %:0")
     table("S9t", "S9 mux443 two workers vs one: S3 workload (TLS handshakes)",
           "rate:handshakes/s:1;proxy_us_per:proxy CPU µs/handshake:0;gen_core:generator core %:0;proxy_core:proxy cores %:0;other_cpu:other CPU %:0")
+    table("S10h", "S10 trickled detection: 24 KiB HTTP request head, at once vs one byte per send()",
+          "once_us_per_kib:at once, proxy CPU µs/KiB:0;trickled_us_per_kib:trickled, µs/KiB:0;ratio:trickled / at once:0;trickled_us_per_seg:trickled, µs/send:0;growth:µs/KiB, full / quarter size:0;other_cpu:other CPU %:0;err:errors:0")
+    table("S10c", "S10 trickled detection: 2000-byte ClientHello (Chromium size), at once vs one byte per send()",
+          "once_us_per_kib:at once, proxy CPU µs/KiB:0:r;trickled_us_per_kib:trickled, µs/KiB:0:r;ratio:trickled / at once:0;trickled_us_per_seg:trickled, µs/send:0;growth:µs/KiB, full / quarter size:0;other_cpu:other CPU %:0;err:errors:0")
     if (med("S9", "mux443", "rate") > 0 && med("S9", "mux443w2", "rate") != "")
         printf("S9 scaling: short connections %.2fx, handshakes %.2fx (two workers / one).\n\n",
                med("S9", "mux443w2", "rate") / med("S9", "mux443", "rate"),

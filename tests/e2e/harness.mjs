@@ -66,3 +66,14 @@ export async function runBrowser({ profile, out, args, childEnv }, body) {
   console.log(`e2e: ${results.length - failed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
 }
+
+// mux443's /metrics at origin (http://HOST:PORT) as { 'name{labels}': number }.
+export async function metricsAt(origin) {
+  const r = await fetch(`${origin}/metrics`);
+  const m = {};
+  for (const line of (await r.text()).split('\n')) {
+    const mm = /^([a-zA-Z0-9_:]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (mm) m[mm[1]] = Number(mm[2]);
+  }
+  return m;
+}

@@ -15,7 +15,7 @@
 // Prints `e2e: PASS|FAIL name: detail` per check; exits 0 only when all pass.
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { check, env, runBrowser } from './harness.mjs';
+import { check, env, metricsAt, runBrowser } from './harness.mjs';
 
 const muxAddr = env('E2E_MUX_ADDR');
 const port = Number(env('E2E_PORT'));
@@ -26,16 +26,7 @@ const out = env('E2E_OUT');
 const origin = `http://web.test:${port}`;
 
 
-// mux443's /metrics as { 'name{labels}': number }.
-async function metrics() {
-  const r = await fetch(`${admin}/metrics`);
-  const m = {};
-  for (const line of (await r.text()).split('\n')) {
-    const mm = /^([a-zA-Z0-9_:]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (mm) m[mm[1]] = Number(mm[2]);
-  }
-  return m;
-}
+const metrics = () => metricsAt(admin);
 const srvKey = (name, server) => `${name}{backend="media",server="${server}"}`;
 function delta(m0, m1) {
   const d = (k) => (m1[k] || 0) - (m0[k] || 0);
@@ -60,7 +51,7 @@ async function ufrags() {
 }
 
 async function register(ufrag, server) {
-  const r = await fetch(`${admin}/ufrags`, { method: 'POST', body: JSON.stringify({ ufrag, server }) });
+  const r = await fetch(`${admin}/ufrags`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ufrag, server }) });
   return { status: r.status, body: (await r.text()).trim() };
 }
 

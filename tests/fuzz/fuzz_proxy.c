@@ -1,5 +1,7 @@
 /* libFuzzer target for proxy_parse, plus proxy_build round trips of parsed addresses:
- * a header we build from what we parsed must parse back to the same addresses. */
+ * a header we build from what we parsed must parse back to the same addresses; and a
+ * caller that parses again only once `need` bytes are in must stop where one that parses
+ * after every byte does. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,21 @@
 #include "mux443/lib/proxy_proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_need(const uint8_t *p, size_t size)
+{
+    struct proxy_info info;
+    size_t first = 0, k = 0;
+    enum probe_result r, rk;
+
+    while ((r = proxy_parse(p, first, &info, NULL)) == PROBE_AGAIN && first < size)
+        first++;
+    while ((rk = proxy_parse(p, k, &info, NULL)) == PROBE_AGAIN && k < size) {
+        FUZZ_CHECK(info.need > k);
+        k = info.need < size ? info.need : size;
+    }
+    FUZZ_CHECK(k == first && rk == r);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -38,6 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                            memcmp(&a.dst, &b.dst, sizeof(a.dst)) == 0);
         }
     }
+    check_need(copy, size);
     free(copy);
     return 0;
 }

@@ -67,8 +67,25 @@ assert_contains "$out" "web:def method=GET path=/ host=other.test" "[route] http
 out=$(get -H 'Host: other.test' "$URL/ap")
 assert_contains "$out" "web:def " "/ap is not under /api"
 
+# Requests whose host is ambiguous are refused before any backend sees them (RFC 9112
+# 3.2): two Host headers, and an absolute-form target naming another host than Host
+# (routed by one, served by the other otherwise).
+confused() { # NAME REQUEST
+    "$PY" "$PEERS/client.py" 127.0.0.1 "$PM" --data "$2" --timeout 5 >"$T/$1.out" 2>"$T/$1.err" || true
+    [[ ! -s $T/$1.out ]] || fail "$1: an ambiguous request was answered: $(head -c 200 "$T/$1.out")"
+}
+confused two-hosts 'GET / HTTP/1.1\r\nHost: other.test\r\nHost: a.test\r\n\r\n'
+confused absolute 'GET http://a.test/ HTTP/1.1\r\nHost: other.test\r\n\r\n'
+wait_log mux 'reason="refused: two Host headers"'
+wait_log mux 'reason="refused: absolute-form request target names another host than the Host header"'
+# The same host in both forms is fine.
+out=$("$PY" "$PEERS/client.py" 127.0.0.1 "$PM" --timeout 5 \
+    --data "GET http://a.test:$PM/abs HTTP/1.1\\r\\nHost: a.test\\r\\nConnection: close\\r\\n\\r\\n" \
+    2>/dev/null || true)
+assert_contains "$out" "web:a " "absolute-form with a matching Host"
+
 # One close line per request, naming class, host, path, route and backend.
-wait_count mux 'conn=[0-9]+ .*reason=' 9
+wait_count mux 'conn=[0-9]+ .*reason=' 12
 assert_grep 'class=http .*host="a\.test".*path="/".*route=by-host backend=web-a server=127\.0\.0\.1:'"$PA" "$T/mux.log"
 assert_grep 'class=http .*host="other\.test".*path="/api/v1".*route=by-path backend=web-api' "$T/mux.log"
 assert_grep 'class=http .*host="other\.test".*route=http backend=web-def' "$T/mux.log"

@@ -195,6 +195,27 @@ wait_exit() {
     unset "PIDS[$name]"
 }
 
+# need_coturn: skips the case (77) unless coturn and its test clients are installed.
+need_coturn() {
+    if ! command -v turnserver >/dev/null || ! command -v turnutils_uclient >/dev/null; then
+        log "SKIP: coturn is not installed"
+        exit 77
+    fi
+}
+
+# start_coturn NAME PORT [ARGS...]: coturn on 127.0.0.1:PORT (TCP and UDP), plain TURN
+# only, long-term credentials test/secret in realm mux443.test, relaying on 127.0.0.1;
+# verbose log in $T/NAME.log.
+start_coturn() {
+    local name=$1 port=$2 minp=$((49152 + RANDOM % 16000))
+    shift 2
+    start_bg "$name" turnserver -n --listening-ip=127.0.0.1 --listening-port="$port" "$@" \
+        --relay-ip=127.0.0.1 --min-port="$minp" --max-port=$((minp + 100)) \
+        --lt-cred-mech --user=test:secret --realm=mux443.test --no-tls --no-dtls --no-cli \
+        --allow-loopback-peers --log-file=stdout --simple-log --verbose \
+        --pidfile="$T/$name.pid" --db="$T/$name.db"
+}
+
 # start_mux NAME CONFIG: runs mux443 -c CONFIG, waits for `ready:`.
 start_mux() {
     local name=$1 conf=$2

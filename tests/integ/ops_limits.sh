@@ -9,6 +9,11 @@
 #     connection on `side` is refused (listener_max) while the main listener serves; with
 #     2 + 2 open, a 5th on the main listener is refused (max_connections); closing one
 #     admits a new one again.
+#  3. [listener side] max_connections = 2 across SIGHUP: with 2 connections held, a
+#     reload (which also moves the default route, to see the new snapshot serving) still
+#     refuses a 3rd and a 4th on `side`; a held connection accepted under the old
+#     snapshot gives its place back when it closes. Regression: the count lived in the
+#     listener's configuration, so each reload started it again at 0 and let 2 more in.
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
 # shellcheck source=tests/integ/ops_lib.sh
@@ -125,3 +130,56 @@ for n in s1 s2 m1; do wait_log "$n" 'hold: ping 1 (ok|FAILED)'; done
 for n in s1 s2 m1; do assert_grep 'hold: ping 1 ok' "$T/$n.log" "held connection $n"; done
 for n in s1 s2 m1; do stop "$n"; done
 stop_mux mux2
+
+log "3. a listener's max_connections = 2 holds across SIGHUP"
+PE2=$(free_port)
+start_bg echo2 "$PY" "$PEERS/tcp_echo.py" echo2 "$PE2" --hello
+wait_ready echo2
+conf3() { # DEFAULT_BACKEND; one worker, so that its new snapshot is the one serving
+    cat >"$T/mux3.ini.new" <<INI
+[mux443]
+listen = 127.0.0.1:$PM
+workers = 1
+admin = 127.0.0.1:$PA
+
+[listener side]
+listen = 127.0.0.1:$PS
+max_connections = 2
+
+[backend echo]
+server = 127.0.0.1:$PE
+
+[backend echo2]
+server = 127.0.0.1:$PE2
+
+[route]
+default = $1
+INI
+    mv "$T/mux3.ini.new" "$T/mux3.ini"
+}
+conf3 echo
+start_mux mux3 "$T/mux3.ini"
+hold k1 "$PS"
+hold k2 "$PS"
+refused_client before_reload "$PS"
+conf3 echo2
+kill -HUP "$(pid_of mux3)"
+wait_log mux3 'reload: .*mux3\.ini loaded' 5
+deadline=$((SECONDS + 10))
+until client 127.0.0.1 "$PM" --data '\xffwho\n' --shut-wr --timeout 5 2>/dev/null | grep -q 'tcp:echo2'; do
+    ((SECONDS < deadline)) || fail "the reloaded configuration never served a connection"
+    sleep 0.05
+done
+refused_client after_reload3 "$PS"
+refused_client after_reload4 "$PS"
+metrics "$PA" "$T/m3.prom"
+assert_eq 3 "$(mval "$T/m3.prom" 'mux443_refused_total{limit="listener_max"}')" \
+    "refused listener_max (one before the reload, two after)"
+stop k1
+wait_count mux3 'conn=[0-9]+ client=127\.0\.0\.1:[0-9]+ listener=side .*reason=' 1 10
+served_client side_again "$PS"
+kill -USR1 "$(pid_of k2)"
+wait_log k2 'hold: ping 1 (ok|FAILED)'
+assert_grep 'hold: ping 1 ok' "$T/k2.log" "held connection k2 after the reload"
+stop k2
+stop_mux mux3

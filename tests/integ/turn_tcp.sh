@@ -6,19 +6,11 @@
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
 
-if ! command -v turnserver >/dev/null || ! command -v turnutils_uclient >/dev/null; then
-    log "SKIP: coturn is not installed"
-    exit 77
-fi
+need_coturn
 PM=$(free_port)
 PT=$(free_port)
 PP=$(free_port)
-MINP=$((49152 + RANDOM % 16000))
-start_bg turn turnserver -n --listening-ip=127.0.0.1 --listening-port="$PT" \
-    --tcp-proxy-port="$PP" --relay-ip=127.0.0.1 --min-port="$MINP" --max-port=$((MINP + 100)) \
-    --lt-cred-mech --user=test:secret --realm=mux443.test --no-tls --no-dtls --no-cli \
-    --allow-loopback-peers --log-file=stdout --simple-log --verbose \
-    --pidfile="$T/turn.pid" --db="$T/turndb"
+start_coturn turn "$PT" --tcp-proxy-port="$PP"
 cat >"$T/mux.ini" <<INI
 [mux443]
 listen = 127.0.0.1:$PM

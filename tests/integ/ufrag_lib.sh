@@ -7,6 +7,8 @@
 # Fails if curl cannot talk to the admin listener at all.
 HTTP_CODE=
 HTTP_BODY=
+# The line form's content type (curl -d alone sends one the admin API refuses).
+LINES=(-H 'Content-Type: text/x-mux443-ufrags')
 admin_req() {
     local method=$1 path=$2 rc=0
     shift 2

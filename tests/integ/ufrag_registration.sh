@@ -78,9 +78,9 @@ admin_req PUT /ufrags -H 'Content-Type: application/json' --data-binary "[
 ]"
 expect_http 201 "registered RegArr1 -> media $S1" "PUT JSON array"
 assert_contains "$HTTP_BODY" "registered RegArr2 -> media $S2" "PUT JSON array, 2nd entry"
-admin_req POST /ufrags -d "RegLine1 $S1 120"
+admin_req POST /ufrags "${LINES[@]}" -d "RegLine1 $S1 120"
 expect_http 201 "registered RegLine1 -> media $S1" "curl -d line"
-admin_req POST /ufrags --data-binary $'RegLine2 '"$S2"$' 120\n\nMtwoLine3 '"$S3"$' 120\n'
+admin_req POST /ufrags "${LINES[@]}" --data-binary $'RegLine2 '"$S2"$' 120\n\nMtwoLine3 '"$S3"$' 120\n'
 expect_http 201 "registered RegLine2 -> media $S2" "--data-binary lines"
 assert_contains "$HTTP_BODY" "registered MtwoLine3 -> media2 $S3" "line for the 2nd ufrag pool"
 
@@ -100,7 +100,7 @@ assert_between "$exp" 100 121 "RegJson1 expires_in (ttl 120)"
 assert_eq 0 "$(ufrag_field RegJson1 connections)" "RegJson1 connections"
 
 # Registering again updates the entry (no duplicate).
-admin_req POST /ufrags -d "RegLine1 $S2 120"
+admin_req POST /ufrags "${LINES[@]}" -d "RegLine1 $S2 120"
 expect_http 201 "registered RegLine1 -> media $S2" "re-register RegLine1 on w2"
 assert_eq "RegLine1 media $S2 registered" "$(ufrag_list | grep '^RegLine1 ')" "RegLine1 updated"
 assert_eq 6 "$(metric mux443_ufrag_entries)" "entries after an update"
@@ -151,7 +151,7 @@ admin_req DELETE /ufrags/RegArr1 # what the fan-out learnt
 expect_http 200 "" "DELETE the learnt RegArr1"
 
 # ICE ufrags may hold '+' and '/' (RFC 8445 ice-char).
-admin_req POST /ufrags -d "Ab+/Cd9 $S1 120"
+admin_req POST /ufrags "${LINES[@]}" -d "Ab+/Cd9 $S1 120"
 expect_http 201 "registered Ab+/Cd9 -> media $S1" "register a ufrag with + and /"
 admin_req DELETE '/ufrags/Ab+/Cd9'
 expect_http 200 "" "DELETE /ufrags/Ab+/Cd9"
@@ -187,7 +187,7 @@ restore_table() {
         grep -qxF "$u $b $s $src" "$1" || admin_req DELETE "/ufrags/$u"
     done <"$T/now.list"
     while read -r u b s src; do
-        grep -qxF "$u $b $s $src" "$T/now.list" || admin_req POST /ufrags -d "$u $s 120"
+        grep -qxF "$u $b $s $src" "$T/now.list" || admin_req POST /ufrags "${LINES[@]}" -d "$u $s 120"
     done <"$1"
     ufrag_list >"$T/now.list"
     diff -u "$1" "$T/now.list" >&2 || fail "could not put the table back"
@@ -226,18 +226,18 @@ hostile "array: an unknown server last" 400 "entry 3: unknown server" "${J[@]}" 
   {\"ufrag\":\"RegJson1\",\"server\":\"$S1\"},
   {\"ufrag\":\"Good6\",\"server\":\"127.0.0.1:2\"}
 ]"
-hostile "lines: one bad among good" 400 "nothing registered" --data-binary \
+hostile "lines: one bad among good" 400 "nothing registered" "${LINES[@]}" --data-binary \
     $'GoodL1 '"$S1"$'\nGoodL2 '"$S2"$' 60\nBadL3 '"$S1"$' 60 extra\nGoodL4 '"$S2"$'\n'
-hostile "lines: an unknown server among good" 400 "entry 2: unknown server" --data-binary \
+hostile "lines: an unknown server among good" 400 "entry 2: unknown server" "${LINES[@]}" --data-binary \
     $'GoodL5 '"$S1"$'\nGoodL6 127.0.0.1:3\n'
-hostile "lines: a malformed ufrag (curl -d)" 400 "malformed ufrag" -d "a/b% $S1"
-hostile "lines: ufrag only" 400 "nothing registered" -d "Lonely1"
-hostile "lines: bad ttl" 400 "nothing registered" -d "BadTtl1 $S1 soon"
-hostile "lines: ttl nan" 400 "nothing registered" -d "NanTtl1 $S1 nan"
-hostile "lines: ttl out of range" 400 "ttl out of range" -d "BigTtl1 $S1 1e9"
-hostile "empty body" 400 "nothing registered" --data-binary ''
-hostile "blank lines only" 400 "nothing registered" --data-binary $'\n\n\n'
-hostile "NUL byte in the body" 400 "" --data-binary @<(printf 'NulUfrag1 %s\0 60\n' "$S1")
+hostile "lines: a malformed ufrag (curl -d)" 400 "malformed ufrag" "${LINES[@]}" -d "a/b% $S1"
+hostile "lines: ufrag only" 400 "nothing registered" "${LINES[@]}" -d "Lonely1"
+hostile "lines: bad ttl" 400 "nothing registered" "${LINES[@]}" -d "BadTtl1 $S1 soon"
+hostile "lines: ttl nan" 400 "nothing registered" "${LINES[@]}" -d "NanTtl1 $S1 nan"
+hostile "lines: ttl out of range" 400 "ttl out of range" "${LINES[@]}" -d "BigTtl1 $S1 1e9"
+hostile "empty body" 400 "nothing registered" "${LINES[@]}" --data-binary ''
+hostile "blank lines only" 400 "nothing registered" "${LINES[@]}" --data-binary $'\n\n\n'
+hostile "NUL byte in the body" 400 "" "${LINES[@]}" --data-binary @<(printf 'NulUfrag1 %s\0 60\n' "$S1")
 admin_req GET /ufrags/RegJson1
 expect_http 405 "" "GET /ufrags/UFRAG"
 admin_req DELETE /ufrags

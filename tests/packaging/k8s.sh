@@ -3,7 +3,10 @@
 # present, and the facts the manifests depend on hold together: selectors match
 # the pod labels, probes hit /healthz on the admin port, the pod is non-root with
 # only NET_BIND_SERVICE, the Service keeps client addresses (Local + PROXY) and the
-# ConfigMap's listener then expects PROXY, the grace period covers drain_timeout.
+# ConfigMap's listener then expects PROXY, the grace period covers drain_timeout,
+# and the admin port is not open beyond the pod without a token: admin_token_file
+# is a file of a mounted Secret (mux443-admin, a placeholder mux443 refuses), and the
+# probes use /healthz only, the one endpoint open without it.
 # (mux443 -t on the ConfigMap's mux443.ini is in recipes.sh.) kubeconform or
 # kubeval, when installed, also check the schemas.
 # shellcheck source=tests/packaging/lib.sh
@@ -73,7 +76,7 @@ ann = svc["metadata"].get("annotations", {})
 proxy = any("proxy" in k.lower() for k in ann)
 
 ini = cm["data"]["mux443.ini"]
-sect, listener_proxy, admin, drain = None, {}, None, 30
+sect, listener_proxy, admin, drain, token_file = None, {}, None, 30, None
 for line in ini.splitlines():
     line = re.sub(r"\s+[;#].*$", "", line).strip()
     if line.startswith("["):
@@ -86,6 +89,8 @@ for line in ini.splitlines():
         listener_proxy[sect] = v
     if sect == "mux443" and k == "admin":
         admin = v
+    if sect == "mux443" and k == "admin_token_file":
+        token_file = v
     if sect == "mux443" and k == "drain_timeout":
         m = re.fullmatch(r"(\d+)(s|m)?", v)
         drain = int(m.group(1)) * (60 if m.group(2) == "m" else 1)
@@ -93,6 +98,25 @@ check(not proxy or (listener_proxy and all(v == "yes" for v in listener_proxy.va
       "the Service asks for PROXY protocol but a ConfigMap listener lacks proxy_protocol = yes")
 check(admin is not None and admin.endswith(":9443") and not admin.startswith("127."),
       f"admin = {admin}: the kubelet probes the pod IP, port 9443")
+# The admin port listens on the pod IP: without a token any pod the NetworkPolicy
+# lets through (or every pod, under a plugin that ignores policies) could register
+# ufrags. The token comes from a Secret mounted where admin_token_file points.
+check(admin.startswith("127.") or token_file is not None,
+      "admin listens beyond the pod without admin_token_file")
+if token_file:
+    tdir, tkey = os.path.split(token_file)
+    tmounts = [m for m in c["volumeMounts"] if m["mountPath"] == tdir]
+    check(len(tmounts) == 1, f"no volume mounted at {tdir} for admin_token_file")
+    if tmounts:
+        tvol = {v["name"]: v for v in pod["spec"]["volumes"]}[tmounts[0]["name"]]
+        tsec = tvol.get("secret", {}).get("secretName")
+        check(tsec is not None, f"{tdir} is not a Secret volume")
+        tdoc = docs.get(("Secret", tsec))
+        check(tdoc is not None, f"Secret {tsec} is not in the manifests")
+        if tdoc:
+            tok = tdoc["stringData"].get(tkey, "")
+            check("REPLACE-ME" in tok and " " in tok,
+                  f"Secret {tsec} must hold a placeholder mux443 refuses, not a token")
 grace = pod["spec"]["terminationGracePeriodSeconds"]
 check(grace > drain, f"terminationGracePeriodSeconds {grace} <= drain_timeout {drain}")
 

@@ -56,7 +56,8 @@ trap 'exit 130' INT TERM
 #    certificate's file name contains "rsa", ECDSA P-256 otherwise);
 #  - Kubernetes Service names (*.svc.cluster.local) become 127.0.0.1;
 #  - `user = mux443` / `group = mux443` become the user running the test (-t
-#    checks they exist; the packages create mux443 at install time).
+#    checks they exist; the packages create mux443 at install time);
+#  - an admin_token_file under /etc/ moves to $T/tls/etc/... with a throwaway token.
 make_config() {
     local in=$1 out=$2 dir crt key
     dir=$(cd "$(dirname "$in")" && pwd)
@@ -78,7 +79,14 @@ make_config() {
             }
             print line comment; next
         }
+        /^[ \t]*admin_token_file[ \t]*=[ \t]*\/etc\// { sub(/=[ \t]*/, "= " tls); print; next }
         { print }' >"$out"
+    local tok
+    tok=$(sed -nE 's/^[[:space:]]*admin_token_file[[:space:]]*=[[:space:]]*([^[:space:];#]+).*/\1/p' "$out")
+    if [[ -n $tok && $tok == "$T"/tls/* && ! -e $tok ]]; then
+        mkdir -p "$(dirname "$tok")"
+        openssl rand -hex 32 >"$tok"
+    fi
     while read -r crt key; do
         [[ $crt == "$T"/tls/* && $key == "$T"/tls/* ]] || continue
         [[ -e $crt ]] && continue

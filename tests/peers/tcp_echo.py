@@ -3,18 +3,21 @@
 `tcp:NAME open peer=IP:PORT`, `tcp:NAME proxy: v2 src=... dst=...`,
 `tcp:NAME eof in=N in_sha256=HEX out=N` ...
 
-usage: tcp_echo.py NAME PORT [--bind ADDR] [--mode MODE] [--proxy] [--hello]
+usage: tcp_echo.py NAME PORT [--bind ADDR] [--mode MODE] [--blast-bytes N] [--proxy] [--hello]
   --mode echo            echo everything; on client EOF flush, SHUT_WR, close (default)
   --mode hash            read to EOF, then send `bytes=N sha256=HEX\\n` and close
   --mode halfclose-first echo the first chunk, SHUT_WR at once, then keep reading to
                          EOF and log what arrived after our shutdown
   --mode slow            echo, but read at most 64 KiB/s (a slow backend)
+  --mode blast           on the first bytes, send --blast-bytes of random data and close;
+                         logs `tcp:NAME blast sent=N sha256=HEX` once all is out and closed
   --proxy                expect a PROXY v1/v2 header first; log it and send it back to
                          the client as the first line `proxy: ...\\n`
   --hello                send `tcp:NAME\\n` before the first echoed bytes"""
 
 import argparse
 import hashlib
+import os
 import socket
 import threading
 import time
@@ -28,11 +31,23 @@ def main():
     ap.add_argument("port", type=int)
     ap.add_argument("--bind", default="127.0.0.1")
     ap.add_argument("--mode", default="echo",
-                    choices=["echo", "hash", "halfclose-first", "slow"])
+                    choices=["echo", "hash", "halfclose-first", "slow", "blast"])
+    ap.add_argument("--blast-bytes", type=int, default=4 << 20)
     ap.add_argument("--proxy", action="store_true")
     ap.add_argument("--hello", action="store_true")
     args = ap.parse_args()
     tag = f"tcp:{args.name}"
+
+    def blast(conn):
+        h = hashlib.sha256()
+        left = args.blast_bytes
+        while left:
+            chunk = os.urandom(min(65536, left))
+            h.update(chunk)
+            conn.sendall(chunk)
+            left -= len(chunk)
+        conn.close()
+        say(f"{tag} blast sent={args.blast_bytes} sha256={h.hexdigest()}")
 
     def serve(conn, peer):
         nin = nout = 0
@@ -55,6 +70,9 @@ def main():
                     hin.update(data)
                     if args.mode == "hash":
                         continue
+                    if args.mode == "blast":
+                        blast(conn)
+                        return
                     if first and args.hello:
                         conn.sendall(f"{tag}\n".encode())
                     conn.sendall(data)

@@ -9,15 +9,9 @@
 
 #include <cmocka.h>
 
+#include "mux443/lib/classes.h"
+#include "mux443/lib/classify.h"
 #include "mux443/lib/probe.h"
-
-/* One-shot detection with a fresh state. */
-static enum probe_result detect_once(const uint8_t *p, size_t n, struct probe_out *out)
-{
-    struct probe_state st;
-    probe_state_init(&st);
-    return probe_detect(&st, p, n, out);
-}
 #include "test_util.h"
 
 static struct probe_out out;
@@ -43,7 +37,7 @@ static void test_vectors(void **state)
         size_t n;
         uint8_t *p = tu_load(v[i].file, &n);
 
-        tu_check_prefixes(detect_once, p, n, v[i].early, PROBE_MATCH, &out);
+        tu_check_prefixes(tu_detect_once, p, n, v[i].early, PROBE_MATCH, &out);
         assert_int_equal(out.cls, v[i].cls);
         assert_int_equal(out.consumed, n);
         if (v[i].cls == CLASS_ICE_TCP)
@@ -71,7 +65,7 @@ static void test_nomatch(void **state)
     };
 
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-        enum probe_result r = tu_run(detect_once, (const uint8_t *)v[i].bytes, v[i].n, &out);
+        enum probe_result r = tu_run(tu_detect_once, (const uint8_t *)v[i].bytes, v[i].n, &out);
 
         assert_int_equal(r, PROBE_NOMATCH);
         assert_int_equal(out.cls, CLASS_UNKNOWN);
@@ -79,9 +73,9 @@ static void test_nomatch(void **state)
         if (strcmp(v[i].why, "HTTP") != 0)
             assert_string_equal(out.why, v[i].why);
     }
-    assert_int_equal(tu_run(detect_once, NULL, 0, &out), PROBE_AGAIN);
+    assert_int_equal(tu_run(tu_detect_once, NULL, 0, &out), PROBE_AGAIN);
     /* 0x00 0x01: STUN and ICE-TCP both still possible */
-    assert_int_equal(tu_run(detect_once, (const uint8_t *)"\x00\x01", 2, &out), PROBE_AGAIN);
+    assert_int_equal(tu_run(tu_detect_once, (const uint8_t *)"\x00\x01", 2, &out), PROBE_AGAIN);
 }
 
 static void test_random_input(void **state)
@@ -102,7 +96,7 @@ static void test_random_input(void **state)
             memcpy(buf + 6, "\x21\x12\xa4\x42", 4);
         if (n > 3 && i % 4 == 2)
             memcpy(buf, "\x16\x03\x01", 3);
-        r = tu_run(detect_once, buf, n, &out);
+        r = tu_run(tu_detect_once, buf, n, &out);
         tu_check_sane(r, &out, n);
         if (r == PROBE_NOMATCH)
             assert_int_equal(out.cls, CLASS_UNKNOWN);
@@ -115,16 +109,16 @@ static void test_class_names(void **state)
                                         "sip", "mqtt", "ssh",       "unknown", "timeout"};
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        enum mux_class c = probe_class_from_name(names[i]);
+        enum mux_class c = class_from_name(names[i]);
 
         assert_int_equal(c, CLASS_TLS + (int)i);
-        assert_string_equal(probe_class_name(c), names[i]);
+        assert_string_equal(class_name(c), names[i]);
     }
-    assert_int_equal(probe_class_from_name("TLS"), CLASS_NONE);
-    assert_int_equal(probe_class_from_name(""), CLASS_NONE);
-    assert_int_equal(probe_class_from_name(NULL), CLASS_NONE);
-    assert_non_null(probe_class_name(CLASS_NONE));
-    assert_non_null(probe_class_name((enum mux_class)99));
+    assert_int_equal(class_from_name("TLS"), CLASS_NONE);
+    assert_int_equal(class_from_name(""), CLASS_NONE);
+    assert_int_equal(class_from_name(NULL), CLASS_NONE);
+    assert_non_null(class_name(CLASS_NONE));
+    assert_non_null(class_name((enum mux_class)99));
 }
 
 static void test_alpn_helpers(void **state)

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "mux443/lib/probe.h"
+#include "mux443/lib/probe_http.h"
 #include "test_util.h"
 
 static struct probe_out out;
@@ -155,10 +155,19 @@ static void test_targets_and_host(void **state)
     assert_int_equal(run("GET http://abs.test HTTP/1.1\r\n\r\n"), PROBE_MATCH);
     assert_string_equal(out.host, "abs.test");
     assert_string_equal(out.path, "/");
-    /* the Host header wins over the absolute-form authority */
+    /* An absolute-form target naming another host than Host is refused (RFC 9112 3.2.2:
+     * the server uses the target, a router the Host header); the same host, whatever its
+     * case and port, is fine. */
     assert_int_equal(run("GET http://abs.test/p HTTP/1.1\r\nHost: hdr.test\r\n\r\n"), PROBE_MATCH);
     assert_string_equal(out.host, "hdr.test");
     assert_string_equal(out.path, "/p");
+    assert_non_null(out.refuse);
+    assert_int_equal(run("GET http://ABS.test:80/p HTTP/1.1\r\nHost: abs.TEST:8080\r\n\r\n"),
+                     PROBE_MATCH);
+    assert_null(out.refuse);
+    assert_int_equal(run("GET http://user@abs.test/p HTTP/1.1\r\nHost: abs.test\r\n\r\n"),
+                     PROBE_MATCH);
+    assert_null(out.refuse);
     assert_int_equal(run("GET / HTTP/1.1\r\nHost: port.test:8443\r\n\r\n"), PROBE_MATCH);
     assert_string_equal(out.host, "port.test");
     assert_int_equal(run("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"), PROBE_MATCH);
@@ -169,9 +178,17 @@ static void test_targets_and_host(void **state)
     assert_int_equal(run("GET http://[::1]:80/v6 HTTP/1.1\r\n\r\n"), PROBE_MATCH);
     assert_string_equal(out.host, "[::1]");
     assert_string_equal(out.path, "/v6");
+    /* Two Host headers: refused (RFC 9112 3.2), whichever a backend would take. */
     assert_int_equal(run("GET / HTTP/1.1\r\nHost: first.test\r\nHost: second.test\r\n\r\n"),
                      PROBE_MATCH);
     assert_string_equal(out.host, "first.test");
+    assert_non_null(out.refuse);
+    assert_int_equal(run("GET / HTTP/1.1\r\nHost: same.test\r\nhost: same.test\r\n\r\n"),
+                     PROBE_MATCH);
+    assert_non_null(out.refuse);
+    assert_int_equal(run("GET / HTTP/1.1\r\nHost: one.test\r\nX-Host: two.test\r\n\r\n"),
+                     PROBE_MATCH);
+    assert_null(out.refuse);
     assert_int_equal(run("OPTIONS * HTTP/1.1\r\nHost: o\r\n\r\n"), PROBE_MATCH);
     assert_string_equal(out.path, "*");
     assert_int_equal(run("CONNECT tunnel.test:443 HTTP/1.1\r\n\r\n"), PROBE_MATCH);

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "mux443/lib/probe_mqtt.h"
+#include "mux443/lib/probe_stun.h"
 #include "test_util.h"
 
 static struct probe_out out;

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "mux443/lib/probe_http.h"
 #include "mux443/lib/probe_sip.h"
 #include "test_util.h"
 

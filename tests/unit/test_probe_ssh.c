@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "mux443/lib/probe_http.h"
 #include "mux443/lib/probe_ssh.h"
 #include "test_util.h"
 

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "mux443/lib/probe.h"
+#include "mux443/lib/probe_stun.h"
 #include "test_util.h"
 
 static struct probe_out out;

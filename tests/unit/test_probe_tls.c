@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "mux443/lib/probe.h"
+#include "mux443/lib/probe_tls.h"
 #include "test_util.h"
 
 struct tls_vector {

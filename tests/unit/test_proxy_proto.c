@@ -38,13 +38,43 @@ static enum probe_result parse_str(const char *s)
     return parse(s, strlen(s));
 }
 
-/* Every strict prefix of a valid header must answer AGAIN. */
+static const uint8_t sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+                                0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
+
+/* A caller that parses again only once info.need bytes are in stops at the same byte
+ * count, with the same answer, as one that parses after every byte. */
+static void check_need(const uint8_t *p, size_t n)
+{
+    size_t first = 0, k = 0;
+    enum probe_result r;
+
+    while ((r = parse(p, first)) == PROBE_AGAIN && first < n)
+        first++;
+    for (;;) {
+        enum probe_result rk = parse(p, k);
+
+        if (rk != PROBE_AGAIN || k == n) {
+            assert_int_equal(k, first);
+            assert_int_equal(rk, r);
+            return;
+        }
+        assert_true(info.need > k);
+        k = info.need < n ? info.need : n;
+    }
+}
+
+/* Every strict prefix of a valid header must answer AGAIN, and ask for no byte past it. */
 static void check_prefixes(const uint8_t *p, size_t n)
 {
-    for (size_t k = 0; k < n; k++)
+    for (size_t k = 0; k < n; k++) {
         assert_int_equal(parse(p, k), PROBE_AGAIN);
+        assert_true(info.need > k && info.need <= n);
+        if (p[0] == sig[0] && k >= 16) /* v2: the length field is in */
+            assert_int_equal(info.need, n);
+    }
     assert_int_equal(parse(p, n), PROBE_MATCH);
     assert_int_equal(info.hdr_len, n);
+    check_need(p, n);
 }
 
 static void check_v4(const struct sockaddr_storage *ss, const char *addr, uint16_t port)
@@ -128,9 +158,6 @@ static void test_v1_reject(void **state)
     assert_int_equal(parse(line, 107), PROBE_MATCH);
     assert_int_equal(info.hdr_len, 107);
 }
-
-static const uint8_t sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
-                                0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
 
 static void test_v2_parse(void **state)
 {
@@ -281,6 +308,8 @@ static void test_garbage(void **state)
             memcpy(buf, sig, 12);
         r = parse(buf, n);
         assert_true(r == PROBE_AGAIN || r == PROBE_MATCH || r == PROBE_NOMATCH);
+        if (i % 10 == 0)
+            check_need(buf, n);
     }
 }
 

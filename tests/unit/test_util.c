@@ -10,6 +10,13 @@
 
 #include <cmocka.h>
 
+#include "mux443/lib/classify.h"
+#include "mux443/lib/probe_http.h"
+#include "mux443/lib/probe_mqtt.h"
+#include "mux443/lib/probe_sip.h"
+#include "mux443/lib/probe_ssh.h"
+#include "mux443/lib/probe_stun.h"
+#include "mux443/lib/probe_tls.h"
 #include "test_util.h"
 
 #ifndef MUX443_VECTORS_DIR
@@ -42,17 +49,151 @@ uint8_t *tu_load(const char *name, size_t *len)
     return buf;
 }
 
+enum probe_result tu_detect_once(const uint8_t *p, size_t n, struct probe_out *out)
+{
+    struct probe_state st;
+
+    probe_state_init(&st);
+    return probe_detect(&st, p, n, out);
+}
+
+/* An incremental state for a one-shot function: the dispatcher's, or one probe's. */
+struct inc {
+    int id; /* enum probe_id, or -1 for probe_detect */
+    struct probe_state st;
+};
+
+static void inc_init(struct inc *c, tu_probe_fn fn)
+{
+    static const struct {
+        tu_probe_fn fn;
+        enum probe_id id;
+    } fns[] = {{probe_tls, PROBE_ID_TLS},   {probe_http, PROBE_ID_HTTP},
+               {probe_stun, PROBE_ID_STUN}, {probe_ice_tcp, PROBE_ID_ICE_TCP},
+               {probe_sip, PROBE_ID_SIP},   {probe_mqtt, PROBE_ID_MQTT},
+               {probe_ssh, PROBE_ID_SSH}};
+
+    probe_state_init(&c->st);
+    c->id = -1;
+    for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+        if (fns[i].fn == fn)
+            c->id = (int)fns[i].id;
+    }
+    if (c->id < 0 && fn != tu_detect_once)
+        fail_msg("no incremental form for this probe function");
+}
+
+/* One call, with out shaped like the one-shot function's. */
+static enum probe_result inc_call(struct inc *c, const uint8_t *p, size_t n, struct probe_out *out)
+{
+    enum probe_result r;
+
+    if (c->id < 0)
+        return probe_detect(&c->st, p, n, out);
+    r = probe_run(&c->st, (enum probe_id)c->id, p, n, out);
+    if (r != PROBE_MATCH) {
+        memset(out, 0, sizeof(*out));
+        if (r == PROBE_NOMATCH)
+            out->why = c->st.slot[c->id].why;
+    }
+    return r;
+}
+
+static bool same_why(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* The incremental answer `inc` after k of n bytes against the one-shot answer `once`. */
+static void check_same(enum probe_result ro, const struct probe_out *once, enum probe_result ri,
+                       const struct probe_out *inc, bool why_too, size_t k, size_t n)
+{
+    if (ri != ro)
+        fail_msg("after %zu of %zu bytes: incremental %d (%s), one-shot %d (%s)", k, n, (int)ri,
+                 inc->why ? inc->why : "-", (int)ro, once->why ? once->why : "-");
+    if (ro == PROBE_MATCH && (!tu_same_fields(inc, once) || inc->consumed != once->consumed))
+        fail_msg("after %zu of %zu bytes: MATCH fields differ (consumed %zu vs %zu)", k, n,
+                 inc->consumed, once->consumed);
+    if (why_too && ro != PROBE_AGAIN && !same_why(inc->why, once->why))
+        fail_msg("after %zu of %zu bytes: reason '%s' vs one-shot '%s'", k, n,
+                 inc->why ? inc->why : "-", once->why ? once->why : "-");
+}
+
 enum probe_result tu_run(tu_probe_fn fn, const uint8_t *p, size_t n, struct probe_out *out)
 {
+    static struct probe_out io;
+    struct inc c;
     uint8_t *copy = malloc(n ? n : 1);
-    enum probe_result r;
+    enum probe_result r, ri = PROBE_AGAIN, prev = PROBE_AGAIN;
+    size_t k = 0, a = 1, b = 1;
 
     assert_non_null(copy);
     if (n > 0)
         memcpy(copy, p, n);
     r = fn(copy, n, out);
+    /* The same bytes in reads of 1, 1, 2, 3, 5, 8, ... bytes: few calls, varied cuts. */
+    inc_init(&c, fn);
+    do {
+        k = a > n - k ? n : k + a;
+        b += a;
+        a = b - a;
+        prev = ri;
+        ri = inc_call(&c, copy, k, &io);
+    } while (k < n);
+    check_same(r, out, ri, &io, prev != PROBE_NOMATCH, n, n);
     free(copy);
     return r;
+}
+
+enum probe_result tu_feed(tu_probe_fn fn, const uint8_t *p, size_t n, const size_t *sizes,
+                          size_t count, struct probe_out *out)
+{
+    static struct probe_out once;
+    struct inc c;
+    enum probe_result r = PROBE_AGAIN, prev;
+    size_t k = 0, i = 0, total = 0;
+    const char *refused = NULL; /* the reason given with the first NOMATCH */
+
+    for (size_t j = 0; j < count; j++)
+        total += sizes[j];
+    assert_true(total > 0);
+    inc_init(&c, fn);
+    do {
+        size_t step = sizes[i++ % count];
+        uint8_t *copy;
+        enum probe_result ro;
+
+        k = step > n - k ? n : k + step;
+        copy = malloc(k ? k : 1);
+        assert_non_null(copy);
+        if (k > 0)
+            memcpy(copy, p, k);
+        prev = r;
+        r = inc_call(&c, copy, k, out);
+        tu_check_sane(r, out, k);
+        ro = fn(copy, k, &once);
+        check_same(ro, &once, r, out, prev != PROBE_NOMATCH, k, n);
+        if (prev == PROBE_NOMATCH && !same_why(out->why, refused))
+            fail_msg("after %zu of %zu bytes: a later NOMATCH changed its reason", k, n);
+        if (r == PROBE_NOMATCH && prev != PROBE_NOMATCH)
+            refused = out->why;
+        free(copy);
+    } while (k < n);
+    return r;
+}
+
+void tu_check_splits(tu_probe_fn fn, const uint8_t *p, size_t n)
+{
+    static const size_t one[] = {1}, seven[] = {7}, hundred[] = {100}, mixed[] = {1, 0, 3, 64},
+                        big[] = {2048};
+    static const struct {
+        const size_t *sizes;
+        size_t count;
+    } patterns[] = {{one, 1}, {seven, 1}, {hundred, 1}, {mixed, 4}, {big, 1}};
+    static struct probe_out out;
+
+    for (size_t i = 0; i < sizeof(patterns) / sizeof(patterns[0]); i++)
+        tu_feed(fn, p, n, patterns[i].sizes, patterns[i].count, &out);
 }
 
 void tu_check_sane(enum probe_result r, const struct probe_out *out, size_t n)
@@ -127,6 +268,7 @@ void tu_check_prefixes(tu_probe_fn fn, const uint8_t *p, size_t n, size_t early,
             fail_msg("prefix of %zu/%zu bytes: result %d (%s), want AGAIN", k, n, (int)r,
                      out.why ? out.why : "-");
     }
+    tu_check_splits(fn, p, n);
 }
 
 size_t tu_tls_payload(const uint8_t *p, size_t n, uint8_t *hs, size_t cap)

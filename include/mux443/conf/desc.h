@@ -31,6 +31,7 @@ struct cfg_listener {
     double peek_timeout;      /* seconds allowed to recognise the client */
     unsigned preread_max;     /* bytes buffered while recognising */
     unsigned max_connections; /* 0 = no limit */
+    bool udp;                 /* also UDP on the same addresses (README "UDP on 443") */
 };
 
 enum cfg_balance { BALANCE_ROUNDROBIN = 0, BALANCE_SOURCE, BALANCE_UFRAG };
@@ -87,22 +88,30 @@ struct cfg_route {
                             what terminated TLS carried that nothing else routes */
     const struct cfg_backend *backend;
     double idle_timeout;
+    double udp_idle_timeout; /* the route's idle_timeout when set, else [mux443]'s udp_ one */
 };
 
 struct cfg {
     char *path;
     unsigned workers; /* resolved: "auto" = number of online CPUs */
     int log_level;
+    int log_format; /* enum log_format */
     double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
     unsigned preread_max;
-    unsigned max_connections;  /* 0 = unlimited */
-    unsigned max_per_client;   /* 0 = unlimited */
-    double ufrag_ttl;          /* registered ufrags without connections expire after this */
-    double ufrag_grace;        /* kept this long after their last connection closed */
-    double fanout_timeout;     /* a fan-out waits this long for a Binding success */
-    unsigned fanout_max;       /* fan-outs in progress at once, all workers */
-    char *user, *group;        /* drop privileges to these after binding; NULL = stay */
-    struct cfg_addrlist admin; /* 0 or 1 address */
+    unsigned max_connections;         /* 0 = unlimited */
+    unsigned max_per_client;          /* 0 = unlimited */
+    double ufrag_ttl;                 /* registered ufrags without connections expire after this */
+    double ufrag_grace;               /* kept this long after their last connection closed */
+    double fanout_timeout;            /* a fan-out waits this long for a Binding success */
+    unsigned fanout_max;              /* fan-outs in progress at once, all workers */
+    /* UDP flows (README "UDP on 443"): all workers together, each enforcing its share */
+    double udp_idle_timeout;
+    unsigned udp_max_flows, udp_per_prefix, udp_new_per_sec, udp_budget;
+    char *user, *group;               /* drop privileges to these after binding; NULL = stay */
+    struct cfg_addrlist admin;        /* 0 or 1 address */
+    struct cfg_strlist admin_hosts;   /* Host names the admin API answers besides IPs */
+    struct cfg_strlist admin_origins; /* Origin values allowed; others are refused */
+    char *admin_token;                /* read from admin_token_file; NULL = no token */
 
     struct cfg_listener *listeners;
     size_t nlisteners;

@@ -53,12 +53,17 @@ struct raw_main {
     struct cfg_addrlist listen;
     int listen_line;
     unsigned workers;
-    int log_level;
+    int log_level, log_format;
     double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
     unsigned preread_max, max_connections, max_per_client, fanout_max;
     double ufrag_ttl, ufrag_grace, fanout_timeout;
+    bool udp;
+    double udp_idle_timeout;
+    unsigned udp_max_flows, udp_per_prefix, udp_new_per_sec, udp_budget;
     char *user, *group;
     struct cfg_addrlist admin;
+    struct cfg_strlist admin_hosts, admin_origins;
+    char *admin_token_file;
 };
 
 struct raw_listener {
@@ -94,7 +99,7 @@ struct key_def {
     const char *help;
 };
 
-#define CFG_MAX_KEYS 64
+#define CFG_MAX_KEYS 80
 #define WORKERS_MAX  256 /* worker threads at most (`workers`) */
 extern const struct key_def cfg_keys[];
 extern const size_t cfg_nkeys;

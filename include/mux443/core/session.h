@@ -57,11 +57,10 @@ enum step {
 /* What the connections of one worker thread share. */
 struct conn_pool {
     struct ev_loop *loop;
-    unsigned id;      /* worker number: part of connection ids */
+    unsigned id;      /* worker number */
     uint8_t *scratch; /* RELAY_BUF bytes: every relayed read lands here first */
     struct conn *conns;
     size_t nconns;
-    uint64_t next_id;
     /* Called after a connection closed (drain bookkeeping). */
     void (*on_close)(struct conn_pool *p);
     void *data;
@@ -103,6 +102,7 @@ struct conn {
     struct fanout *fanout;              /* ICE-TCP fan-out in progress */
     unsigned nattempts;                 /* servers to try (1 when the ufrag names the server) */
     unsigned first, attempt;
+    bool refused;             /* refused by a limit after the PROXY header (metrics) */
     char *desc;               /* escaped ` sni="..." host="..."` fields for the close line */
     char *reason;             /* why the connection ends (STEP_END / STEP_FAIL) */
     struct conn *prev, *next; /* the pool's list, for draining */

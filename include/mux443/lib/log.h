@@ -21,6 +21,24 @@ void log_debug(const char *fmt, ...) LOG_FMT(1, 2);
 _Noreturn void fatal(const char *fmt, ...) LOG_FMT(1, 2); /* appends strerror if errno */
 _Noreturn void fatalx(const char *fmt, ...) LOG_FMT(1, 2);
 
+/* How lines are written: text (timestamp, level, message) or one JSON object per line
+ * ({"ts", "level", then "msg" or the fields of log_fields}). */
+enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
+void log_set_format(enum log_format f);
+enum log_format log_get_format(void);
+
+/* A field of a structured line. Values must be printable ASCII (our own names, numbers,
+ * or client bytes passed through log_escape). Text writes key=value (LOG_QUOTED: the
+ * value in double quotes); JSON writes "key":value, quoted and JSON-escaped unless
+ * LOG_NUMBER. */
+enum log_kind { LOG_BARE, LOG_QUOTED, LOG_NUMBER };
+struct log_field {
+    const char *key, *val;
+    enum log_kind kind;
+};
+/* One line made of fields, in the process's format. */
+void log_fields(enum log_level lvl, const struct log_field *f, size_t n);
+
 #define log_debug_enabled() (log_get_level() >= LOG_LVL_DEBUG)
 
 /* Copies len bytes of client-controlled data into dst as printable ASCII: bytes outside

@@ -17,4 +17,8 @@
 enum probe_result probe_mqtt(const uint8_t *p, size_t n, struct probe_out *out);
 size_t probe_mqtt_need(const uint8_t *p, size_t n);
 
+/* The dispatcher's step (probe_step_fn): on AGAIN, need is probe_mqtt_need. */
+enum probe_result probe_mqtt_step(struct probe_state *st, const uint8_t *p, size_t n,
+                                  struct probe_out *out, size_t *need);
+
 #endif

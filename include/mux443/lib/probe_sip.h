@@ -20,4 +20,9 @@
  * re-reads from the start, so "one more byte than last time" (n + 1) is exact. */
 enum probe_result probe_sip(const uint8_t *p, size_t n, struct probe_out *out);
 
+/* The dispatcher's step (probe_step_fn): the line is scanned again from its start on each
+ * call, which the PROBE_SIP_LINE_MAX bound keeps cheap; need stays n + 1. */
+enum probe_result probe_sip_step(struct probe_state *st, const uint8_t *p, size_t n,
+                                 struct probe_out *out, size_t *need);
+
 #endif

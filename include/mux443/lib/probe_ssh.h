@@ -13,4 +13,8 @@
  * Need (for a resumable table): n + 1 until 9 bytes. */
 enum probe_result probe_ssh(const uint8_t *p, size_t n, struct probe_out *out);
 
+/* The dispatcher's step (probe_step_fn): need stays n + 1. */
+enum probe_result probe_ssh_step(struct probe_state *st, const uint8_t *p, size_t n,
+                                 struct probe_out *out, size_t *need);
+
 #endif

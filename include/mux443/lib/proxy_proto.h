@@ -18,12 +18,15 @@ struct proxy_info {
     struct sockaddr_storage src; /* client address as seen by the load balancer */
     struct sockaddr_storage dst; /* address the client connected to */
     size_t hdr_len;              /* bytes of header to strip from the stream */
-    size_t need;                 /* on AGAIN: total bytes before parsing can progress */
+    size_t need;                 /* on AGAIN: see proxy_parse */
 };
 
 /* Parses a PROXY v1 or v2 header at the start of p. MATCH: *out filled, out->hdr_len is
- * the number of bytes to strip. AGAIN: header incomplete. NOMATCH: not a (valid) PROXY
- * header; *why says what was wrong. */
+ * the number of bytes to strip. AGAIN: header incomplete; only out->need is set: the
+ * total byte count (n included) before which the answer cannot change, so that a caller
+ * reading a byte at a time need not parse again until then (v2: 16 + its length field
+ * once the 16-byte fixed part is in, else one more byte; v1: one more byte, the line
+ * being at most 107). NOMATCH: not a (valid) PROXY header; *why says what was wrong. */
 enum probe_result proxy_parse(const uint8_t *p, size_t n, struct proxy_info *out, const char **why);
 
 /* Writes a v1 (version 1) or v2 (version 2) PROXY header for a TCP connection from src to

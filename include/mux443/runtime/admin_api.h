@@ -11,7 +11,11 @@ struct admin_req {
     const char *path; /* NUL-terminated, without the query */
     const char *body; /* NUL-terminated (bodies with NUL bytes are refused) */
     size_t body_len;
-    const char *content_type; /* "" when absent */
+    const char *content_type;  /* "" when absent */
+    const char *host;          /* "" when absent */
+    const char *origin;        /* "" when absent */
+    const char *authorization; /* "" when absent */
+    unsigned nhost, norigin;   /* occurrences of Host and Origin */
 };
 
 struct admin_resp {
@@ -20,7 +24,12 @@ struct admin_resp {
     FILE *body;       /* write the body here */
 };
 
-/* Answers one request (resp->status preset to 200, type to text/plain). */
+/* Answers one request (resp->status preset to 200, type to text/plain). Before any
+ * endpoint, the request must pass the guards against browsers and DNS rebinding: no
+ * Origin header unless listed in admin_origins (403); a Host that is an IP literal,
+ * localhost or listed in admin_hosts (421; two Host headers: 400); and, with
+ * admin_token_file, "Authorization: Bearer TOKEN" on everything but GET /healthz (401).
+ * POST /ufrags takes application/json or text/x-mux443-ufrags (415 otherwise). */
 void admin_api_dispatch(const struct admin_req *req, struct admin_resp *resp);
 
 #endif

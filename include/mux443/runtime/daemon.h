@@ -6,8 +6,9 @@
 
 #include "mux443/core/snapshot.h"
 
-/* Runs snapshot s (loaded from path) until drained. Returns the exit status: 0 after a
- * drain, 3 when a listener or the admin address cannot be bound. */
+/* Runs snapshot s (loaded from path) until drained; takes over the caller's reference to
+ * s. Returns the exit status: 0 after a drain, 3 when a listener or the admin address
+ * cannot be bound. */
 int daemon_run(struct snap *s, const char *path);
 
 #endif

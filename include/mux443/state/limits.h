@@ -20,7 +20,9 @@ void limits_leave(atomic_uint *open);
 
 /* Counts one more connection from sa's address. Returns false (and counts nothing) if
  * that would exceed max (max 0 = no limit: always true). *log_it says whether this
- * refusal should be logged (first one for this address in LIMITS_LOG_INTERVAL). */
+ * refusal should be logged: the first while the address holds its max connections, then
+ * at most once per LIMITS_LOG_INTERVAL (an address whose connections all closed starts
+ * afresh: its entry is gone). */
 bool limits_client_acquire(const struct sockaddr *sa, unsigned max, bool *log_it);
 /* Releases what limits_client_acquire counted. */
 void limits_client_release(const struct sockaddr *sa);

@@ -22,7 +22,17 @@ enum mx_detect {
     MXD_CLOSED,
     MXD_PREREAD_LIMIT,
     MXD_PROXY_ERROR,
+    MXD_REFUSED, /* recognised, but ambiguous (e.g. two Host headers): refused */
     MXD_COUNT
+};
+
+/* Connections that never got a class, counted in mux443_connections_total beside the
+ * classes so that the classes and these add up to mux443_connections_accepted_total. */
+enum mx_outcome {
+    MXO_REFUSED,    /* refused by a limit (or out of memory) when accepted */
+    MXO_TLS_FAILED, /* the TLS handshake mux443 terminates failed or timed out */
+    MXO_CLOSED,     /* closed before detection ended (or a bad PROXY header) */
+    MXO_COUNT
 };
 
 enum mx_refuse { MXR_MAX_CONNECTIONS, MXR_LISTENER_MAX, MXR_PER_CLIENT, MXR_COUNT };
@@ -40,8 +50,11 @@ struct mx_route {
 struct mx_server {
     char backend[NAME_MAX_LEN + 1], addr[ADDR_TEXT_MAX];
     atomic_ullong connects, connect_failures, fanout_wins;
-    atomic_int down; /* set by the health checker; 0 = in service */
-    int streak;      /* health checker only: consecutive results against the state */
+    atomic_int down;      /* set by the health checker; 0 = in service */
+    atomic_bool ufrag;    /* of a balance = ufrag backend (once): ufrag series are shown */
+    int streak;           /* health checker only: consecutive results against the state */
+    char last_check[128]; /* health checker only (main thread): "ok" or why it failed */
+    double last_check_at; /* its wall-clock time; 0 = never checked */
     atomic_int live;
     struct mx_server *next;
 };
@@ -57,7 +70,7 @@ struct mx_listener {
 };
 
 struct mx_global {
-    atomic_ullong accepted, conns_total[LABEL_COUNT];
+    atomic_ullong accepted, conns_total[LABEL_COUNT], conns_outcome[MXO_COUNT];
     atomic_llong conns_open[LABEL_COUNT];
     atomic_uint open_all; /* connections open in the process (max_connections) */
     atomic_ullong detect[MXD_COUNT], refused[MXR_COUNT];
@@ -81,6 +94,13 @@ size_t mx_registry_size(void);
 
 #define MX_INC(field)    atomic_fetch_add_explicit(&(field), 1, memory_order_relaxed)
 #define MX_ADD(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
+
+/* The name of an outcome in mux443_connections_total{class=...} ("tls-failed"). */
+const char *mx_outcome_name(enum mx_outcome o);
+/* Process figures: open descriptors, their limit (-1: none), resident memory in bytes. */
+long mx_open_fds(void);
+long mx_max_fds(void);
+long mx_rss_bytes(void);
 
 /* Writes every metric in the Prometheus text exposition format (version 0.0.4). */
 void metrics_render(FILE *out);

@@ -1,0 +1,57 @@
+/* --explain --udp: the same demultiplexing (udp_demux) and route selection (udp_route,
+ * explain_route) as the UDP relay, over one datagram from stdin. */
+#include <stdlib.h>
+
+#include "mux443/core/explain.h"
+#include "mux443/core/udp_explain.h"
+#include "mux443/core/udp_flow.h"
+#include "mux443/core/udp_relay.h"
+#include "mux443/lib/log.h"
+#include "mux443/lib/udp_demux.h"
+
+#define DGRAM_MAX 65536
+
+int udp_explain_run(const struct cfg *c, FILE *in, FILE *out)
+{
+    static const char *const classes[] = {"request", "indication", "success", "error"};
+    uint8_t *buf = malloc(DGRAM_MAX);
+    struct udp_first d;
+    struct probe_out p;
+    size_t n;
+    int side;
+
+    if (buf == NULL)
+        return 1;
+    n = fread(buf, 1, DGRAM_MAX, in);
+    udp_demux(buf, n, &d);
+    free(buf);
+    fprintf(out, "datagram  %zu bytes\nkind      %s\n", n, udp_kind_name(d.kind));
+    if (d.kind == UDP_STUN) {
+        char esc[2 * UFRAG_MAX + 8];
+
+        fprintf(out, "stun      method 0x%03x, %s\n", d.stun_method, classes[d.stun_class & 3]);
+        fprintf(out, "ufrag     %s\n",
+                d.ufrag_len ? log_escape(esc, sizeof(esc), d.ufrag, d.ufrag_len) : "-");
+    }
+    if (d.why != NULL)
+        fprintf(out, "note      %s\n", d.why);
+    fprintf(out, "side      %s\n", udp_side_name(d.side));
+    if (d.side != UDP_SIDE_TURN && d.side != UDP_SIDE_MEDIA) {
+        fprintf(out, "route     - (dropped: %s)\n",
+                d.side == UDP_SIDE_QUIC    ? "QUIC is not routed yet"
+                : d.side == UDP_SIDE_REPLY ? "a response opens no flow"
+                                           : "opens no flow");
+        return 0;
+    }
+    if (d.kind != UDP_STUN) {
+        fprintf(out,
+                "route     - (dropped: only a STUN request opens a flow; inside a flow "
+                "it goes to the %s side)\n",
+                udp_side_name(d.side));
+        return 0;
+    }
+    side = d.side == UDP_SIDE_MEDIA ? UDP_UP_MEDIA : UDP_UP_TURN;
+    udp_probe_of(&d, side, &p);
+    explain_route(out, c, udp_route(c, &d, side), &p);
+    return 0;
+}

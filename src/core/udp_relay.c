@@ -1,0 +1,468 @@
+/* UDP on 443: the relay of one worker. A client datagram goes to its flow's upstream
+ * socket for the datagram's side (TURN or media); a datagram from an upstream goes back
+ * to the client from the listening socket the flow came in on. Flows are opened only by
+ * a STUN request that routes (udp_demux: a TURN method, a Binding with or without
+ * USERNAME), end after their routes' idle timeout, and are logged at the end, one line
+ * per side, like a TCP connection. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "mux443/core/backend.h"
+#include "mux443/core/route.h"
+#include "mux443/core/udp_flow.h"
+#include "mux443/core/udp_relay.h"
+#include "mux443/lib/log.h"
+#include "mux443/lib/udp_demux.h"
+#include "mux443/state/ufrag.h"
+#include "mux443/state/udp_metrics.h"
+
+#define UDP_BATCH     32
+#define UDP_DGRAM_MAX 4096 /* larger datagrams are dropped (MTU-sized media and STUN fit) */
+#define UDP_SWEEP     1.0  /* seconds between idle sweeps */
+#define UDP_ROUNDS    4    /* batches per readiness, so one socket cannot starve the rest */
+/* A flow none of whose servers has answered yet ends after this (or the route's idle
+ * timeout, when shorter): spoofed sources cannot hold slots for the full idle timeout. */
+#define UDP_UNVERIFIED_IDLE_MS 30000u
+
+struct udp_relay {
+    struct ev_loop *loop;
+    unsigned worker;
+    struct udp_ftab t;
+    ev_timer sweep;
+    uint32_t cursor;
+    uint64_t next_id;
+    uint32_t budget;
+    struct mmsghdr msg[UDP_BATCH];
+    struct iovec iov[UDP_BATCH];
+    struct sockaddr_storage from[UDP_BATCH];
+    uint8_t buf[UDP_BATCH][UDP_DGRAM_MAX];
+};
+
+static uint64_t now_ms(const struct udp_relay *u)
+{
+    return (uint64_t)(ev_now(u->loop) * 1000.0);
+}
+
+static void drop(enum mxu_drop why)
+{
+    MX_INC(mxu.drops[why]);
+}
+
+static uint32_t share(unsigned total, unsigned n)
+{
+    return total == 0 ? 0 : (uint32_t)((total + n - 1) / n);
+}
+
+static void limits_of(struct udp_limits *lim, const struct cfg *c, unsigned nworkers)
+{
+    lim->max_flows = share(c->udp_max_flows, nworkers);
+    lim->per_prefix = share(c->udp_per_prefix, nworkers);
+    lim->new_per_sec = share(c->udp_new_per_sec, nworkers);
+}
+
+static void side_close(struct udp_relay *u, struct udp_flow *f, int side, const char *reason)
+{
+    struct udp_up *up = &f->up[side];
+    const struct cfg_route *r = up->route;
+    const struct cfg_listener *l = f->lst;
+    struct snap *s = f->snap;
+    char client[ADDR_TEXT_MAX], esc[2 * UFRAG_MAX + 8];
+
+    if (up->fd < 0)
+        return;
+    if (log_get_level() >= LOG_LVL_INFO) {
+        addr_format((const struct sockaddr *)&f->addr, client, sizeof(client));
+        log_info("udp flow=%llu client=%s listener=%s class=%s ufrag=%s route=%s backend=%s "
+                 "server=%s dgrams_in=%llu bytes_in=%llu dgrams_out=%llu bytes_out=%llu "
+                 "dur=%.3f reason=\"%s\"",
+                 (unsigned long long)f->id, client, l->name,
+                 mxu_class_name(side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN),
+                 side == UDP_UP_MEDIA && f->ufrag[0]
+                     ? log_escape(esc, sizeof(esc), f->ufrag, strlen(f->ufrag))
+                     : "-",
+                 r->name, r->backend->name, r->backend->servers.v[up->server].text,
+                 (unsigned long long)up->dgrams_in, (unsigned long long)up->bytes_in,
+                 (unsigned long long)up->dgrams_out, (unsigned long long)up->bytes_out,
+                 (double)(now_ms(u) - f->start_ms) / 1000.0, reason);
+    }
+    MX_ADD(snap_route_mx(s, r)->bytes_in, up->bytes_in);
+    MX_ADD(snap_route_mx(s, r)->bytes_out, up->bytes_out);
+    atomic_fetch_sub(&mxu.flows_open[side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN], 1);
+    ev_io_stop(u->loop, &up->io);
+    close(up->fd);
+    up->fd = -1;
+    ufrag_release(up->ufrag_held);
+    up->ufrag_held = NULL;
+}
+
+static void flow_close(struct udp_relay *u, struct udp_flow *f, const char *reason)
+{
+    for (int side = 0; side < UDP_UPS; side++)
+        side_close(u, f, side, reason);
+    snap_unref(f->snap);
+    udp_ftab_close(&u->t, f);
+    atomic_fetch_sub(&mxu.table_flows, 1);
+}
+
+/* The server of route r for a datagram d of this side from client sa: its index in the
+ * backend, or -1 (unroutable; *held gets a ufrag table entry the caller must keep). */
+static int pick_server(const struct snap *s, const struct cfg_route *r, const struct udp_first *d,
+                       const struct sockaddr *sa, struct ufrag_entry **held)
+{
+    const struct cfg_backend *b = r->backend;
+    size_t idx;
+    int pfx;
+
+    *held = NULL;
+    if (b->balance != BALANCE_UFRAG || d->ufrag_len == 0)
+        return (int)backend_first(s, b, sa);
+    pfx = route_ufrag_prefix(b, d->ufrag, d->ufrag_len);
+    if (pfx >= 0)
+        return pfx;
+    *held = ufrag_acquire(b, d->ufrag, d->ufrag_len, &idx);
+    return *held != NULL ? (int)idx : -1; /* fan-out over UDP: next part */
+}
+
+void udp_probe_of(const struct udp_first *d, int side, struct probe_out *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->cls = side == UDP_UP_MEDIA ? CLASS_ICE_TCP : CLASS_STUN;
+    p->stun_type = d->stun_method;
+    memcpy(p->ufrag, d->ufrag, d->ufrag_len);
+    p->ufrag_len = d->ufrag_len;
+}
+
+const struct cfg_route *udp_route(const struct cfg *c, const struct udp_first *d, int side)
+{
+    struct probe_out p;
+
+    udp_probe_of(d, side, &p);
+    return route_select(c, &p, VIA_PLAIN);
+}
+
+static void up_read_cb(struct ev_loop *loop, ev_io *io, int revents);
+
+static uint32_t route_idle_ms(const struct cfg_route *r)
+{
+    return (uint32_t)(r->udp_idle_timeout * 1000.0);
+}
+
+/* Opens side `side` of f for the datagram d: route, server, connected socket. */
+static bool side_open(struct udp_relay *u, struct udp_flow *f, int side, const struct udp_first *d)
+{
+    struct snap *s = f->snap;
+    const struct cfg_route *r = udp_route(s->cfg, d, side);
+    struct ufrag_entry *held;
+    struct udp_up *up = &f->up[side];
+    const struct cfg_addr *a;
+    int idx, fd;
+
+    if (r == NULL || (idx = pick_server(s, r, d, (const struct sockaddr *)&f->addr, &held)) < 0) {
+        drop(MXU_UNROUTABLE);
+        return false;
+    }
+    a = &r->backend->servers.v[idx];
+    fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
+        log_warn("udp: cannot open a socket to %s", a->text);
+        if (fd >= 0)
+            close(fd);
+        ufrag_release(held);
+        drop(MXU_UPSTREAM);
+        return false;
+    }
+    memset(up, 0, sizeof(*up));
+    up->fd = fd;
+    up->server = (uint32_t)idx;
+    up->route = r;
+    up->ufrag_held = held;
+    ev_io_init(&up->io, up_read_cb, fd, EV_READ);
+    up->io.data = f;
+    ev_io_start(u->loop, &up->io);
+    if (side == UDP_UP_MEDIA) {
+        memcpy(f->ufrag, d->ufrag, d->ufrag_len);
+        f->ufrag[d->ufrag_len] = '\0';
+    }
+    if (f->idle_ms == 0)
+        f->idle_ms =
+            route_idle_ms(r) < UDP_UNVERIFIED_IDLE_MS ? route_idle_ms(r) : UDP_UNVERIFIED_IDLE_MS;
+    MX_INC(mxu.flows_total[side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN]);
+    MX_INC(mxu.flows_open[side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN]);
+    MX_INC(snap_route_mx(s, r)->conns);
+    MX_INC(snap_server_mx(s, r->backend, (size_t)idx)->connects);
+    return true;
+}
+
+static const enum mxu_drop refuse_drop[UDPR_COUNT] = {[UDPR_FULL] = MXU_TABLE_FULL,
+                                                      [UDPR_PREFIX] = MXU_PER_PREFIX,
+                                                      [UDPR_RATE] = MXU_RATE,
+                                                      [UDPR_FAMILY] = MXU_MALFORMED};
+
+/* The side a datagram d of flow f (NULL: none yet) goes to, or -1 after counting the drop. */
+static int side_of(struct udp_flow *f, const struct udp_first *d)
+{
+    int side;
+
+    switch (d->side) {
+    case UDP_SIDE_TURN:
+        /* A Binding indication is an ICE keepalive (RFC 8445 §11) once media flows. */
+        if (f != NULL && d->stun_method == STUN_M_BINDING && d->stun_class == STUN_INDICATION &&
+            f->up[UDP_UP_MEDIA].fd >= 0)
+            return UDP_UP_MEDIA;
+        return UDP_UP_TURN;
+    case UDP_SIDE_MEDIA:
+        return UDP_UP_MEDIA;
+    case UDP_SIDE_QUIC:
+        drop(MXU_QUIC);
+        return -1;
+    case UDP_SIDE_REPLY:
+        /* A response to a request a backend sent the client: by transaction id, else the
+         * only side open. */
+        if (f != NULL && (side = udp_flow_tid_side(f, d->tid)) >= 0)
+            return side;
+        if (f != NULL && (f->up[UDP_UP_MEDIA].fd >= 0) != (f->up[UDP_UP_TURN].fd >= 0))
+            return f->up[UDP_UP_MEDIA].fd >= 0 ? UDP_UP_MEDIA : UDP_UP_TURN;
+        drop(MXU_NOT_FIRST);
+        return -1;
+    default:
+        if (log_debug_enabled())
+            log_debug("udp: dropped a %s datagram: %s", udp_kind_name(d->kind),
+                      d->why ? d->why : "-");
+        drop(d->kind == UDP_OTHER ? MXU_MALFORMED : MXU_NOT_FIRST);
+        return -1;
+    }
+}
+
+/* Only a STUN request or indication can open a flow or one of its sides. */
+static bool may_open(const struct udp_first *d)
+{
+    return d->kind == UDP_STUN && d->side != UDP_SIDE_REPLY;
+}
+
+static void client_datagram(struct udp_relay *u, struct snap *s, const struct cfg_listener *lst,
+                            int lfd, const struct sockaddr *sa, socklen_t salen, const uint8_t *p,
+                            size_t n)
+{
+    struct udp_flow *f = udp_ftab_find(&u->t, sa);
+    struct udp_first d;
+    struct udp_up *up;
+    enum udp_refuse why;
+    int side;
+
+    udp_demux(p, n, &d);
+    if ((side = side_of(f, &d)) < 0)
+        return;
+    if (f == NULL) {
+        if (!may_open(&d)) {
+            drop(MXU_NOT_FIRST);
+            return;
+        }
+        /* Routable before it takes a slot: a datagram nobody serves costs no flow. */
+        if (udp_route(s->cfg, &d, side) == NULL) {
+            drop(MXU_UNROUTABLE);
+            return;
+        }
+        if ((why = udp_ftab_open(&u->t, sa, salen, now_ms(u), &f)) != UDPR_OK) {
+            drop(refuse_drop[why]);
+            return;
+        }
+        f->lfd = lfd;
+        f->owner = u;
+        f->snap = snap_ref(s);
+        f->lst = lst;
+        f->kind = (uint8_t)d.kind;
+        f->id = ((uint64_t)u->worker << 48) | ++u->next_id;
+        atomic_fetch_add(&mxu.table_flows, 1);
+        if (!side_open(u, f, side, &d)) {
+            flow_close(u, f, "unroutable");
+            return;
+        }
+    } else if (f->up[side].fd < 0) {
+        if (!may_open(&d)) {
+            drop(MXU_NOT_FIRST);
+            return;
+        }
+        if (!side_open(u, f, side, &d))
+            return;
+    }
+    up = &f->up[side];
+    if (!udp_up_admit(up, u->budget)) {
+        drop(MXU_BUDGET);
+        return;
+    }
+    if (send(up->fd, p, n, 0) < 0) {
+        drop(MXU_UPSTREAM);
+        return;
+    }
+    f->last_ms = now_ms(u);
+    up->dgrams_in++;
+    up->bytes_in += n;
+    MX_INC(mxu.dgrams_in);
+    MX_ADD(mxu.bytes_in, n);
+}
+
+void udp_relay_read(struct udp_relay *u, struct snap *s, const struct cfg_listener *lst, int lfd)
+{
+    for (int round = 0; round < UDP_ROUNDS; round++) {
+        int n;
+
+        for (int i = 0; i < UDP_BATCH; i++) {
+            u->iov[i] = (struct iovec){u->buf[i], UDP_DGRAM_MAX};
+            u->msg[i].msg_hdr = (struct msghdr){.msg_name = &u->from[i],
+                                                .msg_namelen = sizeof(u->from[i]),
+                                                .msg_iov = &u->iov[i],
+                                                .msg_iovlen = 1};
+        }
+        n = recvmmsg(lfd, u->msg, UDP_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+            return;
+        for (int i = 0; i < n; i++) {
+            if (u->msg[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                drop(MXU_TOO_BIG);
+                continue;
+            }
+            client_datagram(u, s, lst, lfd, (const struct sockaddr *)&u->from[i],
+                            u->msg[i].msg_hdr.msg_namelen, u->buf[i], u->msg[i].msg_len);
+        }
+        if (n < UDP_BATCH)
+            return;
+    }
+}
+
+/* A STUN request from a backend to the client (ICE-lite servers check the browser's
+ * candidate too): remember its transaction id, so the answer goes back to this side. */
+static void note_backend_request(struct udp_flow *f, int side, const uint8_t *p, size_t n)
+{
+    struct udp_first d;
+
+    if (n < STUN_HEADER || p[0] > 3)
+        return;
+    udp_demux(p, n, &d);
+    if (d.kind == UDP_STUN && d.stun_class == STUN_REQUEST)
+        udp_flow_note_tid(f, (enum udp_up_side)side, d.tid);
+}
+
+/* Datagrams from a backend: each goes to the client, one for one (mux443 never sends a
+ * client more than its backend sent). */
+static void up_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct udp_up *up = (struct udp_up *)io;
+    struct udp_flow *f = io->data;
+    struct udp_relay *u = f->owner;
+    int side = up == &f->up[UDP_UP_MEDIA] ? UDP_UP_MEDIA : UDP_UP_TURN;
+    int n, sent;
+    (void)loop;
+    (void)revents;
+
+    for (int i = 0; i < UDP_BATCH; i++) {
+        u->iov[i] = (struct iovec){u->buf[i], UDP_DGRAM_MAX};
+        u->msg[i].msg_hdr = (struct msghdr){.msg_iov = &u->iov[i], .msg_iovlen = 1};
+    }
+    n = recvmmsg(up->fd, u->msg, UDP_BATCH, MSG_DONTWAIT, NULL);
+    if (n <= 0) /* ECONNREFUSED: the server's port is closed (ICMP); the flow idles out */
+        return;
+    /* Compacted into the batch to send: truncated datagrams are left out. */
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (u->msg[i].msg_hdr.msg_flags & MSG_TRUNC)
+            continue;
+        u->iov[k] = (struct iovec){u->buf[i], u->msg[i].msg_len};
+        u->msg[k].msg_hdr = (struct msghdr){.msg_name = &f->addr,
+                                            .msg_namelen = f->addr_len,
+                                            .msg_iov = &u->iov[k],
+                                            .msg_iovlen = 1};
+        note_backend_request(f, side, u->buf[i], u->msg[i].msg_len);
+        k++;
+    }
+    if (!up->verified) { /* the server answered: the flow gets its route's idle timeout */
+        up->verified = true;
+        if (route_idle_ms(up->route) > f->idle_ms)
+            f->idle_ms = route_idle_ms(up->route);
+    }
+    sent = k > 0 ? sendmmsg(f->lfd, u->msg, (unsigned)k, MSG_DONTWAIT) : 0;
+    for (int i = 0; i < sent; i++) {
+        up->dgrams_out++;
+        up->bytes_out += u->iov[i].iov_len;
+        MX_INC(mxu.dgrams_out);
+        MX_ADD(mxu.bytes_out, u->iov[i].iov_len);
+    }
+    f->last_ms = now_ms(u);
+}
+
+static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct udp_relay *u = w->data;
+    struct udp_flow *v[64];
+    size_t n;
+    (void)loop;
+    (void)revents;
+
+    do {
+        n = udp_ftab_expired(&u->t, now_ms(u), &u->cursor, u->t.lim.max_flows, v, 64);
+        for (size_t i = 0; i < n; i++)
+            flow_close(u, v[i], "idle timeout");
+    } while (n == 64);
+}
+
+struct udp_relay *udp_relay_new(struct ev_loop *loop, unsigned worker, const struct cfg *c,
+                                unsigned nworkers)
+{
+    struct udp_relay *u = calloc(1, sizeof(*u));
+    struct udp_limits lim;
+
+    limits_of(&lim, c, nworkers);
+    if (u == NULL || udp_ftab_init(&u->t, &lim) < 0) {
+        log_error("worker %u: no memory for %u UDP flows", worker, lim.max_flows);
+        free(u);
+        return NULL;
+    }
+    u->loop = loop;
+    u->worker = worker;
+    u->budget = c->udp_budget;
+    MX_ADD(mxu.table_slots, lim.max_flows);
+    ev_timer_init(&u->sweep, sweep_cb, UDP_SWEEP, UDP_SWEEP);
+    u->sweep.data = u;
+    ev_timer_start(loop, &u->sweep);
+    return u;
+}
+
+void udp_relay_limits(struct udp_relay *u, const struct cfg *c, unsigned nworkers)
+{
+    struct udp_limits lim;
+
+    if (u == NULL)
+        return;
+    limits_of(&lim, c, nworkers);
+    udp_ftab_set_limits(&u->t, &lim);
+    u->budget = c->udp_budget;
+}
+
+static void close_where(struct udp_relay *u, int lfd, const char *reason)
+{
+    for (uint32_t i = 0; i < u->t.lim.max_flows; i++) {
+        struct udp_flow *f = &u->t.flows[i];
+
+        if (f->used && (lfd < 0 || f->lfd == lfd))
+            flow_close(u, f, reason);
+    }
+}
+
+void udp_relay_forget(struct udp_relay *u, int lfd)
+{
+    if (u != NULL)
+        close_where(u, lfd, "listener removed");
+}
+
+void udp_relay_free(struct udp_relay *u, const char *reason)
+{
+    if (u == NULL)
+        return;
+    close_where(u, -1, reason);
+    ev_timer_stop(u->loop, &u->sweep);
+    atomic_fetch_sub(&mxu.table_slots, u->t.lim.max_flows);
+    udp_ftab_free(&u->t);
+    free(u);
+}

@@ -1,0 +1,43 @@
+/* libFuzzer target for udp_demux, the first-datagram classifier: any datagram must give
+ * a consistent answer (kind within its first byte's RFC 9443 range, a reason for every
+ * refusal, a ufrag that is a valid one) and the same answer twice (it is pure). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mux443/lib/udp_demux.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct udp_first a, b;
+    uint8_t *copy = malloc(size ? size : 1); /* exact size: ASan sees any over-read */
+
+    if (size > 0)
+        memcpy(copy, data, size);
+    udp_demux(copy, size, &a);
+    udp_demux(copy, size, &b);
+    if (memcmp(&a, &b, sizeof(a)) != 0)
+        abort();
+    if (a.kind == UDP_OTHER && (a.side != UDP_SIDE_NONE || a.why == NULL))
+        abort();
+    if (a.kind != UDP_OTHER && size == 0)
+        abort();
+    if (a.kind == UDP_STUN && (copy[0] > 3 || size < 20))
+        abort();
+    if (a.kind == UDP_DTLS && (copy[0] < 20 || copy[0] > 63))
+        abort();
+    if (a.kind == UDP_CHANNEL && (copy[0] < 64 || copy[0] > 127))
+        abort();
+    if (a.kind == UDP_RTP && (copy[0] < 128 || copy[0] > 191))
+        abort();
+    if (a.kind == UDP_QUIC && copy[0] < 192)
+        abort();
+    if (a.ufrag_len > 0 && (!ufrag_valid(a.ufrag, a.ufrag_len) || a.ufrag[a.ufrag_len] != '\0'))
+        abort();
+    if (a.side == UDP_SIDE_MEDIA && a.kind == UDP_STUN && a.ufrag_len == 0)
+        abort();
+    free(copy);
+    return 0;
+}
