@@ -6,7 +6,11 @@
 #      ([route sipb] class = sip, host = sip-b.test), everything else to [route] sip;
 #   3. SIP over TLS (SIPS): a TLS client verifying mux443's certificate with the test
 #      CA sends OPTIONS through mux443's TLS termination and gets the server's 200 OK;
-#      the close line says class sips. Debian's sipp has no TLS, and sipsak 0.9.8.1's
+#      the close line says class sips.
+#   4. --explain on the captured flights;
+#   5. Kamailio (Debian's kamailio, usrloc + registrar, no database) as the registrar
+#      for sip-a.test behind mux443: sipp registers through the one port over TCP and
+#      gets Kamailio's 200 OK; Kamailio logs the binding. Debian's sipp has no TLS, and sipsak 0.9.8.1's
 #      TLS mode (GnuTLS) gives up after its first read ("nothing received, select
 #      returned error") even when the 200 OK is on the wire, so the client is Python's
 #      ssl module sending the request a SIP UA sends.
@@ -24,6 +28,34 @@ PM=$(free_port)
 PA=$(free_port)
 PB=$(free_port)
 PO=$(free_port)
+PK=$(free_port)
+mkdir -p "$T/kam"
+cat >"$T/kamailio.cfg" <<CFG
+#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+tcp_children=1
+disable_tcp=no
+auto_aliases=no
+listen=tcp:127.0.0.1:$PK
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "xlog.so"
+loadmodule "textops.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+modparam("usrloc", "db_mode", 0)
+request_route {
+    if (is_method("REGISTER")) {
+        if (!save("location")) sl_reply_error();
+        xlog("L_NOTICE", "registered \$tu from \$si\n");
+        exit;
+    }
+    sl_send_reply("404", "Not here");
+}
+CFG
 cd "$T" # sipp writes its logs in the working directory
 start_bg uasa sipp -sn uas -t t1 -i 127.0.0.1 -p "$PA" -nostdin -trace_err
 start_bg uasb sipp -sn uas -t t1 -i 127.0.0.1 -p "$PB" -nostdin -trace_err
@@ -43,6 +75,13 @@ server = 127.0.0.1:$PA
 server = 127.0.0.1:$PB
 [backend opts]
 server = 127.0.0.1:$PO
+[backend kamailio]
+server = 127.0.0.1:$PK
+
+[route registrar]
+class = sip
+host = sip-a.test
+backend = kamailio
 
 [route sipb]
 class = sip
@@ -91,4 +130,21 @@ for v in sipp-uac-tcp-invite:INVITE sipsak-options-tcp:OPTIONS; do
     assert_contains "$out" "host      127.0.0.1" "${v%%:*}: Request-URI host"
     assert_contains "$out" "route     sip " "${v%%:*}: route"
 done
+
+if command -v kamailio >/dev/null; then
+    log "5. sipp registers with Kamailio through mux443 over TCP"
+    start_bg kam kamailio -f "$T/kamailio.cfg" -DD -E -Y "$T/kam"
+    wait_log kam 'main\(\): processes'
+    # Kamailio's TCP process opens its socket just after that line: poll for it.
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PK") 2>/dev/null && break; sleep 0.05; done
+    start_mux mux "$T/mux.ini"
+    sipp -sf "$PEERS/sip/register_uac.xml" -t t1 -i 127.0.0.1 -m 1 -s alice -nostdin \
+        -timeout 20s -timeout_error "127.0.0.1:$PM" >"$T/reg.out" 2>&1 ||
+        fail "sipp REGISTER exited $? ($(tail -5 "$T/reg.out"))"
+    wait_log kam 'registered sip:alice@sip-a.test'
+    wait_count mux 'class=sip host="sip-a.test" sip_method="REGISTER" route=registrar backend=kamailio' 1
+    stop_mux mux
+else
+    log "5. skipped: kamailio not installed"
+fi
 log "ok"
