@@ -8,7 +8,9 @@
 #      offer ALPN x-amzn-mqtt-ca (AWS IoT's name for MQTT on 443); mux443 selects it
 #      (because a route wants MQTT), terminates and routes class mqtts to the broker;
 #      the message arrives.
+# shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
+# shellcheck source=tests/peers/tls_certs.sh
 source "$PEERS/tls_certs.sh"
 for tool in mosquitto mosquitto_sub mosquitto_pub; do
     command -v "$tool" >/dev/null || { log "SKIP: $tool not installed"; exit 77; }

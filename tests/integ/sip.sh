@@ -14,11 +14,11 @@
 #      TLS mode (GnuTLS) gives up after its first read ("nothing received, select
 #      returned error") even when the 200 OK is on the wire, so the client is Python's
 #      ssl module sending the request a SIP UA sends.
+# shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
+# shellcheck source=tests/peers/tls_certs.sh
 source "$PEERS/tls_certs.sh"
-for tool in sipp; do
-    command -v "$tool" >/dev/null || { log "SKIP: $tool not installed"; exit 77; }
-done
+command -v sipp >/dev/null || { log "SKIP: sipp not installed"; exit 77; }
 
 P=$T/pki
 tls_ca "$P"
@@ -56,7 +56,7 @@ request_route {
     sl_send_reply("404", "Not here");
 }
 CFG
-cd "$T" # sipp writes its logs in the working directory
+cd "$T" || exit 1 # sipp writes its logs in the working directory
 start_bg uasa sipp -sn uas -t t1 -i 127.0.0.1 -p "$PA" -nostdin -trace_err
 start_bg uasb sipp -sn uas -t t1 -i 127.0.0.1 -p "$PB" -nostdin -trace_err
 start_bg opts sipp -sf "$PEERS/sip/options_uas.xml" -t t1 -i 127.0.0.1 -p "$PO" -nostdin

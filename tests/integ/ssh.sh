@@ -5,7 +5,9 @@
 # client sends its identification string first, so the connection is class ssh at once
 # (no on_timeout needed). Also: the same through TLS that mux443 terminates (ssh with
 # ProxyCommand openssl s_client), class ssh-tls.
+# shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
+# shellcheck source=tests/peers/tls_certs.sh
 source "$PEERS/tls_certs.sh"
 SSHD=/usr/sbin/sshd
 for tool in "$SSHD" ssh ssh-keygen; do

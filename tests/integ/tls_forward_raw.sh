@@ -10,7 +10,9 @@
 #     sees the ClientHello);
 #   - -t refuses a terminate rule after a passthrough rule for the same SNI, and a rule
 #     an earlier catch-all makes unreachable.
+# shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
+# shellcheck source=tests/peers/tls_certs.sh
 source "$PEERS/tls_certs.sh"
 
 P=$T/pki
