@@ -303,7 +303,7 @@ static void build_tls(struct parse *ps, struct cfg *c, struct section *sec)
 {
     struct cfg_tls *t = &c->tls[c->ntls++];
     char err[512];
-    bool bad_key;
+    const char *bad_key;
 
     *t = ((struct raw_tls *)sec->obj)->t;
     memset(sec->obj, 0, sizeof(struct raw_tls));
@@ -325,10 +325,9 @@ static void build_tls(struct parse *ps, struct cfg *c, struct section *sec)
                  t->keys.n, t->certs.n);
         return;
     }
-    bad_key = false;
+    bad_key = "cert";
     if (ps->opts->check_tls && !ps->opts->check_tls(t, err, sizeof(err), &bad_key))
-        cfg_perr(ps, bad_key ? t->key_line : t->cert_line, sec, bad_key ? "key" : "cert", "%s",
-                 err);
+        cfg_perr(ps, cfg_key_line(sec, bad_key), sec, bad_key, "%s", err);
     else if (t->is_default && c->tls_default)
         cfg_perr(ps, cfg_key_line(sec, "default"), sec, "default",
                  "a default certificate is already set on line %d", c->tls_default->line);
@@ -532,6 +531,11 @@ static struct cfg *build(struct parse *ps)
     c->drain_timeout = m->drain_timeout;
     c->max_connections = m->max_connections;
     c->max_per_client = m->max_per_client;
+    c->client_prefix_v4 = m->client_prefix_v4;
+    c->client_prefix_v6 = m->client_prefix_v6;
+    c->preread_budget = m->preread_budget;
+    c->fanout_per_client = m->fanout_per_client;
+    c->fanout_rate = m->fanout_rate;
     c->ufrag_ttl = m->ufrag_ttl;
     c->ufrag_grace = m->ufrag_grace;
     c->fanout_timeout = m->fanout_timeout;
@@ -587,6 +591,12 @@ static struct cfg *build(struct parse *ps)
                 l->peek_timeout = c->peek_timeout;
             if (!l->preread_max)
                 l->preread_max = c->preread_max;
+            if (l->proxy_in && !l->proxy_from.n)
+                log_warnx("%s:%d: [%s] proxy_protocol = yes without proxy_from: ANY client can "
+                          "send a PROXY header and claim any address (spoofing the per-client "
+                          "limits and the backends' logs); set proxy_from = the load "
+                          "balancers' addresses",
+                          ps->file, cfg_key_line(sec, "proxy_protocol"), sec->title);
             if (!l->addrs.n && cfg_key_line(sec, "listen") == sec->line)
                 cfg_perr(ps, sec->line, sec, "listen", "missing (every listener needs an address)");
         }

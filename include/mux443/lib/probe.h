@@ -79,6 +79,7 @@ struct probe_out {
     char ufrag[PROBE_UFRAG_MAX + 1];
     uint16_t cufrag_len; /* client (remote) ufrag: the part after ':' */
     char cufrag[PROBE_UFRAG_MAX + 1];
+    bool stun_integrity; /* ICE-TCP: MESSAGE-INTEGRITY(-SHA256) present (not verified) */
 
     /* WebSocket: the first Sec-WebSocket-Protocol header's value as sent, e.g. "sip" */
     uint16_t ws_protocol_len;
