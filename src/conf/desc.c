@@ -30,6 +30,8 @@ void cfg_route_clear(struct cfg_route *r)
     free_strlist(&r->host);
     free(r->path);
     free(r->ufrag);
+    free_strlist(&r->ws_protocol);
+    free(r->mqtt_client);
 }
 
 void cfg_tls_clear(struct cfg_tls *t)

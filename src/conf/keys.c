@@ -152,26 +152,43 @@ const struct key_def cfg_keys[] = {
      "Backend for STUN/TURN over TCP."},
     {SEC_ROUTEMAP, "ice-tcp", K_BACKEND, C(CLASS_ICE_TCP), 0, 0, NULL, NULL,
      "Backend for RFC 4571-framed ICE-TCP."},
+    {SEC_ROUTEMAP, "sip", K_BACKEND, C(CLASS_SIP), 0, 0, NULL, NULL,
+     "Backend for SIP over TCP (and inside terminated TLS: SIPS)."},
+    {SEC_ROUTEMAP, "mqtt", K_BACKEND, C(CLASS_MQTT), 0, 0, NULL, NULL,
+     "Backend for MQTT (a CONNECT packet); offers ALPN mqtt and x-amzn-mqtt-ca."},
+    {SEC_ROUTEMAP, "ssh", K_BACKEND, C(CLASS_SSH), 0, 0, NULL, NULL,
+     "Backend for SSH (the client's SSH-2.0- identification string)."},
+    {SEC_ROUTEMAP, "tls_default", K_BACKEND, offsetof(struct raw_routemap, tls_default), 0, 0, NULL,
+     NULL,
+     "Backend for what arrives inside terminated TLS that no rule routes (unrecognised, "
+     "silent, or a class without a route); without it such connections are closed."},
     {SEC_ROUTEMAP, "default", K_BACKEND, C(CLASS_UNKNOWN), 0, 0, NULL, NULL,
      "Backend for bytes no probe recognises; without it they are closed."},
     {SEC_ROUTEMAP, "on_timeout", K_BACKEND, C(CLASS_TIMEOUT), 0, 0, NULL, NULL,
      "Backend for clients silent past peek_timeout; without it they are closed."},
 
     {SEC_RULE, "class", K_CLASSES, R(r.classes), 0, 0, NULL, NULL,
-     "Classes this rule applies to (tls, http, websocket, stun, ice-tcp)."},
+     "Classes this rule applies to (tls, http, websocket, stun, ice-tcp, sip, mqtt, ssh)."},
     {SEC_RULE, "sni", K_STRLIST, R(r.sni), 0, 0, NULL, NULL,
      "TLS server names; *.example.com matches one or more labels."},
     {SEC_RULE, "alpn", K_STRLIST, R(r.alpn), 0, 0, NULL, NULL,
      "Matches when the client offers any of these ALPN protocols."},
     {SEC_RULE, "host", K_STRLIST, R(r.host), 0, 0, NULL, NULL,
-     "HTTP Host names (port ignored); *.example.com wildcards."},
+     "HTTP Host names, or SIP Request-URI hosts (port ignored); *.example.com wildcards."},
     {SEC_RULE, "path", K_STRING, R(r.path), 0, 0, NULL, NULL, "HTTP path prefix, e.g. /ws."},
     {SEC_RULE, "ufrag", K_STRING, R(r.ufrag), 0, 0, NULL, NULL, "ICE-TCP server ufrag prefix."},
+    {SEC_RULE, "ws_protocol", K_STRLIST, R(r.ws_protocol), 0, 0, NULL, NULL,
+     "WebSocket subprotocols (Sec-WebSocket-Protocol), e.g. sip; any one offered matches."},
+    {SEC_RULE, "mqtt_client", K_STRING, R(r.mqtt_client), 0, 0, NULL, NULL,
+     "MQTT client identifier prefix."},
     {SEC_RULE, "backend", K_BACKEND, R(backend), 0, 0, NULL, NULL,
      "Backend for connections this rule matches (required)."},
-    {SEC_RULE, "tls", K_ENUM, R(r.tls), 0, 0, "any|yes|no", "any",
+    {SEC_RULE, "tls", K_ENUM, R(r.tls), 0, 0, "any|yes|no|passthrough|terminate", "any",
      "yes: only clients that used TLS (a rule for class tls passes it through; for other "
-     "classes mux443 terminated it); no: only plain-text clients."},
+     "classes mux443 terminated it); no: only plain-text clients; passthrough: a "
+     "ClientHello matching sni/alpn is relayed untouched; terminate: it is terminated "
+     "with the certificate for its SNI and what is inside goes to this backend unless a "
+     "class rule routes it."},
     {SEC_RULE, "idle_timeout", K_SECONDS, R(r.idle_timeout), 1, 604800, NULL, NULL,
      "As in [mux443], for this route; also the idle timeout of its UDP flows."},
 
@@ -398,7 +415,7 @@ const char *cfg_type_expect(const struct key_def *k, char *buf, size_t cap)
     case K_CIDRS:
         return "IP[/LEN][, IP[/LEN]...]";
     case K_CLASSES:
-        return "tls, http, websocket, stun, ice-tcp";
+        return "tls, http, websocket, stun, ice-tcp, sip, mqtt, ssh";
     case K_PATHS:
         return "FILE[, FILE...] (relative to this file's directory)";
     default:

@@ -186,6 +186,10 @@ static void conn_describe(struct conn *c, const struct probe_out *p)
     ADD("host", p->host, p->host_len);
     ADD("path", p->path, p->path_len);
     ADD("ufrag", p->ufrag, p->ufrag_len);
+    ADD("ws_protocol", p->ws_protocol, p->ws_protocol_len);
+    if (p->cls == CLASS_SIP)
+        ADD("sip_method", p->method, strlen(p->method));
+    ADD("mqtt_client", p->mqtt_client, p->mqtt_client_len);
     if (p->cls == CLASS_UNKNOWN && p->why)
         ADD("why", p->why, strlen(p->why));
 #undef ADD
@@ -270,8 +274,20 @@ static enum step conn_route(struct conn *c, struct probe_out *p)
         free(c->hello);
         c->hello = NULL;
         c->route = route_select(c->cfg, p, VIA_TERMINATED);
+        if (!c->route)
+            c->route = route_inside_fallback(c->cfg, c->term_route);
     } else if (p->cls == CLASS_TLS) {
         c->route = route_tls_hello(c->cfg, p, &term);
+        if (c->route && c->route->tls == TLSM_TERMINATE) {
+            c->term_route = c->route; /* routes what is inside, once decrypted */
+            c->route = NULL;
+            if (!term) {
+                conn_describe(c, p);
+                conn_count(c, p);
+                return conn_fail(c, "[route %s] tls = terminate: no certificate for this SNI",
+                                 c->term_route->name);
+            }
+        }
     } else {
         c->route = route_select(c->cfg, p, VIA_PLAIN);
     }

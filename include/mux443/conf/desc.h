@@ -72,7 +72,11 @@ struct cfg_strlist {
     size_t n;
 };
 
-enum cfg_tls_match { TLSM_ANY = 0, TLSM_YES, TLSM_NO };
+/* A rule's `tls` key. passthrough and terminate are decisions on a ClientHello: the
+ * first relays the TLS bytes untouched, the second terminates with mux443's certificate
+ * and sends whatever is inside that no other rule routes by class to this rule's
+ * backend. */
+enum cfg_tls_match { TLSM_ANY = 0, TLSM_YES, TLSM_NO, TLSM_PASSTHROUGH, TLSM_TERMINATE };
 
 /* A [tls] or [tls NAME] section: certificate chains + keys (RSA and/or ECDSA) served for
  * the names in their certificates. */
@@ -95,8 +99,12 @@ struct cfg_route {
     struct cfg_strlist sni, alpn, host; /* sni/host may hold "*.example.com" */
     char *path;                         /* prefix; NULL = any */
     char *ufrag;                        /* server-ufrag prefix; NULL = any */
+    struct cfg_strlist ws_protocol;     /* WebSocket subprotocols (any offered one) */
+    char *mqtt_client;                  /* MQTT client identifier prefix; NULL = any */
     int tls;  /* enum cfg_tls_match: the client used TLS (passthrough or terminated) or not */
     bool map; /* an entry of the [route] class map (tried after the named rules) */
+    bool inside_default; /* [route] tls_default: matched by no criteria, only chosen for
+                            what terminated TLS carried that nothing else routes */
     const struct cfg_backend *backend;
     double idle_timeout;
     double udp_idle_timeout; /* the route's idle_timeout when set, else [mux443]'s udp_ one */
@@ -136,11 +144,12 @@ struct cfg {
     size_t nroutes;
     /* The class map by class; [CLASS_UNKNOWN] is `default`, [CLASS_TIMEOUT] `on_timeout`. */
     const struct cfg_route *route_map[CLASS_COUNT];
+    const struct cfg_route *tls_inside_default; /* [route] tls_default, or NULL */
 
     struct cfg_tls *tls;
     size_t ntls;
     const struct cfg_tls *tls_default;
-    uint8_t alpn[64]; /* ALPN we accept when terminating, wire format, our preference order */
+    uint8_t alpn[256]; /* ALPN we accept when terminating, wire format, our preference order */
     unsigned alpn_len;
 };
 

@@ -84,6 +84,7 @@ struct raw_rule {
 
 struct raw_routemap {
     struct ref cls[CLASS_COUNT];
+    struct ref tls_default; /* inside terminated TLS, what no rule routes */
 };
 
 struct raw_tls {

@@ -87,22 +87,23 @@ struct conn {
     struct sockaddr_storage local_addr; /* what the client connected to */
     char peer_text[ADDR_TEXT_MAX];
     enum mux_class cls;
-    bool terminated;                /* mux443 terminated the client TLS: cls is what was inside */
-    bool preread_full;              /* detection gave up at preread_max */
-    bool counted;                   /* in the connection metrics (label) */
-    bool limit_held;                /* counted by limits_client_acquire */
-    bool keyed;                     /* client_key is set (the client's address is known) */
-    uint8_t client_key[16];         /* the client's prefix (limits_client_key) */
-    enum class_label label;         /* once counted */
-    struct probe_state *probe;      /* detection in progress */
-    size_t probed;                  /* preread bytes the probes have seen */
-    size_t budget_held;             /* preread buffer bytes counted in preread_budget */
-    size_t proxy_need;              /* preread bytes before the PROXY header can progress */
-    struct probe_out *hello;        /* the ClientHello findings, kept during termination */
-    char *ufrag;                    /* ICE-TCP server ufrag (routing by ufrag), or NULL */
-    struct ufrag_entry *ufrag_held; /* the ufrag table entry this connection holds */
-    struct fanout *fanout;          /* ICE-TCP fan-out in progress */
-    unsigned nattempts;             /* servers to try (1 when the ufrag names the server) */
+    bool terminated;           /* mux443 terminated the client TLS: cls is what was inside */
+    bool preread_full;         /* detection gave up at preread_max */
+    bool counted;              /* in the connection metrics (label) */
+    bool limit_held;           /* counted by limits_client_acquire */
+    bool keyed;                /* client_key is set (the client's address is known) */
+    uint8_t client_key[16];    /* the client's prefix (limits_client_key) */
+    enum class_label label;    /* once counted */
+    struct probe_state *probe; /* detection in progress */
+    size_t probed;             /* preread bytes the probes have seen */
+    size_t budget_held;        /* preread buffer bytes counted in preread_budget */
+    size_t proxy_need;         /* preread bytes before the PROXY header can progress */
+    struct probe_out *hello;   /* the ClientHello findings, kept during termination */
+    const struct cfg_route *term_route; /* the tls = terminate rule that terminated, or NULL */
+    char *ufrag;                        /* ICE-TCP server ufrag (routing by ufrag), or NULL */
+    struct ufrag_entry *ufrag_held;     /* the ufrag table entry this connection holds */
+    struct fanout *fanout;              /* ICE-TCP fan-out in progress */
+    unsigned nattempts;                 /* servers to try (1 when the ufrag names the server) */
     unsigned first, attempt;
     bool refused;             /* refused by a limit after the PROXY header (metrics) */
     char *desc;               /* escaped ` sni="..." host="..."` fields for the close line */
