@@ -7,7 +7,8 @@
 #   2. TLS with ALPN: both clients verify mux443's certificate chain with the test CA and
 #      offer ALPN x-amzn-mqtt-ca (AWS IoT's name for MQTT on 443); mux443 selects it
 #      (because a route wants MQTT), terminates and routes class mqtts to the broker;
-#      the message arrives.
+#      the message arrives. The clients check the server's name (127.0.0.1, an IP SAN
+#      in the test certificate) as well as the chain: no --insecure.
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
 # shellcheck source=tests/peers/tls_certs.sh
@@ -18,7 +19,7 @@ done
 
 P=$T/pki
 tls_ca "$P"
-tls_leaf "$P" mqtt ec ca mqtt.test mqtt.test
+tls_leaf "$P" mqtt ec ca mqtt.test mqtt.test 127.0.0.1
 
 PM=$(free_port)
 PB=$(free_port)
@@ -63,10 +64,10 @@ wait_count mux 'class=mqtt mqtt_client="sensor-sub" route=sensors backend=broker
 wait_count mux 'class=mqtt mqtt_client="app-pub" route=mqtt backend=broker' 1
 
 log "2. TLS with ALPN x-amzn-mqtt-ca"
-# The clients connect to 127.0.0.1 (no name resolution in the test's namespace): they
-# send no SNI and verify the chain against the test CA; --insecure only skips the
-# host-name check, which an IP address could not pass.
-tls=(--cafile "$P/ca.crt" --insecure --tls-alpn x-amzn-mqtt-ca)
+# The clients connect to 127.0.0.1 (no name resolution in the test's namespace) and
+# verify both the chain (test CA) and the name: the certificate carries an IP SAN for
+# 127.0.0.1 (no --insecure).
+tls=(--cafile "$P/ca.crt" --tls-alpn x-amzn-mqtt-ca)
 start_bg tsub mosquitto_sub -h 127.0.0.1 -p "$PM" -i sensor-tsub -t h11/tls -C 1 -W 20 "${tls[@]}"
 wait_log broker 'Received SUBSCRIBE from sensor-tsub'
 mosquitto_pub -h 127.0.0.1 -p "$PM" -i app-tpub -t h11/tls -m hello-tls "${tls[@]}"

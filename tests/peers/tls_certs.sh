@@ -5,8 +5,9 @@
 #   tls_ca DIR [NAME]            root CA: DIR/NAME.crt, DIR/NAME.key (ECDSA P-256)
 #   tls_intermediate DIR NAME CA an intermediate CA signed by CA: DIR/NAME.crt/.key
 #   tls_leaf DIR NAME ALG CA CN [DNS...]
-#                                a server certificate for CN (+ DNS SANs; CN alone when
-#                                none given), ALG rsa|ec, signed by CA, valid 1 day back
+#                                a server certificate for CN (+ SANs: a name that is an
+#                                IPv4/IPv6 address becomes an IP SAN, anything else a DNS
+#                                SAN; CN alone when none given), ALG rsa|ec, signed by CA, valid 1 day back
 #                                to 2 days ahead: DIR/NAME.crt, DIR/NAME.key
 #   tls_leaf_dates DIR NAME CA START END CN [DNS...]
 #                                the same with explicit validity (YYYYMMDDHHMMSSZ), made
@@ -28,7 +29,9 @@ _tls_key() { # ALG OUT
 _tls_leaf_ext() { # OUT CN [DNS...]
     local out=$1 cn=$2 san="" n
     shift 2
-    for n in "$@"; do san+="${san:+,}DNS:$n"; done
+    for n in "$@"; do
+        if [[ $n =~ ^[0-9.]+$ || $n == *:* ]]; then san+="${san:+,}IP:$n"; else san+="${san:+,}DNS:$n"; fi
+    done
     {
         echo "basicConstraints = critical, CA:FALSE"
         echo "keyUsage = critical, digitalSignature, keyEncipherment"
