@@ -11,6 +11,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import zlib
 
 STUN_COOKIE = 0x2112A442
@@ -70,6 +71,21 @@ def recv_exact(sock, n):
             raise EOFError(f"EOF after {len(buf)} of {n} bytes")
         buf += chunk
     return buf
+
+
+def expect_echo(sock, data, timeout):
+    """Reads until len(data) bytes came back (within timeout seconds in all) and
+    raises unless they are data, byte for byte."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while len(got) < len(data):
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError(f"EOF after {len(got)} of {len(data)} echoed bytes")
+        got += chunk
+    if got != data:
+        raise ValueError(f"echo mismatch: sent {data[:60]!r}..., got {got[:60]!r}...")
 
 
 # ---------------------------------------------------------------- PROXY protocol

@@ -30,7 +30,7 @@ import ssl
 import sys
 import time
 
-from peerlib import say
+from peerlib import expect_echo, say
 
 
 def make_ctx(args):
@@ -71,16 +71,7 @@ def raw(args):
     if data:
         tls.sendall(data)
     if args.hold or args.truncate:
-        got = b""
-        deadline = time.monotonic() + args.timeout
-        while len(got) < len(data):
-            tls.settimeout(max(0.1, deadline - time.monotonic()))
-            chunk = tls.recv(65536)
-            if not chunk:
-                raise EOFError(f"EOF after {len(got)} of {len(data)} echoed bytes")
-            got += chunk
-        if got != data:
-            raise ValueError(f"echo mismatch: sent {data!r}, got {got!r}")
+        expect_echo(tls, data, args.timeout)
         if args.truncate:
             # SSLSocket.shutdown drops the TLS state without close_notify: a bare FIN.
             tls.shutdown(socket.SHUT_WR)
