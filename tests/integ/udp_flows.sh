@@ -86,7 +86,7 @@ assert_grep '^mux443_udp_table_slots 40$' "$T/metrics.txt"
 wait_log mux 'udp flow=[0-9]+ .*class=stun .*route=turn .*reason="idle timeout"' 10
 assert_grep 'reload: .* loaded' "$T/mux.log"
 # a ufrag registered through /ufrags routes a new flow; an unknown one is dropped
-curl -fsS -d "RegUdp01 127.0.0.1:$PMA 120" "http://127.0.0.1:$PA/ufrags" >/dev/null
+curl -fsS -H "Content-Type: text/x-mux443-ufrags" -d "RegUdp01 127.0.0.1:$PMA 120" "http://127.0.0.1:$PA/ufrags" >/dev/null
 rc=0
 timeout 10 "$PY" - "$PM" "$PEERS" <<'PYEOF' >"$T/after.log" 2>&1 || rc=$?
 import socket, sys
