@@ -28,6 +28,7 @@ void cfg_route_clear(struct cfg_route *r)
     free_strlist(&r->sni);
     free_strlist(&r->alpn);
     free_strlist(&r->host);
+    free_strlist(&r->listeners);
     free(r->path);
     free(r->ufrag);
     free_strlist(&r->ws_protocol);

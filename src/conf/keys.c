@@ -181,6 +181,9 @@ const struct key_def cfg_keys[] = {
      "WebSocket subprotocols (Sec-WebSocket-Protocol), e.g. sip; any one offered matches."},
     {SEC_RULE, "mqtt_client", K_STRING, R(r.mqtt_client), 0, 0, NULL, NULL,
      "MQTT client identifier prefix."},
+    {SEC_RULE, "listener", K_STRLIST, R(r.listeners), 0, 0, NULL, NULL,
+     "Names of the listeners this rule applies to (main for listen = under [mux443]); "
+     "with tls = terminate, every ClientHello on them is terminated."},
     {SEC_RULE, "backend", K_BACKEND, R(backend), 0, 0, NULL, NULL,
      "Backend for connections this rule matches (required)."},
     {SEC_RULE, "tls", K_ENUM, R(r.tls), 0, 0, "any|yes|no|passthrough|terminate", "any",

@@ -392,12 +392,30 @@ static bool same_names(const struct cfg_strlist *a, const struct cfg_strlist *b,
     return false;
 }
 
+/* Rule a applies on every listener rule b applies on (none listed: all of them). */
+static bool listeners_cover(const struct cfg_route *a, const struct cfg_route *b)
+{
+    if (!a->listeners.n)
+        return true;
+    if (!b->listeners.n)
+        return false;
+    for (size_t i = 0; i < b->listeners.n; i++) {
+        bool found = false;
+        for (size_t k = 0; k < a->listeners.n && !found; k++)
+            found = strcmp(a->listeners.v[k], b->listeners.v[i]) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
 /* A rule that an earlier one always wins over: the earlier has no criteria but its
- * classes (and tls = any, or the same tls), and covers every class of the later. */
+ * classes and listeners (and tls = any, or the same tls), and covers every class and
+ * listener of the later. */
 static bool shadows(const struct cfg_route *a, const struct cfg_route *b)
 {
     if (a->sni.n || a->alpn.n || a->host.n || a->path || a->ufrag || a->ws_protocol.n ||
-        a->mqtt_client)
+        a->mqtt_client || !listeners_cover(a, b))
         return false;
     if (a->tls != TLSM_ANY && a->tls != b->tls)
         return false;
@@ -424,7 +442,7 @@ static void check_conflicts(struct parse *ps, const struct cfg *c)
             size_t k;
             bool a_hello = a->classes == (1u << CLASS_TLS) && a->tls != TLSM_NO;
             bool b_hello = b->classes == (1u << CLASS_TLS) && b->tls != TLSM_NO;
-            if (a_hello && b_hello && !a->alpn.n &&
+            if (a_hello && b_hello && !a->alpn.n && listeners_cover(a, b) &&
                 (a->tls == TLSM_TERMINATE) != (b->tls == TLSM_TERMINATE) &&
                 same_names(&b->sni, &a->sni, &k)) {
                 cfg_perr(ps, b->line, NULL, NULL,
@@ -634,6 +652,12 @@ static struct cfg *build(struct parse *ps)
         if (r->idle_timeout < 0)
             r->idle_timeout = c->idle_timeout;
         check_rule(ps, sec, r);
+        for (size_t k = 0; k < r->listeners.n; k++)
+            if (!cfg_listener_find(c, r->listeners.v[k]))
+                cfg_perr(ps, cfg_key_line(sec, "listener"), sec, "listener",
+                         "unknown listener (got '%s', expected main for listen = under "
+                         "[mux443], or the name of a [listener NAME] section)",
+                         r->listeners.v[k]);
         if (!rr->backend.name)
             cfg_perr(ps, sec->line, sec, "backend", "missing (every route needs a backend)");
         else

@@ -277,11 +277,11 @@ static enum step conn_route(struct conn *c, struct probe_out *p)
         p->alpn_len = c->hello->alpn_len;
         free(c->hello);
         c->hello = NULL;
-        c->route = route_select(c->cfg, p, VIA_TERMINATED);
+        c->route = route_select(c->cfg, c->lst, p, VIA_TERMINATED);
         if (!c->route)
             c->route = route_inside_fallback(c->cfg, c->term_route);
     } else if (p->cls == CLASS_TLS) {
-        c->route = route_tls_hello(c->cfg, p, &term);
+        c->route = route_tls_hello(c->cfg, c->lst, p, &term);
         if (c->route && c->route->tls == TLSM_TERMINATE) {
             c->term_route = c->route; /* routes what is inside, once decrypted */
             c->route = NULL;
@@ -293,7 +293,7 @@ static enum step conn_route(struct conn *c, struct probe_out *p)
             }
         }
     } else {
-        c->route = route_select(c->cfg, p, VIA_PLAIN);
+        c->route = route_select(c->cfg, c->lst, p, VIA_PLAIN);
     }
     conn_describe(c, p);
     if (term)

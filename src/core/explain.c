@@ -105,7 +105,7 @@ int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
     }
     const struct cfg_tls *term = NULL;
     const struct cfg_route *rt =
-        p.cls == CLASS_TLS ? route_tls_hello(c, &p, &term) : route_select(c, &p, VIA_PLAIN);
+        p.cls == CLASS_TLS ? route_tls_hello(c, l, &p, &term) : route_select(c, l, &p, VIA_PLAIN);
     if (term) {
         fprintf(out,
                 "tls       terminate with [tls%s%s] (%s:%d); the route is chosen from the "

@@ -53,8 +53,17 @@ static bool any_ws_protocol(const struct cfg_strlist *l, const struct probe_out 
     return false;
 }
 
+static bool on_listener(const struct cfg_strlist *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->v[i], name) == 0)
+            return true;
+    return false;
+}
+
 /* tls_used: the client spoke TLS (a ClientHello being passed through, or terminated). */
-static bool route_matches(const struct cfg_route *r, const struct probe_out *p, bool tls_used)
+static bool route_matches(const struct cfg_route *r, const struct cfg_listener *lst,
+                          const struct probe_out *p, bool tls_used)
 {
     if (r->inside_default)
         return false; /* chosen by route_inside_fallback only */
@@ -62,6 +71,8 @@ static bool route_matches(const struct cfg_route *r, const struct probe_out *p, 
                    : (p->cls == CLASS_UNKNOWN || p->cls == CLASS_TIMEOUT))
         return false;
     if ((r->tls != TLSM_ANY && r->tls != TLSM_NO && !tls_used) || (r->tls == TLSM_NO && tls_used))
+        return false;
+    if (r->listeners.n && !(lst && on_listener(&r->listeners, lst->name)))
         return false;
     if (r->sni.n && !any_name(&r->sni, p->sni, p->sni_len))
         return false;
@@ -80,24 +91,24 @@ static bool route_matches(const struct cfg_route *r, const struct probe_out *p, 
     return true;
 }
 
-const struct cfg_route *route_select(const struct cfg *c, const struct probe_out *p,
-                                     enum route_via via)
+const struct cfg_route *route_select(const struct cfg *c, const struct cfg_listener *lst,
+                                     const struct probe_out *p, enum route_via via)
 {
     if (via == VIA_TERMINATED && (p->cls == CLASS_UNKNOWN || p->cls == CLASS_TIMEOUT))
         return NULL;
     for (size_t i = 0; i < c->nroutes; i++)
-        if (route_matches(&c->routes[i], p, via == VIA_TERMINATED))
+        if (route_matches(&c->routes[i], lst, p, via == VIA_TERMINATED))
             return &c->routes[i];
     return NULL;
 }
 
-const struct cfg_route *route_tls_hello(const struct cfg *c, const struct probe_out *p,
-                                        const struct cfg_tls **terminate)
+const struct cfg_route *route_tls_hello(const struct cfg *c, const struct cfg_listener *lst,
+                                        const struct probe_out *p, const struct cfg_tls **terminate)
 {
     *terminate = NULL;
     for (size_t i = 0; i < c->nroutes; i++) {
         const struct cfg_route *r = &c->routes[i];
-        if (r->map || !route_matches(r, p, true))
+        if (r->map || !route_matches(r, lst, p, true))
             continue;
         if (r->tls == TLSM_TERMINATE && !p->tls_sslv2)
             *terminate = route_cert_for(c, p->sni, p->sni_len);

@@ -11,8 +11,9 @@
 
 #define DGRAM_MAX 65536
 
-int udp_explain_run(const struct cfg *c, FILE *in, FILE *out)
+int udp_explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
 {
+    const struct cfg_listener *l = listener ? cfg_listener_find(c, listener) : &c->listeners[0];
     static const char *const classes[] = {"request", "indication", "success", "error"};
     uint8_t *buf = malloc(DGRAM_MAX);
     struct udp_first d;
@@ -20,6 +21,10 @@ int udp_explain_run(const struct cfg *c, FILE *in, FILE *out)
     size_t n;
     int side;
 
+    if (l == NULL) {
+        fprintf(stderr, "mux443: no listener named '%s' in %s\n", listener, c->path);
+        return 1;
+    }
     if (buf == NULL)
         return 1;
     n = fread(buf, 1, DGRAM_MAX, in);
@@ -52,6 +57,6 @@ int udp_explain_run(const struct cfg *c, FILE *in, FILE *out)
     }
     side = d.side == UDP_SIDE_MEDIA ? UDP_UP_MEDIA : UDP_UP_TURN;
     udp_probe_of(&d, side, &p);
-    explain_route(out, c, udp_route(c, &d, side), &p);
+    explain_route(out, c, udp_route(c, l, &d, side), &p);
     return 0;
 }

@@ -135,12 +135,13 @@ void udp_probe_of(const struct udp_first *d, int side, struct probe_out *p)
     p->ufrag_len = d->ufrag_len;
 }
 
-const struct cfg_route *udp_route(const struct cfg *c, const struct udp_first *d, int side)
+const struct cfg_route *udp_route(const struct cfg *c, const struct cfg_listener *lst,
+                                  const struct udp_first *d, int side)
 {
     struct probe_out p;
 
     udp_probe_of(d, side, &p);
-    return route_select(c, &p, VIA_PLAIN);
+    return route_select(c, lst, &p, VIA_PLAIN);
 }
 
 static void up_read_cb(struct ev_loop *loop, ev_io *io, int revents);
@@ -154,7 +155,7 @@ static uint32_t route_idle_ms(const struct cfg_route *r)
 static bool side_open(struct udp_relay *u, struct udp_flow *f, int side, const struct udp_first *d)
 {
     struct snap *s = f->snap;
-    const struct cfg_route *r = udp_route(s->cfg, d, side);
+    const struct cfg_route *r = udp_route(s->cfg, f->lst, d, side);
     struct ufrag_entry *held;
     struct udp_up *up = &f->up[side];
     const struct cfg_addr *a;
@@ -261,7 +262,7 @@ static void client_datagram(struct udp_relay *u, struct snap *s, const struct cf
             return;
         }
         /* Routable before it takes a slot: a datagram nobody serves costs no flow. */
-        if (udp_route(s->cfg, &d, side) == NULL) {
+        if (udp_route(s->cfg, lst, &d, side) == NULL) {
             drop(MXU_UNROUTABLE);
             return;
         }

@@ -60,10 +60,10 @@ void lsocks_drop(struct lsock_set *set, const struct lsock_set *keep)
  * first SYN-ACK retransmission) instead: that is only done when no route serves silent
  * clients (on_timeout), which must get their peek_timeout from the connect on. Applied
  * to kept sockets too, since a reload may add or remove such a route. */
-static void set_defer_accept(int fd, const struct cfg *c)
+static void set_defer_accept(int fd, const struct cfg *c, const struct cfg_listener *l)
 {
     struct probe_out silent = {.cls = CLASS_TIMEOUT};
-    int secs = route_select(c, &silent, VIA_PLAIN) ? 0 : 1;
+    int secs = route_select(c, l, &silent, VIA_PLAIN) ? 0 : 1;
     setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
 }
 
@@ -97,7 +97,7 @@ bool lsocks_open(struct lsock_set *out, const struct cfg *c, const struct lsock_
                 return false;
             }
             if (!s->udp)
-                set_defer_accept(s->fd, c);
+                set_defer_accept(s->fd, c, l);
             out->n++;
         }
     }

@@ -8,8 +8,10 @@
 #   - [route] tls_default: the same for every other terminated name (other.test);
 #   - [route pass] tls = passthrough, sni = sni.test (openssl's captured hello): relayed untouched (the backend
 #     sees the ClientHello);
+#   - [route raw-listener] listener = raw, tls = terminate: every ClientHello on that
+#     listener is terminated and what is inside forwarded, whatever its SNI;
 #   - -t refuses a terminate rule after a passthrough rule for the same SNI, and a rule
-#     an earlier catch-all makes unreachable.
+#     an earlier catch-all makes unreachable, and a rule naming an unknown listener.
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
 # shellcheck source=tests/peers/tls_certs.sh
@@ -24,6 +26,7 @@ PE=$(free_port)
 PD=$(free_port)
 PW=$(free_port)
 PP=$(free_port)
+PR=$(free_port)
 start_bg echo "$PY" "$PEERS/tcp_echo.py" echo "$PE"
 start_bg dflt "$PY" "$PEERS/tcp_echo.py" dflt "$PD"
 start_bg web "$PY" "$PEERS/http_server.py" web "$PW"
@@ -45,6 +48,14 @@ server = 127.0.0.1:$PD
 server = 127.0.0.1:$PW
 [backend pass]
 server = 127.0.0.1:$PP
+
+[listener raw]
+listen = 127.0.0.1:$PR
+
+[route raw-listener]
+listener = raw
+tls = terminate
+backend = echo
 
 [route pass]
 sni = sni.test
@@ -93,9 +104,19 @@ log "4. tls = passthrough: the backend gets the ClientHello itself"
 "$PY" "$PEERS/client.py" 127.0.0.1 "$PM" --file "$VECTORS/openssl-s_client-clienthello.bin" \
     --shut-wr --timeout 10 >"$T/c4.out" 2>&1 || true
 wait_log pass "eof in=314 in_sha256=$(sha256sum <"$VECTORS/openssl-s_client-clienthello.bin" | cut -d' ' -f1)"
+
+log "5. every ClientHello on listener raw is terminated and forwarded (by listener)"
+head -c 20000 /dev/urandom >"$T/small"
+want2=$(sha256sum <"$T/small" | cut -d' ' -f1)
+"$PY" "$PEERS/tls_raw_client.py" 127.0.0.1 "$PR" --sni other.test --ca "$P/ca.crt" \
+    --file "$T/small" >"$T/c5.out" 2>&1 || fail "client: $(cat "$T/c5.out")"
+assert_grep "^got=20000 sha256=$want2" "$T/c5.out" "echoed through the listener's terminate rule"
+wait_close mux 'listener=raw .*route=raw-listener'
+assert_not_grep 'listener=main .*route=raw-listener' "$T/mux.log" "the listener rule on main"
+
 stop_mux mux
 
-log "5. -t explains conflicts"
+log "6. -t explains conflicts"
 cat >"$T/bad.ini" <<INI
 [mux443]
 listen = 127.0.0.1:$PM
@@ -117,10 +138,15 @@ backend = echo
 [route api]
 class = http
 backend = echo
+[route nowhere]
+listener = side
+backend = echo
 INI
 if "$MUX443" -t -c "$T/bad.ini" >"$T/bad.out" 2>&1; then fail "-t accepted conflicting rules"; fi
 assert_grep 'bad.ini:11: \[route term\] conflicts with \[route pass\] \(line 8\) for sni blob.test' \
     "$T/bad.out" "passthrough vs terminate for one SNI"
 assert_grep 'bad.ini:18: \[route api\] is unreachable: \[route all\] \(line 15\)' "$T/bad.out" \
     "a rule shadowed by an earlier catch-all"
+assert_grep 'bad.ini:22: \[route nowhere\] listener: unknown listener \(got .side.' "$T/bad.out" \
+    "a rule naming a listener that does not exist"
 log "ok"

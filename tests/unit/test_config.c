@@ -237,36 +237,59 @@ static void test_route_order_and_criteria(void **state)
     struct probe_out p = probe(CLASS_TLS);
     strcpy(p.sni, "deep.sub.B.test");
     p.sni_len = (uint16_t)strlen(p.sni);
-    assert_string_equal(route_tls_hello(c, &p, &term)->name, "wild");
+    assert_string_equal(route_tls_hello(c, NULL, &p, &term)->name, "wild");
     strcpy(p.sni, "b.test"); /* the wildcard needs a label in front */
     p.sni_len = 6;
-    assert_string_equal(route_tls_hello(c, &p, &term)->name, "tls");
+    assert_string_equal(route_tls_hello(c, NULL, &p, &term)->name, "tls");
     assert_null(term); /* no certificates: never terminated */
     memcpy(p.alpn, "\x02h2\x07x-proto", 11);
     p.alpn_len = 11;
-    assert_string_equal(route_tls_hello(c, &p, &term)->name, "turn-alpn");
+    assert_string_equal(route_tls_hello(c, NULL, &p, &term)->name, "turn-alpn");
 
     p = probe(CLASS_HTTP);
     strcpy(p.host, "api.test");
     p.host_len = 8;
     strcpy(p.path, "/v1/users");
     p.path_len = 9;
-    assert_string_equal(route_select(c, &p, VIA_PLAIN)->name, "api");
+    assert_string_equal(route_select(c, NULL, &p, VIA_PLAIN)->name, "api");
     p.cls = CLASS_WEBSOCKET; /* host/path rules apply to both http and websocket */
-    assert_string_equal(route_select(c, &p, VIA_PLAIN)->name, "api");
+    assert_string_equal(route_select(c, NULL, &p, VIA_PLAIN)->name, "api");
     strcpy(p.path, "/ws");
     p.path_len = 3;
-    assert_string_equal(route_select(c, &p, VIA_PLAIN)->name, "ws");
+    assert_string_equal(route_select(c, NULL, &p, VIA_PLAIN)->name, "ws");
     p.cls = CLASS_HTTP; /* the ws rule says class = websocket */
-    assert_string_equal(route_select(c, &p, VIA_PLAIN)->name, "http");
+    assert_string_equal(route_select(c, NULL, &p, VIA_PLAIN)->name, "http");
 
     p = probe(CLASS_UNKNOWN);
-    assert_string_equal(route_select(c, &p, VIA_PLAIN)->name, "default");
+    assert_string_equal(route_select(c, NULL, &p, VIA_PLAIN)->name, "default");
     p = probe(CLASS_TIMEOUT);
-    assert_null(route_select(c, &p, VIA_PLAIN));
+    assert_null(route_select(c, NULL, &p, VIA_PLAIN));
     p = probe(CLASS_STUN);
-    assert_null(route_select(c, &p, VIA_PLAIN));
+    assert_null(route_select(c, NULL, &p, VIA_PLAIN));
     cfg_free(c);
+}
+
+/* A rule's `listener` criterion: it applies only to connections of those listeners. */
+static void test_listener_criterion(void **state)
+{
+    (void)state;
+    struct cfg *c = load("[mux443]\nlisten = 127.0.0.1:1\n"
+                         "[listener side]\nlisten = 127.0.0.1:5\n"
+                         "[backend a]\nserver = 127.0.0.1:2\n"
+                         "[backend s]\nserver = 127.0.0.1:3\n"
+                         "[route side-web]\nlistener = side\nclass = http\nbackend = s\n"
+                         "[route]\nhttp = a\n");
+    assert_non_null(c);
+    struct probe_out p = probe(CLASS_HTTP);
+    assert_string_equal(route_select(c, cfg_listener_find(c, "side"), &p, VIA_PLAIN)->name,
+                        "side-web");
+    assert_string_equal(route_select(c, cfg_listener_find(c, "main"), &p, VIA_PLAIN)->name,
+                        "http");
+    assert_string_equal(route_select(c, NULL, &p, VIA_PLAIN)->name, "http");
+    cfg_free(c);
+    expect_error("[mux443]\nlisten = 127.0.0.1:1\n[backend a]\nserver = 127.0.0.1:2\n"
+                 "[route x]\nlistener = nope\nbackend = a\n",
+                 "t.ini:6: [route x] listener: unknown listener (got 'nope'");
 }
 
 static void test_tls_match(void **state)
@@ -281,21 +304,21 @@ static void test_tls_match(void **state)
                          "[route]\nstun = a\nhttp = a\ndefault = a\non_timeout = a\n");
     assert_non_null(c);
     struct probe_out p = probe(CLASS_STUN);
-    assert_string_equal(route_select(c, &p, VIA_PLAIN)->name, "stun");
-    assert_string_equal(route_select(c, &p, VIA_TERMINATED)->name, "stun"); /* no SNI */
+    assert_string_equal(route_select(c, NULL, &p, VIA_PLAIN)->name, "stun");
+    assert_string_equal(route_select(c, NULL, &p, VIA_TERMINATED)->name, "stun"); /* no SNI */
     strcpy(p.sni, "turn.test");
     p.sni_len = 9;
-    assert_string_equal(route_select(c, &p, VIA_TERMINATED)->name, "turns");
+    assert_string_equal(route_select(c, NULL, &p, VIA_TERMINATED)->name, "turns");
     p = probe(CLASS_HTTP);
-    assert_string_equal(route_select(c, &p, VIA_PLAIN)->name, "plain-only");
-    assert_string_equal(route_select(c, &p, VIA_TERMINATED)->name, "http");
+    assert_string_equal(route_select(c, NULL, &p, VIA_PLAIN)->name, "plain-only");
+    assert_string_equal(route_select(c, NULL, &p, VIA_TERMINATED)->name, "http");
     /* Decrypted bytes never go to default / on_timeout. */
     p = probe(CLASS_UNKNOWN);
-    assert_string_equal(route_select(c, &p, VIA_PLAIN)->name, "default");
-    assert_null(route_select(c, &p, VIA_TERMINATED));
+    assert_string_equal(route_select(c, NULL, &p, VIA_PLAIN)->name, "default");
+    assert_null(route_select(c, NULL, &p, VIA_TERMINATED));
     p = probe(CLASS_TIMEOUT);
-    assert_string_equal(route_select(c, &p, VIA_PLAIN)->name, "on_timeout");
-    assert_null(route_select(c, &p, VIA_TERMINATED));
+    assert_string_equal(route_select(c, NULL, &p, VIA_PLAIN)->name, "on_timeout");
+    assert_null(route_select(c, NULL, &p, VIA_TERMINATED));
     /* ALPN offered when terminating: only what the routes take. */
     assert_int_equal(c->alpn_len, 9 + 10 + 19);
     assert_memory_equal(c->alpn, "\x08http/1.1\x09stun.turn", 19);
@@ -367,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_no_listener_no_route),
         cmocka_unit_test(test_route_order_and_criteria),
         cmocka_unit_test(test_tls_match),
+        cmocka_unit_test(test_listener_criterion),
         cmocka_unit_test(test_snapshot_and_metrics),
         cmocka_unit_test(test_name_length),
     };

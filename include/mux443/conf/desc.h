@@ -101,6 +101,7 @@ struct cfg_route {
     char *ufrag;                        /* server-ufrag prefix; NULL = any */
     struct cfg_strlist ws_protocol;     /* WebSocket subprotocols (any offered one) */
     char *mqtt_client;                  /* MQTT client identifier prefix; NULL = any */
+    struct cfg_strlist listeners;       /* accepted on one of these listeners; none = any */
     int tls;  /* enum cfg_tls_match: the client used TLS (passthrough or terminated) or not */
     bool map; /* an entry of the [route] class map (tried after the named rules) */
     bool inside_default; /* [route] tls_default: matched by no criteria, only chosen for

@@ -14,14 +14,16 @@ enum route_via {
     VIA_TERMINATED, /* plain text from inside TLS that mux443 terminated */
 };
 
-/* Returns the first route matching the probe result, NULL when none does. For VIA_PLAIN,
+/* Returns the first route matching the probe result of a connection accepted on
+ * listener lst (NULL: none, then rules with a `listener` criterion never match), NULL
+ * when none does. For VIA_PLAIN,
  * CLASS_UNKNOWN gives [route] default and CLASS_TIMEOUT [route] on_timeout (either may be
  * NULL); inside terminated TLS those two never route (the bytes are decrypted: what
  * waits behind `default` expects the client's own bytes), so NULL. For a ClientHello use
  * route_tls_hello instead. For VIA_TERMINATED, p carries the SNI and ALPN of the
  * ClientHello as well as what was found inside. */
-const struct cfg_route *route_select(const struct cfg *c, const struct probe_out *p,
-                                     enum route_via via);
+const struct cfg_route *route_select(const struct cfg *c, const struct cfg_listener *lst,
+                                     const struct probe_out *p, enum route_via via);
 
 /* A TLS ClientHello: a named rule that matches it wins: passthrough (it is returned), or
  * for tls = terminate, *terminate is set to the certificate for the SNI (NULL when none
@@ -29,7 +31,8 @@ const struct cfg_route *route_select(const struct cfg *c, const struct probe_out
  * what is inside that no class rule takes. Otherwise, when a certificate covers the SNI
  * (or a default one exists), *terminate is set and NULL is returned; otherwise the
  * [route] tls entry, then [route] default, pass it through (NULL if neither exists). */
-const struct cfg_route *route_tls_hello(const struct cfg *c, const struct probe_out *p,
+const struct cfg_route *route_tls_hello(const struct cfg *c, const struct cfg_listener *lst,
+                                        const struct probe_out *p,
                                         const struct cfg_tls **terminate);
 
 /* Inside terminated TLS, when route_select found nothing (the bytes were unrecognised,

@@ -8,6 +8,6 @@
 
 /* Reads one datagram (up to 64 KiB) from `in`, prints its kind, STUN fields, the side of
  * a flow it belongs to, and the route and server a new flow would take. Returns 0. */
-int udp_explain_run(const struct cfg *c, FILE *in, FILE *out);
+int udp_explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out);
 
 #endif

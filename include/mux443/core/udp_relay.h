@@ -15,7 +15,8 @@ struct udp_relay;
  * are shared with TCP — the media side is routed as class ice-tcp, the TURN side as
  * class stun, both as plain transport (tls = no matches). NULL when none matches. The
  * relay and --explain --udp both decide with this. */
-const struct cfg_route *udp_route(const struct cfg *c, const struct udp_first *d, int side);
+const struct cfg_route *udp_route(const struct cfg *c, const struct cfg_listener *lst,
+                                  const struct udp_first *d, int side);
 /* What udp_route routes on: d as the probe result of a TCP connection of that class. */
 void udp_probe_of(const struct udp_first *d, int side, struct probe_out *p);
 
