@@ -55,7 +55,8 @@ const struct key_def cfg_keys[] = {
     {SEC_MAIN, "fanout_timeout", K_SECONDS, M(fanout_timeout), 0.05, 60, NULL, "2s",
      "How long a fan-out waits for a media server to answer the Binding request."},
     {SEC_MAIN, "fanout_max", K_UINT, M(fanout_max), 1, 100000, NULL, "256",
-     "Fan-outs in progress at once (each opens a connection to every server of the pool)."},
+     "Fan-outs in progress at once (each opens a connection to every server of the pool); "
+     "ICE-TCP's and UDP's are bounded apart."},
     {SEC_MAIN, "udp", K_BOOL, M(udp), 0, 0, NULL, "no",
      "Also take UDP (STUN, TURN/UDP, ICE/UDP media) on the main listener's addresses."},
     {SEC_MAIN, "udp_idle_timeout", K_SECONDS, M(udp_idle_timeout), 1, 604800, NULL, "10m",
