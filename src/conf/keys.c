@@ -71,6 +71,9 @@ const struct key_def cfg_keys[] = {
      "New UDP flows accepted per second, all workers together; 0 = no limit."},
     {SEC_MAIN, "udp_unverified_budget", K_UINT, M(udp_budget), 1, 10000, NULL, "16",
      "Datagrams a UDP flow may send a server before the server has answered it once."},
+    {SEC_MAIN, "udp_transparent", K_BOOL, M(udp_transparent), 0, 0, NULL, "no",
+     "Send a UDP flow's datagrams to its servers from the client's own address and port "
+     "(IP_TRANSPARENT: needs CAP_NET_ADMIN and policy routing for the replies, see README)."},
     {SEC_MAIN, "admin", K_ADDRS, M(admin), 0, 0, NULL, NULL,
      "Admin HTTP listener (/healthz /metrics /routes /ufrags), e.g. 127.0.0.1:9443; off when "
      "unset. Keep it on loopback, or set admin_token_file."},

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,6 +37,7 @@ struct udp_relay {
     uint32_t cursor;
     uint64_t next_id;
     uint32_t budget;
+    bool transparent; /* udp_transparent */
     struct mmsghdr msg[UDP_BATCH];
     struct iovec iov[UDP_BATCH];
     struct sockaddr_storage from[UDP_BATCH];
@@ -166,6 +168,35 @@ static void side_count(struct snap *s, const struct cfg_route *r, int side, size
     MX_INC(mxu.flows_open[side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN]);
     MX_INC(snap_route_mx(s, r)->conns);
     MX_INC(snap_server_mx(s, r->backend, idx)->connects);
+}
+
+/* A socket connected to server a for flow f: from mux443's own address, or with
+ * udp_transparent from the client's address and port (IP_TRANSPARENT; SO_REUSEADDR, as
+ * the client's other side and fan-out legs bind the same address to other servers).
+ * -1 on failure (logged). */
+static int up_socket(const struct udp_relay *u, const struct udp_flow *f, const struct cfg_addr *a)
+{
+    int one = 1, fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    bool v6 = a->ss.ss_family == AF_INET6;
+
+    if (fd >= 0 && u->transparent &&
+        (f->addr.ss_family != a->ss.ss_family ||
+         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+         setsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, &one,
+                    sizeof(one)) < 0 ||
+         bind(fd, (const struct sockaddr *)&f->addr, f->addr_len) < 0)) {
+        log_warn("udp: cannot send to %s from the client's address (udp_transparent): %s", a->text,
+                 f->addr.ss_family != a->ss.ss_family ? "other address family" : strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (fd >= 0 && connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0)
+        log_warn("udp: cannot open a socket to %s: %s", a->text, strerror(errno));
+    return fd;
 }
 
 /* ------------------------------------------------------------------ fan-out
@@ -370,12 +401,7 @@ static bool fan_start(struct udp_relay *u, struct udp_flow *f, const struct cfg_
 
         if (atomic_load(&sm->down))
             continue;
-        l->fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (l->fd >= 0 && connect(l->fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
-            close(l->fd);
-            l->fd = -1;
-        }
-        if (l->fd < 0) {
+        if ((l->fd = up_socket(u, f, a)) < 0) {
             MX_INC(sm->connect_failures);
             continue;
         }
@@ -425,11 +451,7 @@ static enum side_opened side_open(struct udp_relay *u, struct udp_flow *f, int s
         return SIDE_FAILED;
     }
     a = &r->backend->servers.v[idx];
-    fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
-        log_warn("udp: cannot open a socket to %s", a->text);
-        if (fd >= 0)
-            close(fd);
+    if ((fd = up_socket(u, f, a)) < 0) {
         ufrag_release(held);
         drop(MXU_UPSTREAM);
         return SIDE_FAILED;
@@ -686,6 +708,7 @@ struct udp_relay *udp_relay_new(struct ev_loop *loop, unsigned worker, const str
     u->loop = loop;
     u->worker = worker;
     u->budget = c->udp_budget;
+    u->transparent = c->udp_transparent;
     MX_ADD(mxu.table_slots, lim.max_flows);
     ev_timer_init(&u->sweep, sweep_cb, UDP_SWEEP, UDP_SWEEP);
     u->sweep.data = u;
@@ -702,6 +725,7 @@ void udp_relay_limits(struct udp_relay *u, const struct cfg *c, unsigned nworker
     limits_of(&lim, c, nworkers);
     udp_ftab_set_limits(&u->t, &lim);
     u->budget = c->udp_budget;
+    u->transparent = c->udp_transparent;
 }
 
 static void close_where(struct udp_relay *u, int lfd, const char *reason)
