@@ -30,6 +30,8 @@ void cfg_route_clear(struct cfg_route *r)
     free_strlist(&r->host);
     free(r->path);
     free(r->ufrag);
+    free_strlist(&r->ws_protocol);
+    free(r->mqtt_client);
 }
 
 void cfg_tls_clear(struct cfg_tls *t)
@@ -38,6 +40,8 @@ void cfg_tls_clear(struct cfg_tls *t)
     free_strlist(&t->certs);
     free_strlist(&t->keys);
     free_strlist(&t->names);
+    free(t->ciphers);
+    free(t->ciphersuites);
 }
 
 void cfg_free(struct cfg *c)
@@ -47,6 +51,7 @@ void cfg_free(struct cfg *c)
     for (size_t i = 0; i < c->nlisteners; i++) {
         free(c->listeners[i].name);
         free(c->listeners[i].addrs.v);
+        free(c->listeners[i].proxy_from.v);
     }
     for (size_t i = 0; i < c->nbackends; i++) {
         struct cfg_backend *b = &c->backends[i];

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "mux443/conf/keys.h"
@@ -44,10 +45,21 @@ const struct key_def cfg_keys[] = {
      "Close a relayed connection after this long without a byte either way (route default)."},
     {SEC_MAIN, "drain_timeout", K_SECONDS, M(drain_timeout), 0, 86400, NULL, "30s",
      "On SIGTERM/SIGINT, how long open connections may finish before they are closed."},
-    {SEC_MAIN, "max_connections", K_UINT, M(max_connections), 0, 10000000, NULL, "0",
-     "Connections open at once, all workers together; 0 = no limit."},
-    {SEC_MAIN, "max_connections_per_client", K_UINT, M(max_per_client), 0, 10000000, NULL, "0",
-     "Connections open at once from one client address (after PROXY); 0 = no limit."},
+    {SEC_MAIN, "max_connections", K_MAXCONN, M(max_connections), 0, 10000000, NULL, "auto",
+     "Connections open at once, all workers together (fan-out candidates included); auto = "
+     "(hard open-files limit - " CFG_FD_RESERVE_STR ") / 2, each relayed connection needs two "
+     "descriptors; 0 = no limit."},
+    {SEC_MAIN, "max_connections_per_client", K_UINT, M(max_per_client), 0, 10000000, NULL, "512",
+     "Connections open at once from one client (its address prefix, after PROXY); 512 leaves "
+     "room for a large NAT (a browser opens a handful); 0 = no limit."},
+    {SEC_MAIN, "client_prefix_v4", K_UINT, M(client_prefix_v4), 8, 32, NULL, "32",
+     "Per-client limits count IPv4 clients by this prefix length (32 = each address)."},
+    {SEC_MAIN, "client_prefix_v6", K_UINT, M(client_prefix_v6), 16, 128, NULL, "64",
+     "Per-client limits count IPv6 clients by this prefix length (64 = one subscriber's "
+     "LAN)."},
+    {SEC_MAIN, "preread_budget", K_SIZE, M(preread_budget), 65536, 4294967295.0, NULL, "64m",
+     "Bytes all detection buffers (unrecognised clients) may hold together; when spent, new "
+     "connections are refused and a buffer that cannot grow ends its connection."},
     {SEC_MAIN, "ufrag_ttl", K_SECONDS, M(ufrag_ttl), 1, 604800, NULL, "10m",
      "A ufrag registered or learnt by fan-out, with no connection, is forgotten after this."},
     {SEC_MAIN, "ufrag_grace", K_SECONDS, M(ufrag_grace), 0, 86400, NULL, "30s",
@@ -57,6 +69,10 @@ const struct key_def cfg_keys[] = {
     {SEC_MAIN, "fanout_max", K_UINT, M(fanout_max), 1, 100000, NULL, "256",
      "Fan-outs in progress at once (each opens a connection to every server of the pool); "
      "ICE-TCP's and UDP's are bounded apart."},
+    {SEC_MAIN, "fanout_per_client", K_UINT, M(fanout_per_client), 1, 100000, NULL, "4",
+     "Fan-outs in progress at once for one client (address prefix, as per-client limits)."},
+    {SEC_MAIN, "fanout_rate", K_UINT, M(fanout_rate), 1, 1000000, NULL, "100",
+     "Fan-outs started per second, all clients together; more are refused."},
     {SEC_MAIN, "udp", K_BOOL, M(udp), 0, 0, NULL, "no",
      "Also take UDP (STUN, TURN/UDP, ICE/UDP media) on the main listener's addresses."},
     {SEC_MAIN, "udp_idle_timeout", K_SECONDS, M(udp_idle_timeout), 1, 604800, NULL, "10m",
@@ -94,7 +110,11 @@ const struct key_def cfg_keys[] = {
     {SEC_LISTENER, "listen", K_ADDRS, L(addrs), 0, 0, NULL, NULL,
      "Addresses of this listener (required)."},
     {SEC_LISTENER, "proxy_protocol", K_BOOL, L(proxy_in), 0, 0, NULL, "no",
-     "Expect a PROXY v1/v2 header first (only behind a trusted load balancer)."},
+     "Expect a PROXY v1/v2 header first (only behind a trusted load balancer; set "
+     "proxy_from). Without it, a client that starts with a PROXY header is refused."},
+    {SEC_LISTENER, "proxy_from", K_CIDRS, L(proxy_from), 0, 0, NULL, NULL,
+     "Addresses allowed to send the PROXY header, e.g. 10.0.0.0/8, 2001:db8::/32; others are "
+     "refused before a byte is read. Unset with proxy_protocol = yes: any address (warned)."},
     {SEC_LISTENER, "peek_timeout", K_SECONDS, L(peek_timeout), 0.01, 300, NULL, NULL,
      "As in [mux443], for this listener."},
     {SEC_LISTENER, "preread_max", K_SIZE, L(preread_max), 1024, 262144, NULL, NULL,
@@ -136,26 +156,43 @@ const struct key_def cfg_keys[] = {
      "Backend for STUN/TURN over TCP."},
     {SEC_ROUTEMAP, "ice-tcp", K_BACKEND, C(CLASS_ICE_TCP), 0, 0, NULL, NULL,
      "Backend for RFC 4571-framed ICE-TCP."},
+    {SEC_ROUTEMAP, "sip", K_BACKEND, C(CLASS_SIP), 0, 0, NULL, NULL,
+     "Backend for SIP over TCP (and inside terminated TLS: SIPS)."},
+    {SEC_ROUTEMAP, "mqtt", K_BACKEND, C(CLASS_MQTT), 0, 0, NULL, NULL,
+     "Backend for MQTT (a CONNECT packet); offers ALPN mqtt and x-amzn-mqtt-ca."},
+    {SEC_ROUTEMAP, "ssh", K_BACKEND, C(CLASS_SSH), 0, 0, NULL, NULL,
+     "Backend for SSH (the client's SSH-2.0- identification string)."},
+    {SEC_ROUTEMAP, "tls_default", K_BACKEND, offsetof(struct raw_routemap, tls_default), 0, 0, NULL,
+     NULL,
+     "Backend for what arrives inside terminated TLS that no rule routes (unrecognised, "
+     "silent, or a class without a route); without it such connections are closed."},
     {SEC_ROUTEMAP, "default", K_BACKEND, C(CLASS_UNKNOWN), 0, 0, NULL, NULL,
      "Backend for bytes no probe recognises; without it they are closed."},
     {SEC_ROUTEMAP, "on_timeout", K_BACKEND, C(CLASS_TIMEOUT), 0, 0, NULL, NULL,
      "Backend for clients silent past peek_timeout; without it they are closed."},
 
     {SEC_RULE, "class", K_CLASSES, R(r.classes), 0, 0, NULL, NULL,
-     "Classes this rule applies to (tls, http, websocket, stun, ice-tcp)."},
+     "Classes this rule applies to (tls, http, websocket, stun, ice-tcp, sip, mqtt, ssh)."},
     {SEC_RULE, "sni", K_STRLIST, R(r.sni), 0, 0, NULL, NULL,
      "TLS server names; *.example.com matches one or more labels."},
     {SEC_RULE, "alpn", K_STRLIST, R(r.alpn), 0, 0, NULL, NULL,
      "Matches when the client offers any of these ALPN protocols."},
     {SEC_RULE, "host", K_STRLIST, R(r.host), 0, 0, NULL, NULL,
-     "HTTP Host names (port ignored); *.example.com wildcards."},
+     "HTTP Host names, or SIP Request-URI hosts (port ignored); *.example.com wildcards."},
     {SEC_RULE, "path", K_STRING, R(r.path), 0, 0, NULL, NULL, "HTTP path prefix, e.g. /ws."},
     {SEC_RULE, "ufrag", K_STRING, R(r.ufrag), 0, 0, NULL, NULL, "ICE-TCP server ufrag prefix."},
+    {SEC_RULE, "ws_protocol", K_STRLIST, R(r.ws_protocol), 0, 0, NULL, NULL,
+     "WebSocket subprotocols (Sec-WebSocket-Protocol), e.g. sip; any one offered matches."},
+    {SEC_RULE, "mqtt_client", K_STRING, R(r.mqtt_client), 0, 0, NULL, NULL,
+     "MQTT client identifier prefix."},
     {SEC_RULE, "backend", K_BACKEND, R(backend), 0, 0, NULL, NULL,
      "Backend for connections this rule matches (required)."},
-    {SEC_RULE, "tls", K_ENUM, R(r.tls), 0, 0, "any|yes|no", "any",
+    {SEC_RULE, "tls", K_ENUM, R(r.tls), 0, 0, "any|yes|no|passthrough|terminate", "any",
      "yes: only clients that used TLS (a rule for class tls passes it through; for other "
-     "classes mux443 terminated it); no: only plain-text clients."},
+     "classes mux443 terminated it); no: only plain-text clients; passthrough: a "
+     "ClientHello matching sni/alpn is relayed untouched; terminate: it is terminated "
+     "with the certificate for its SNI and what is inside goes to this backend unless a "
+     "class rule routes it."},
     {SEC_RULE, "idle_timeout", K_SECONDS, R(r.idle_timeout), 1, 604800, NULL, NULL,
      "As in [mux443], for this route; also the idle timeout of its UDP flows."},
 
@@ -165,9 +202,28 @@ const struct key_def cfg_keys[] = {
      "PEM private key files, one per cert, in the same order (required)."},
     {SEC_TLS, "default", K_BOOL, T(is_default), 0, 0, NULL, NULL,
      "Serve clients without SNI, or whose SNI no certificate covers; yes for [tls]."},
+    {SEC_TLS, "min_version", K_ENUM, T(min_version), 0, 0, "tls1.2|tls1.3", "tls1.2",
+     "Oldest TLS version accepted from clients."},
+    {SEC_TLS, "ciphers", K_STRING, T(ciphers), 0, 0, NULL, NULL,
+     "TLS 1.2 cipher list (OpenSSL syntax). Unset: Mozilla's intermediate profile, ECDHE "
+     "with AES-GCM or ChaCha20-Poly1305 only (ECDHE-ECDSA-AES128-GCM-SHA256, "
+     "ECDHE-RSA-AES128-GCM-SHA256, ECDHE-ECDSA-AES256-GCM-SHA384, ECDHE-RSA-AES256-GCM-SHA384, "
+     "ECDHE-ECDSA-CHACHA20-POLY1305, ECDHE-RSA-CHACHA20-POLY1305)."},
+    {SEC_TLS, "ciphersuites", K_STRING, T(ciphersuites), 0, 0, NULL, NULL,
+     "TLS 1.3 suites (OpenSSL syntax); unset = OpenSSL's defaults (all AEAD)."},
 };
 const size_t cfg_nkeys = sizeof(cfg_keys) / sizeof(cfg_keys[0]);
 _Static_assert(sizeof(cfg_keys) / sizeof(cfg_keys[0]) <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
+
+unsigned cfg_auto_max_connections(void)
+{
+    struct rlimit rl;
+    /* mux443 raises its soft limit to the hard one at start (daemon.c). */
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max == RLIM_INFINITY)
+        return 0;
+    rlim_t n = rl.rlim_max > 20000000 ? 20000000 : rl.rlim_max;
+    return n > 2 * CFG_FD_RESERVE ? (unsigned)((n - CFG_FD_RESERVE) / 2) : (unsigned)(n / 4 + 1);
+}
 
 void *cfg_xcalloc(size_t n, size_t sz)
 {
@@ -357,8 +413,13 @@ const char *cfg_type_expect(const struct key_def *k, char *buf, size_t cap)
     case K_WORKERS:
         snprintf(buf, cap, "auto or a number from 1 to %d", WORKERS_MAX);
         return buf;
+    case K_MAXCONN:
+        snprintf(buf, cap, "auto or a whole number from %.0f to %.0f", k->min, k->max);
+        return buf;
+    case K_CIDRS:
+        return "IP[/LEN][, IP[/LEN]...]";
     case K_CLASSES:
-        return "tls, http, websocket, stun, ice-tcp";
+        return "tls, http, websocket, stun, ice-tcp, sip, mqtt, ssh";
     case K_PATHS:
         return "FILE[, FILE...] (relative to this file's directory)";
     default:
@@ -447,6 +508,29 @@ void cfg_set_value(struct parse *ps, struct section *sec, const struct key_def *
                 cfg_type_expect(k, ebuf, sizeof(ebuf)));
         *(unsigned *)field = (unsigned)d;
         return;
+    case K_MAXCONN:
+        if (strcmp(vbuf, "auto") == 0) {
+            *(unsigned *)field = cfg_auto_max_connections();
+            return;
+        }
+        if (!parse_uint(vbuf, false, &d) || d < k->min || d > k->max)
+            BAD("out of range (got '%s', expected %s)", vbuf,
+                cfg_type_expect(k, ebuf, sizeof(ebuf)));
+        *(unsigned *)field = (unsigned)d;
+        return;
+    case K_CIDRS: {
+        struct cfg_cidrlist *l = (struct cfg_cidrlist *)field;
+        cur = vbuf;
+        while ((item = next_item(&cur))) {
+            struct addr_cidr net;
+            if (!addr_cidr_parse(item, &net))
+                BAD("not an address or prefix (got '%s', expected %s)", item,
+                    cfg_type_expect(k, ebuf, sizeof(ebuf)));
+            l->v = cfg_xrealloc(l->v, l->n + 1, sizeof(*l->v));
+            l->v[l->n++] = net;
+        }
+        return;
+    }
     case K_BOOL:
         if (!strcmp(vbuf, "yes") || !strcmp(vbuf, "true") || !strcmp(vbuf, "on"))
             *(bool *)field = true;
@@ -573,8 +657,12 @@ void cfg_print_reference(FILE *out, bool man)
             if ((int)k->sec != s)
                 continue;
             if (!man) {
-                fprintf(out, "  %-16s %s; default: %s\n  %-16s %s\n", k->name,
-                        cfg_type_expect(k, ebuf, sizeof(ebuf)), k->dflt ? k->dflt : "none", "",
+                char now[64] = "";
+                /* What `auto` is on this machine, now (the man page stays generic). */
+                if (k->type == K_MAXCONN)
+                    snprintf(now, sizeof(now), " (here: %u)", cfg_auto_max_connections());
+                fprintf(out, "  %-16s %s; default: %s%s\n  %-16s %s\n", k->name,
+                        cfg_type_expect(k, ebuf, sizeof(ebuf)), k->dflt ? k->dflt : "none", now, "",
                         k->help);
                 continue;
             }

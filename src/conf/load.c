@@ -6,6 +6,7 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <ini.h>
 
@@ -255,6 +256,17 @@ static void check_rule(struct parse *ps, const struct section *sec, struct cfg_r
 {
     const unsigned web = (1u << CLASS_HTTP) | (1u << CLASS_WEBSOCKET);
     const unsigned ice = 1u << CLASS_ICE_TCP;
+    const unsigned hello = r->tls == TLSM_PASSTHROUGH || r->tls == TLSM_TERMINATE;
+
+    /* passthrough / terminate decide what happens to a ClientHello: they take the
+     * ClientHello's criteria only. */
+    if (hello && r->classes && r->classes != (1u << CLASS_TLS))
+        cfg_perr(ps, cfg_key_line(sec, "class"), sec, "class",
+                 "tls = %s decides on the ClientHello: leave class out (or class = tls) and "
+                 "route what is inside with rules of that class and tls = yes",
+                 r->tls == TLSM_TERMINATE ? "terminate" : "passthrough");
+    if (hello)
+        r->classes = 1u << CLASS_TLS;
 
     /* sni/alpn alone mean a ClientHello (passthrough); with other classes they match the
      * names the client sent in the TLS that mux443 terminated. */
@@ -267,13 +279,16 @@ static void check_rule(struct parse *ps, const struct section *sec, struct cfg_r
         bool used;
         unsigned allowed;
         const char *key, *what;
-    } c[] = {{r->host.n || r->path, web, r->host.n ? "host" : "path", "http, websocket"},
-             {r->ufrag != NULL, ice, "ufrag", "ice-tcp"}};
+    } c[] = {{r->host.n && !r->path, web | (1u << CLASS_SIP), "host", "http, websocket, sip"},
+             {r->path != NULL, web, "path", "http, websocket"},
+             {r->ufrag != NULL, ice, "ufrag", "ice-tcp"},
+             {r->ws_protocol.n > 0, 1u << CLASS_WEBSOCKET, "ws_protocol", "websocket"},
+             {r->mqtt_client != NULL, 1u << CLASS_MQTT, "mqtt_client", "mqtt"}};
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
         if (!c[i].used)
             continue;
-        if (!r->classes)
-            r->classes = c[i].allowed; /* criteria imply the class */
+        if (!r->classes) /* criteria imply the class; host alone keeps meaning the web */
+            r->classes = c[i].allowed & (i == 0 ? web : ~0u);
         else if (r->classes & ~c[i].allowed)
             cfg_perr(ps, cfg_key_line(sec, c[i].key), sec, c[i].key, "only applies to class %s",
                      c[i].what);
@@ -288,7 +303,7 @@ static void build_tls(struct parse *ps, struct cfg *c, struct section *sec)
 {
     struct cfg_tls *t = &c->tls[c->ntls++];
     char err[512];
-    bool bad_key;
+    const char *bad_key;
 
     *t = ((struct raw_tls *)sec->obj)->t;
     memset(sec->obj, 0, sizeof(struct raw_tls));
@@ -310,10 +325,9 @@ static void build_tls(struct parse *ps, struct cfg *c, struct section *sec)
                  t->keys.n, t->certs.n);
         return;
     }
-    bad_key = false;
+    bad_key = "cert";
     if (ps->opts->check_tls && !ps->opts->check_tls(t, err, sizeof(err), &bad_key))
-        cfg_perr(ps, bad_key ? t->key_line : t->cert_line, sec, bad_key ? "key" : "cert", "%s",
-                 err);
+        cfg_perr(ps, cfg_key_line(sec, bad_key), sec, bad_key, "%s", err);
     else if (t->is_default && c->tls_default)
         cfg_perr(ps, cfg_key_line(sec, "default"), sec, "default",
                  "a default certificate is already set on line %d", c->tls_default->line);
@@ -323,22 +337,112 @@ static void build_tls(struct parse *ps, struct cfg *c, struct section *sec)
 
 /* The ALPN protocols mux443 may select when it terminates TLS: only what some route
  * behind it takes (no h2: mux443 relays HTTP/1.1 to its backends). */
+static bool alpn_has(const struct cfg *c, const char *proto, size_t n)
+{
+    for (size_t pos = 0; pos < c->alpn_len; pos += 1 + c->alpn[pos])
+        if (c->alpn[pos] == n && memcmp(c->alpn + pos + 1, proto, n) == 0)
+            return true;
+    return false;
+}
+
+static void add_alpn(struct cfg *c, const char *proto)
+{
+    size_t n = strlen(proto);
+
+    if (!n || n > 255 || c->alpn_len + 1 + n > sizeof(c->alpn) || alpn_has(c, proto, n))
+        return;
+    c->alpn[c->alpn_len++] = (uint8_t)n;
+    memcpy(c->alpn + c->alpn_len, proto, n);
+    c->alpn_len += (unsigned)n;
+}
+
+/* MQTT's ALPN names are offered only to a configuration that routes MQTT by name (a
+ * class-less rule does not make mux443 claim to be a broker); the ALPN values of
+ * tls = terminate rules are offered too, so that a client insisting on its protocol's
+ * name (AWS IoT devices send x-amzn-mqtt-ca) completes the handshake. */
 static void build_alpn(struct cfg *c)
 {
-    unsigned classes = 0;
-    for (size_t i = 0; i < c->nroutes; i++)
+    unsigned classes = 0, named = 0;
+    for (size_t i = 0; i < c->nroutes; i++) {
         classes |= c->routes[i].classes ? c->routes[i].classes : ~0u;
+        named |= c->routes[i].classes;
+    }
     const char *protos[] = {(classes & ((1u << CLASS_HTTP) | (1u << CLASS_WEBSOCKET))) ? "http/1.1"
                                                                                        : NULL,
                             (classes & (1u << CLASS_STUN)) ? "stun.turn" : NULL,
-                            (classes & (1u << CLASS_STUN)) ? "stun.nat-discovery" : NULL};
-    for (size_t i = 0; i < sizeof(protos) / sizeof(protos[0]); i++) {
-        if (!protos[i])
+                            (classes & (1u << CLASS_STUN)) ? "stun.nat-discovery" : NULL,
+                            (named & (1u << CLASS_MQTT)) ? "mqtt" : NULL,
+                            (named & (1u << CLASS_MQTT)) ? "x-amzn-mqtt-ca" : NULL};
+    for (size_t i = 0; i < sizeof(protos) / sizeof(protos[0]); i++)
+        if (protos[i])
+            add_alpn(c, protos[i]);
+    for (size_t i = 0; i < c->nroutes; i++)
+        for (size_t k = 0; c->routes[i].tls == TLSM_TERMINATE && k < c->routes[i].alpn.n; k++)
+            add_alpn(c, c->routes[i].alpn.v[k]);
+}
+
+static bool same_names(const struct cfg_strlist *a, const struct cfg_strlist *b, size_t *ai)
+{
+    for (size_t i = 0; i < a->n; i++)
+        for (size_t k = 0; k < b->n; k++)
+            if (strcasecmp(a->v[i], b->v[k]) == 0) {
+                *ai = i;
+                return true;
+            }
+    return false;
+}
+
+/* A rule that an earlier one always wins over: the earlier has no criteria but its
+ * classes (and tls = any, or the same tls), and covers every class of the later. */
+static bool shadows(const struct cfg_route *a, const struct cfg_route *b)
+{
+    if (a->sni.n || a->alpn.n || a->host.n || a->path || a->ufrag || a->ws_protocol.n ||
+        a->mqtt_client)
+        return false;
+    if (a->tls != TLSM_ANY && a->tls != b->tls)
+        return false;
+    unsigned ac = a->classes ? a->classes : ~0u, bc = b->classes ? b->classes : ~0u;
+    return (bc & ~ac) == 0;
+}
+
+/* What -t explains about rules that contradict each other: a passthrough and a terminate
+ * decision for the same server name, a rule an earlier one makes unreachable, a
+ * terminate rule without any certificate. */
+static void check_conflicts(struct parse *ps, const struct cfg *c)
+{
+    for (size_t j = 0; j < c->nroutes; j++) {
+        const struct cfg_route *b = &c->routes[j];
+        if (b->map)
             continue;
-        size_t n = strlen(protos[i]);
-        c->alpn[c->alpn_len++] = (uint8_t)n;
-        memcpy(c->alpn + c->alpn_len, protos[i], n);
-        c->alpn_len += (unsigned)n;
+        if (b->tls == TLSM_TERMINATE && !c->ntls)
+            cfg_perr(ps, b->line, NULL, NULL,
+                     "[route %s] tls = terminate: no [tls] section holds a certificate to "
+                     "terminate with",
+                     b->name);
+        for (size_t i = 0; i < j; i++) {
+            const struct cfg_route *a = &c->routes[i];
+            size_t k;
+            bool a_hello = a->classes == (1u << CLASS_TLS) && a->tls != TLSM_NO;
+            bool b_hello = b->classes == (1u << CLASS_TLS) && b->tls != TLSM_NO;
+            if (a_hello && b_hello && !a->alpn.n &&
+                (a->tls == TLSM_TERMINATE) != (b->tls == TLSM_TERMINATE) &&
+                same_names(&b->sni, &a->sni, &k)) {
+                cfg_perr(ps, b->line, NULL, NULL,
+                         "[route %s] conflicts with [route %s] (line %d) for sni %s: that rule "
+                         "comes first and %s it, so this one (%s) never sees it",
+                         b->name, a->name, a->line, b->sni.v[k],
+                         a->tls == TLSM_TERMINATE ? "terminates" : "passes through",
+                         b->tls == TLSM_TERMINATE ? "terminate" : "passthrough");
+                break;
+            }
+            if (shadows(a, b)) {
+                cfg_perr(ps, b->line, NULL, NULL,
+                         "[route %s] is unreachable: [route %s] (line %d) comes first and "
+                         "matches everything it would",
+                         b->name, a->name, a->line);
+                break;
+            }
+        }
     }
 }
 
@@ -427,6 +531,11 @@ static struct cfg *build(struct parse *ps)
     c->drain_timeout = m->drain_timeout;
     c->max_connections = m->max_connections;
     c->max_per_client = m->max_per_client;
+    c->client_prefix_v4 = m->client_prefix_v4;
+    c->client_prefix_v6 = m->client_prefix_v6;
+    c->preread_budget = m->preread_budget;
+    c->fanout_per_client = m->fanout_per_client;
+    c->fanout_rate = m->fanout_rate;
     c->ufrag_ttl = m->ufrag_ttl;
     c->ufrag_grace = m->ufrag_grace;
     c->fanout_timeout = m->fanout_timeout;
@@ -448,7 +557,7 @@ static struct cfg *build(struct parse *ps)
     nl += m->listen.n > 0;
     c->listeners = cfg_xcalloc(nl, sizeof(*c->listeners));
     c->backends = cfg_xcalloc(nb, sizeof(*c->backends));
-    c->routes = cfg_xcalloc(nr + CLASS_COUNT, sizeof(*c->routes));
+    c->routes = cfg_xcalloc(nr + CLASS_COUNT + 1, sizeof(*c->routes));
     c->tls = cfg_xcalloc(nt, sizeof(*c->tls));
 
     if (m->listen.n) {
@@ -483,6 +592,12 @@ static struct cfg *build(struct parse *ps)
                 l->peek_timeout = c->peek_timeout;
             if (!l->preread_max)
                 l->preread_max = c->preread_max;
+            if (l->proxy_in && !l->proxy_from.n)
+                log_warnx("%s:%d: [%s] proxy_protocol = yes without proxy_from: ANY client can "
+                          "send a PROXY header and claim any address (spoofing the per-client "
+                          "limits and the backends' logs); set proxy_from = the load "
+                          "balancers' addresses",
+                          ps->file, cfg_key_line(sec, "proxy_protocol"), sec->title);
             if (!l->addrs.n && cfg_key_line(sec, "listen") == sec->line)
                 cfg_perr(ps, sec->line, sec, "listen", "missing (every listener needs an address)");
         }
@@ -546,10 +661,20 @@ static struct cfg *build(struct parse *ps)
         r->udp_idle_timeout = c->udp_idle_timeout;
         r->backend = resolve_backend(ps, c, mapsec, r->name, ref);
     }
+    if (ps->routemap->tls_default.name) {
+        struct cfg_route *r = &c->routes[c->nroutes++];
+        r->map = r->inside_default = true;
+        r->name = cfg_xstrdup("tls_default");
+        r->line = ps->routemap->tls_default.line;
+        r->idle_timeout = c->idle_timeout;
+        r->backend = resolve_backend(ps, c, mapsec, r->name, &ps->routemap->tls_default);
+        c->tls_inside_default = r;
+    }
     build_alpn(c);
     for (size_t i = 0; i < ps->nsecs; i++)
         if (ps->secs[i]->kind == SEC_TLS)
             build_tls(ps, c, ps->secs[i]);
+    check_conflicts(ps, c);
     if (c->nroutes == 0)
         cfg_perr(ps, 1, NULL, NULL,
                  "no routes: add a [route] section, or every connection is closed");
@@ -583,6 +708,7 @@ static void parse_free(struct parse *ps)
     }
     for (int i = 0; i < CLASS_COUNT; i++)
         free(ps->routemap->cls[i].name);
+    free(ps->routemap->tls_default.name);
     free(ps->main->listen.v);
     free(ps->main->admin.v);
     for (size_t i = 0; i < ps->main->admin_hosts.n; i++)

@@ -63,6 +63,14 @@ static void refuse_log(enum mx_refuse why, const char *fmt, ...)
 /* Connection ids: one sequence for the process, so that they follow acceptance. */
 static atomic_ullong next_conn_id;
 
+static bool proxy_sender_trusted(const struct cfg_listener *lst, const struct sockaddr *peer)
+{
+    for (size_t i = 0; i < lst->proxy_from.n; i++)
+        if (addr_cidr_match(&lst->proxy_from.v[i], peer))
+            return true;
+    return false;
+}
+
 void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listener *lst, int fd,
                  const struct sockaddr *peer, socklen_t peerlen)
 {
@@ -87,20 +95,41 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
         close(fd);
         return;
     }
+    /* Unrecognised clients already hold the whole preread budget: a new one could not
+     * even be read. */
+    if (limits_preread_held() + DETECT_FIRST_BLOCK > cfg->preread_budget) {
+        refuse_log(MXR_PREREAD_BUDGET,
+                   "preread_budget (%u bytes) spent by clients still being recognised: "
+                   "refusing new connections",
+                   cfg->preread_budget);
+        goto refused;
+    }
+    /* Only the load balancers in proxy_from may claim to speak for a client: the others
+     * are refused before a byte is read. */
+    if (lst->proxy_in && lst->proxy_from.n && !proxy_sender_trusted(lst, peer)) {
+        addr_format(peer, text, sizeof(text));
+        refuse_log(MXR_PROXY_UNTRUSTED,
+                   "listener %s: %s is not in proxy_from: refusing its connections", lst->name,
+                   text);
+        goto refused;
+    }
     /* Without a PROXY header the client's address is known now: refuse before
      * anything is allocated (and logged per connection). */
     addr_format(peer, text, sizeof(text));
-    bool per_client = !lst->proxy_in && cfg->max_per_client;
+    uint8_t key[16];
+    bool keyed = false, held = false;
     struct conn *c = NULL;
-    if (per_client && !conn_admit_client(cfg, peer, text))
+    if (!lst->proxy_in && !conn_admit_client(cfg, peer, key, &keyed, &held))
         goto refused;
     if (!(c = calloc(1, sizeof(*c)))) {
-        if (per_client)
-            limits_client_release(peer);
+        if (held)
+            limits_client_release(LIMITS_CONNS, key);
         log_warnx("accept: out of memory, connection dropped");
         goto refused;
     }
-    c->limit_held = per_client;
+    c->limit_held = held;
+    c->keyed = keyed;
+    memcpy(c->client_key, key, sizeof(key));
     c->id = atomic_fetch_add(&next_conn_id, 1) + 1; /* in order of acceptance, all workers */
     c->pool = pool;
     c->snap = snap_ref(s);
@@ -157,6 +186,10 @@ static void conn_describe(struct conn *c, const struct probe_out *p)
     ADD("host", p->host, p->host_len);
     ADD("path", p->path, p->path_len);
     ADD("ufrag", p->ufrag, p->ufrag_len);
+    ADD("ws_protocol", p->ws_protocol, p->ws_protocol_len);
+    if (p->cls == CLASS_SIP)
+        ADD("sip_method", p->method, strlen(p->method));
+    ADD("mqtt_client", p->mqtt_client, p->mqtt_client_len);
     if (p->cls == CLASS_UNKNOWN && p->why)
         ADD("why", p->why, strlen(p->why));
 #undef ADD
@@ -208,7 +241,7 @@ static bool conn_ufrag_server(struct conn *c, const struct probe_out *p)
     size_t idx;
 
     /* Only a well-formed ufrag (RFC 8445 ice-chars) is looked up or cached: it comes from
-     * the client. Anything else still fans out, uncached. */
+     * the client. Anything else is refused by fanout_prepare. */
     if (!ufrag_valid(p->ufrag, p->ufrag_len))
         return false;
     c->ufrag = strndup(p->ufrag, p->ufrag_len);
@@ -241,8 +274,20 @@ static enum step conn_route(struct conn *c, struct probe_out *p)
         free(c->hello);
         c->hello = NULL;
         c->route = route_select(c->cfg, p, VIA_TERMINATED);
+        if (!c->route)
+            c->route = route_inside_fallback(c->cfg, c->term_route);
     } else if (p->cls == CLASS_TLS) {
         c->route = route_tls_hello(c->cfg, p, &term);
+        if (c->route && c->route->tls == TLSM_TERMINATE) {
+            c->term_route = c->route; /* routes what is inside, once decrypted */
+            c->route = NULL;
+            if (!term) {
+                conn_describe(c, p);
+                conn_count(c, p);
+                return conn_fail(c, "[route %s] tls = terminate: no certificate for this SNI",
+                                 c->term_route->name);
+            }
+        }
     } else {
         c->route = route_select(c->cfg, p, VIA_PLAIN);
     }
@@ -271,8 +316,9 @@ static enum step conn_route(struct conn *c, struct probe_out *p)
     c->nattempts = (unsigned)c->backend->servers.n;
     if (c->backend->balance == BALANCE_UFRAG && p->cls == CLASS_ICE_TCP &&
         !conn_ufrag_server(c, p)) {
+        if (!fanout_prepare(c, p))
+            return STEP_FAIL;
         c->phase = CONN_FANOUT;
-        fanout_prepare(c, p->consumed);
         return STEP_DONE;
     }
     c->phase = CONN_CONNECT;
@@ -535,7 +581,7 @@ void conn_close(struct conn *c, bool failure, const char *fmt, ...)
         MX_ADD(rm->bytes_out, c->backend_leg.bytes);
     }
     if (c->limit_held)
-        limits_client_release((struct sockaddr *)&c->peer_addr);
+        limits_client_release(LIMITS_CONNS, c->client_key);
     fanout_free(c);
     detect_release(c);
     ufrag_release(c->ufrag_held);

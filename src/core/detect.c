@@ -7,20 +7,31 @@
 #include "mux443/lib/classify.h"
 #include "mux443/lib/log.h"
 #include "mux443/lib/proxy_proto.h"
+#include "mux443/state/limits.h"
 #include "mux443/state/metrics.h"
 #include "mux443/tls/tls_conn.h"
 
-#define PREREAD_FIRST 4096 /* most first flights fit: Chromium's ClientHello is ~2 KB */
-
-enum rd { RD_DATA, RD_WAIT, RD_EOF, RD_ERROR };
+enum rd { RD_DATA, RD_WAIT, RD_EOF, RD_ERROR, RD_BUDGET };
 
 /* Reads what the client has sent (plain, or decrypted inside terminated TLS) into the
- * preread buffer, at most up to max bytes in all. */
+ * preread buffer, at most up to max bytes in all. Every byte of the buffer's capacity
+ * is counted in the preread budget: RD_BUDGET when it cannot grow. */
 static enum rd read_some(struct conn *c, size_t max)
 {
     struct buf *b = &c->client.pend;
-    if (!buf_reserve(b, b->len ? b->len : PREREAD_FIRST, max))
+    size_t before = b->cap;
+    if (!buf_reserve(b, b->len ? b->len : DETECT_FIRST_BLOCK, max))
         return errno = ENOMEM, RD_ERROR;
+    if (b->cap > c->budget_held) {
+        size_t grow = b->cap - c->budget_held;
+        if (!limits_preread_take(grow, c->cfg->preread_budget, c->budget_held == 0)) {
+            MX_INC(mx.refused[MXR_PREREAD_BUDGET]);
+            if (!before)
+                buf_release(b); /* nothing counted for it */
+            return RD_BUDGET;
+        }
+        c->budget_held = b->cap;
+    }
     ssize_t n = c->client.tp.ops->read(&c->client.tp, b->data + b->len, b->cap - b->len);
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK ? RD_WAIT : RD_ERROR;
@@ -31,6 +42,22 @@ static enum rd read_some(struct conn *c, size_t max)
     return RD_DATA;
 }
 
+/* Why read_some could not read. */
+static enum step read_failed(struct conn *c, enum rd why)
+{
+    if (why == RD_BUDGET && !c->budget_held)
+        return conn_fail(c,
+                         "preread_budget (%u bytes, all clients) spent: this client cannot be "
+                         "read",
+                         c->cfg->preread_budget);
+    if (why == RD_BUDGET)
+        return conn_fail(c,
+                         "preread_budget (%u bytes, all clients) spent: this client's %u-byte "
+                         "detection buffer cannot grow",
+                         c->cfg->preread_budget, (unsigned)c->budget_held);
+    return conn_fail(c, "client error during detection: %s", strerror(errno));
+}
+
 enum step detect_proxy(struct conn *c, int revents)
 {
     struct buf *b = &c->client.pend;
@@ -39,7 +66,8 @@ enum step detect_proxy(struct conn *c, int revents)
     if (revents & EV_TIMER)
         return conn_fail(c, "peek timeout waiting for the PROXY header");
     for (;;) {
-        switch (read_some(c, max)) {
+        enum rd rd = read_some(c, max);
+        switch (rd) {
         case RD_WAIT:
             return STEP_AGAIN;
         case RD_EOF:
@@ -48,7 +76,8 @@ enum step detect_proxy(struct conn *c, int revents)
                 return conn_end(c, "client closed without sending a byte");
             return conn_fail(c, "client closed during detection after %u bytes", b->len);
         case RD_ERROR:
-            return conn_fail(c, "client error during detection: %s", strerror(errno));
+        case RD_BUDGET:
+            return read_failed(c, rd);
         case RD_DATA:
             break;
         }
@@ -78,12 +107,11 @@ enum step detect_proxy(struct conn *c, int revents)
                       c->peer_text, via);
         }
         buf_consume(b, pi.hdr_len);
-        if (c->cfg->max_per_client &&
-            !conn_admit_client(c->cfg, (struct sockaddr *)&c->peer_addr, c->peer_text)) {
+        if (!conn_admit_client(c->cfg, (struct sockaddr *)&c->peer_addr, c->client_key, &c->keyed,
+                               &c->limit_held)) {
             c->refused = true;
             return conn_fail(c, "max_connections_per_client reached for %s", c->peer_text);
         }
-        c->limit_held = c->cfg->max_per_client != 0;
         return STEP_DONE;
     }
 }
@@ -109,7 +137,20 @@ enum step detect_first_bytes(struct conn *c, int revents, struct probe_out *out)
          * the handshake's last record) are probed before anything is read. */
         if (buf_unread(b) > c->probed) {
             c->probed = buf_unread(b);
-            enum probe_result r = probe_detect(c->probe, b->data + b->off, buf_unread(b), out);
+            /* A PROXY header where none is expected claims another client's address to
+             * the backend: a spoofing attempt, never relayed. */
+            enum probe_result sig = PROBE_NOMATCH;
+            if (!c->lst->proxy_in && !c->terminated &&
+                (sig = proxy_signature(b->data + b->off, buf_unread(b))) == PROBE_MATCH) {
+                MX_INC(mx.detect[MXD_PROXY_ERROR]);
+                return conn_fail(c,
+                                 "PROXY header on a listener that does not expect one "
+                                 "(listener %s has no proxy_protocol)",
+                                 c->lst->name);
+            }
+            enum probe_result r =
+                sig == PROBE_AGAIN ? PROBE_AGAIN
+                                   : probe_detect(c->probe, b->data + b->off, buf_unread(b), out);
             if (r == PROBE_AGAIN && b->len >= max) {
                 memset(out, 0, sizeof(*out));
                 out->cls = CLASS_UNKNOWN;
@@ -126,7 +167,8 @@ enum step detect_first_bytes(struct conn *c, int revents, struct probe_out *out)
                 return STEP_DONE;
             }
         }
-        switch (read_some(c, max)) {
+        enum rd rd = read_some(c, max);
+        switch (rd) {
         case RD_DATA:
             continue;
         case RD_WAIT:
@@ -137,7 +179,8 @@ enum step detect_first_bytes(struct conn *c, int revents, struct probe_out *out)
                 return conn_end(c, "client closed without sending a byte");
             return conn_fail(c, "client closed during detection after %zu bytes", buf_unread(b));
         case RD_ERROR:
-            return conn_fail(c, "client error during detection: %s", strerror(errno));
+        case RD_BUDGET:
+            return read_failed(c, rd);
         }
     }
 }
@@ -147,12 +190,14 @@ enum step detect_handshake(struct conn *c, int revents)
     const char *why = NULL;
 
     if (revents & EV_TIMER) {
-        MX_INC(mx.tls_failures_timeout);
+        MX_INC(mx.tls_failures[MXT_TIMEOUT]);
         return conn_fail(c, "peek timeout during the TLS handshake");
     }
-    int r = tls_conn_handshake(&c->client.tp, &why);
+    enum tls_fail kind = TLS_FAIL_OTHER;
+    int r = tls_conn_handshake(&c->client.tp, &why, &kind);
     if (r < 0) {
-        MX_INC(mx.tls_failures);
+        _Static_assert((int)TLS_FAIL_COUNT == (int)MXT_TIMEOUT, "the TLS failure kinds match");
+        MX_INC(mx.tls_failures[kind]);
         return conn_fail(c, "TLS handshake failed: %s", why);
     }
     if (r == 0)
@@ -174,4 +219,7 @@ void detect_release(struct conn *c)
 {
     free(c->probe);
     c->probe = NULL;
+    /* Detection is over (or the connection): its buffer no longer counts. */
+    limits_preread_give(c->budget_held);
+    c->budget_held = 0;
 }

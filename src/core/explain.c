@@ -88,6 +88,15 @@ int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
     field(out, "ufrag", p.ufrag, p.ufrag_len);
     if (p.cufrag_len)
         field(out, "client", p.cufrag, p.cufrag_len);
+    if (p.cls == CLASS_WEBSOCKET)
+        field(out, "ws_proto", p.ws_protocol, p.ws_protocol_len);
+    if (p.cls == CLASS_SIP)
+        field(out, "method", p.sip_response ? "(response)" : p.method,
+              p.sip_response ? 10 : strlen(p.method));
+    if (p.cls == CLASS_MQTT) {
+        fprintf(out, "%-9s %u\n", "mqtt", p.mqtt_level);
+        field(out, "client_id", p.mqtt_client, p.mqtt_client_len);
+    }
 
     if (p.refuse) {
         fprintf(out, "route     - (refused: %s)\n", p.refuse);
@@ -102,6 +111,18 @@ int explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *out)
                 "tls       terminate with [tls%s%s] (%s:%d); the route is chosen from the "
                 "bytes inside\n",
                 *term->name ? " " : "", term->name, c->path, term->line);
+        const struct cfg_route *fb = route_inside_fallback(c, rt);
+        if (fb && fb->inside_default)
+            fprintf(out, "inside    what no class rule routes: [route] tls_default (%s:%d)\n",
+                    c->path, fb->line);
+        else if (fb)
+            fprintf(out, "inside    what no class rule routes: [route %s] (%s:%d)\n", fb->name,
+                    c->path, fb->line);
+    } else if (rt && rt->tls == TLSM_TERMINATE) {
+        fprintf(out,
+                "route     %s (%s:%d) wants TLS terminated, but no certificate covers "
+                "this SNI: the connection is closed\n",
+                rt->name, c->path, rt->line);
     } else {
         explain_route(out, c, rt, &p);
     }

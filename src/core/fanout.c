@@ -3,9 +3,12 @@
  * framed STUN Binding success with the client's transaction id wins. Error responses,
  * silence, closes and refused connects lose. */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mux443/core/connect.h"
@@ -13,6 +16,7 @@
 #include "mux443/lib/ice.h"
 #include "mux443/lib/log.h"
 #include "mux443/state/history.h"
+#include "mux443/state/limits.h"
 #include "mux443/state/metrics.h"
 #include "mux443/state/ufrag.h"
 
@@ -25,7 +29,8 @@ struct fo_leg {
     ev_io io; /* io.data is this fo_leg */
     struct fanout *f;
     int fd;
-    size_t idx; /* server index in the backend */
+    bool counted; /* in max_connections (mx.open_all) while it is a candidate */
+    size_t idx;   /* server index in the backend */
     size_t len;
     uint8_t in[ANSWER_MAX];
 };
@@ -33,13 +38,24 @@ struct fo_leg {
 struct fanout {
     struct conn *c;
     size_t frame_len, n, alive;
-    bool started;
+    bool started, per_client; /* per_client: counted in LIMITS_FANOUTS */
     struct fo_leg *winner;
     unsigned refused, errors, closed;
     struct fo_leg legs[];
 };
 
 static atomic_uint fanouts_active;
+static _Atomic long rate_second;
+static atomic_uint rate_count;
+
+/* A candidate stops being one: it leaves max_connections (the winner is then counted as
+ * the connection's backend leg). */
+static void leg_uncount(struct fo_leg *l)
+{
+    if (l->counted)
+        limits_leave(&mx.open_all);
+    l->counted = false;
+}
 
 static void leg_drop(struct fanout *f, struct fo_leg *l)
 {
@@ -48,6 +64,7 @@ static void leg_drop(struct fanout *f, struct fo_leg *l)
     ev_io_stop(f->c->pool->loop, &l->io);
     close(l->fd);
     l->fd = -1;
+    leg_uncount(l);
     f->alive--;
 }
 
@@ -60,18 +77,77 @@ void fanout_free(struct conn *c)
         leg_drop(f, &f->legs[i]);
     if (f->started)
         atomic_fetch_sub(&fanouts_active, 1);
+    if (f->per_client)
+        limits_client_release(LIMITS_FANOUTS, c->client_key);
     free(f);
     c->fanout = NULL;
 }
 
-void fanout_prepare(struct conn *c, size_t frame_len)
+/* Counts a refusal and ends the connection with why. */
+static bool refuse(struct conn *c, enum mx_fanout_refuse reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static bool refuse(struct conn *c, enum mx_fanout_refuse reason, const char *fmt, ...)
 {
+    char msg[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    MX_INC(mx.fanout_refused[reason]);
+    conn_fail(c, "ICE-TCP fan-out refused: %s", msg);
+    return false;
+}
+
+/* One more fan-out this second, unless fanout_rate already started: a window per
+ * wall-clock second, shared by every worker. */
+static bool rate_take(unsigned rate)
+{
+    long now = (long)time(NULL), seen = atomic_load(&rate_second);
+    if (seen != now && atomic_compare_exchange_strong(&rate_second, &seen, now))
+        atomic_store(&rate_count, 0);
+    return atomic_fetch_add(&rate_count, 1) < rate;
+}
+
+bool fanout_prepare(struct conn *c, const struct probe_out *p)
+{
+    const struct cfg *cfg = c->cfg;
+    bool log_it;
+
+    /* Only what a browser's connectivity check is: a media server answers nothing else,
+     * so anything else would only cost every server a connection. */
+    if (p->stun_type != 0x0001)
+        return refuse(c, MXF_NOT_BINDING, "STUN type 0x%04x is not a Binding request",
+                      p->stun_type);
+    if (!ufrag_valid(p->ufrag, p->ufrag_len) || !ufrag_valid(p->cufrag, p->cufrag_len))
+        return refuse(c, MXF_BAD_USERNAME, "no USERNAME of two well-formed ufrags%s%s",
+                      p->why ? ": " : "", p->why ? p->why : "");
+    if (!p->stun_integrity)
+        return refuse(c, MXF_NO_INTEGRITY, "no MESSAGE-INTEGRITY");
+    if (c->keyed) {
+        if (!limits_client_acquire(LIMITS_FANOUTS, c->client_key, cfg->fanout_per_client,
+                                   &log_it)) {
+            if (log_it)
+                log_warnx("client %s: fanout_per_client (%u) fan-outs in progress: refusing "
+                          "its new ones (logged once per %ds)",
+                          c->peer_text, cfg->fanout_per_client, LIMITS_LOG_INTERVAL);
+            return refuse(c, MXF_PER_CLIENT, "fanout_per_client (%u) in progress for this client",
+                          cfg->fanout_per_client);
+        }
+    }
     size_t n = c->backend->servers.n;
     c->fanout = calloc(1, sizeof(*c->fanout) + n * sizeof(c->fanout->legs[0]));
-    if (c->fanout) {
-        c->fanout->c = c;
-        c->fanout->frame_len = frame_len;
+    if (!c->fanout) {
+        if (c->keyed)
+            limits_client_release(LIMITS_FANOUTS, c->client_key);
+        conn_fail(c, "out of memory");
+        return false;
     }
+    c->fanout->c = c;
+    c->fanout->per_client = c->keyed;
+    c->fanout->frame_len = p->consumed;
+    if (!rate_take(cfg->fanout_rate))
+        return refuse(c, MXF_RATE, "fanout_rate (%u per second) reached", cfg->fanout_rate);
+    return true;
 }
 
 static enum step fanout_fail(struct fanout *f, const char *what)
@@ -97,6 +173,7 @@ static enum step fanout_win(struct fanout *f, struct fo_leg *w)
     ev_io_stop(c->pool->loop, &w->io);
     conn_backend_socket(c, w->fd);
     w->fd = -1;
+    leg_uncount(w);
     f->alive--;
     c->server = &b->servers.v[w->idx];
     if (!buf_reserve(bp, w->len, RELAY_BUF))
@@ -187,6 +264,7 @@ static enum step fanout_start(struct fanout *f)
     if (atomic_fetch_add(&fanouts_active, 1) >= c->cfg->fanout_max) {
         atomic_fetch_sub(&fanouts_active, 1);
         MX_INC(mx.fanout_failures);
+        MX_INC(mx.fanout_refused[MXF_FANOUT_MAX]);
         return conn_fail(c, "ICE-TCP fan-out: fanout_max (%u) fan-outs already in progress",
                          c->cfg->fanout_max);
     }
@@ -199,8 +277,16 @@ static enum step fanout_start(struct fanout *f)
             continue;
         l->f = f;
         l->idx = i;
+        l->fd = -1;
+        /* Each candidate holds a descriptor like a connection does. */
+        if (!limits_admit(&mx.open_all, c->cfg->max_connections)) {
+            MX_INC(mx.fanout_refused[MXF_MAX_CONNECTIONS]);
+            break;
+        }
+        l->counted = true;
         l->fd = connect_start(&b->servers.v[i]);
         if (l->fd < 0) {
+            leg_uncount(l);
             f->refused++;
             MX_INC(sm->connect_failures);
             continue;

@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include "mux443/core/relay.h"
+#include "mux443/lib/log.h"
+#include "mux443/state/metrics.h"
+#include "mux443/tls/tls_conn.h"
 
 static const char *leg_name(const struct leg *l)
 {
@@ -147,6 +150,11 @@ static enum step forward(struct leg *from)
     }
     if (n == 0) {
         from->rd_eof = true;
+        if (from == &c->client && c->terminated && tls_conn_truncated(&from->tp)) {
+            MX_INC(mx.tls_truncated);
+            log_info("conn=%llu client ended without close_notify (truncated TLS stream)",
+                     (unsigned long long)c->id);
+        }
         return propagate_eof(from);
     }
     from->bytes += (uint64_t)n;

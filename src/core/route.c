@@ -31,13 +31,37 @@ static bool prefix(const char *pfx, const char *s, size_t len)
     return pl <= len && memcmp(pfx, s, pl) == 0;
 }
 
+/* True when one of the client's comma-separated Sec-WebSocket-Protocol values is in l. */
+static bool any_ws_protocol(const struct cfg_strlist *l, const struct probe_out *p)
+{
+    size_t i = 0, len = p->ws_protocol_len;
+
+    while (i < len) {
+        size_t e = i;
+        while (e < len && p->ws_protocol[e] != ',')
+            e++;
+        size_t s = i, t = e;
+        while (s < t && (p->ws_protocol[s] == ' ' || p->ws_protocol[s] == '\t'))
+            s++;
+        while (t > s && (p->ws_protocol[t - 1] == ' ' || p->ws_protocol[t - 1] == '\t'))
+            t--;
+        for (size_t k = 0; k < l->n; k++)
+            if (strlen(l->v[k]) == t - s && memcmp(l->v[k], p->ws_protocol + s, t - s) == 0)
+                return true;
+        i = e + 1;
+    }
+    return false;
+}
+
 /* tls_used: the client spoke TLS (a ClientHello being passed through, or terminated). */
 static bool route_matches(const struct cfg_route *r, const struct probe_out *p, bool tls_used)
 {
+    if (r->inside_default)
+        return false; /* chosen by route_inside_fallback only */
     if (r->classes ? !(r->classes & (1u << p->cls))
                    : (p->cls == CLASS_UNKNOWN || p->cls == CLASS_TIMEOUT))
         return false;
-    if ((r->tls == TLSM_YES && !tls_used) || (r->tls == TLSM_NO && tls_used))
+    if ((r->tls != TLSM_ANY && r->tls != TLSM_NO && !tls_used) || (r->tls == TLSM_NO && tls_used))
         return false;
     if (r->sni.n && !any_name(&r->sni, p->sni, p->sni_len))
         return false;
@@ -48,6 +72,10 @@ static bool route_matches(const struct cfg_route *r, const struct probe_out *p, 
     if (r->path && !prefix(r->path, p->path, p->path_len))
         return false;
     if (r->ufrag && !prefix(r->ufrag, p->ufrag, p->ufrag_len))
+        return false;
+    if (r->ws_protocol.n && !any_ws_protocol(&r->ws_protocol, p))
+        return false;
+    if (r->mqtt_client && !prefix(r->mqtt_client, p->mqtt_client, p->mqtt_client_len))
         return false;
     return true;
 }
@@ -67,13 +95,24 @@ const struct cfg_route *route_tls_hello(const struct cfg *c, const struct probe_
                                         const struct cfg_tls **terminate)
 {
     *terminate = NULL;
-    for (size_t i = 0; i < c->nroutes; i++)
-        if (!c->routes[i].map && route_matches(&c->routes[i], p, true))
-            return &c->routes[i];
+    for (size_t i = 0; i < c->nroutes; i++) {
+        const struct cfg_route *r = &c->routes[i];
+        if (r->map || !route_matches(r, p, true))
+            continue;
+        if (r->tls == TLSM_TERMINATE && !p->tls_sslv2)
+            *terminate = route_cert_for(c, p->sni, p->sni_len);
+        return r;
+    }
     /* An SSLv2-format hello cannot be terminated (TLS 1.2+ only): pass it on. */
     if (!p->tls_sslv2 && (*terminate = route_cert_for(c, p->sni, p->sni_len)))
         return NULL;
     return c->route_map[CLASS_TLS] ? c->route_map[CLASS_TLS] : c->route_map[CLASS_UNKNOWN];
+}
+
+const struct cfg_route *route_inside_fallback(const struct cfg *c,
+                                              const struct cfg_route *terminated_by)
+{
+    return terminated_by ? terminated_by : c->tls_inside_default;
 }
 
 const struct cfg_tls *route_cert_for(const struct cfg *c, const char *sni, size_t len)

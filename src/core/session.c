@@ -11,11 +11,21 @@
 #include "mux443/state/limits.h"
 #include "mux443/state/metrics.h"
 
-bool conn_admit_client(const struct cfg *cfg, const struct sockaddr *peer, const char *text)
+bool conn_admit_client(const struct cfg *cfg, const struct sockaddr *peer, uint8_t key[16],
+                       bool *keyed, bool *held)
 {
+    char text[ADDR_TEXT_MAX];
     bool log_it;
-    if (limits_client_acquire(peer, cfg->max_per_client, &log_it))
+
+    *held = false;
+    *keyed = limits_client_key(peer, cfg->client_prefix_v4, cfg->client_prefix_v6, key, text,
+                               sizeof(text));
+    if (!*keyed || !cfg->max_per_client)
         return true;
+    if (limits_client_acquire(LIMITS_CONNS, key, cfg->max_per_client, &log_it)) {
+        *held = true;
+        return true;
+    }
     MX_INC(mx.refused[MXR_PER_CLIENT]);
     if (log_it)
         log_warnx("client %s: max_connections_per_client (%u) reached: refusing its new "

@@ -5,6 +5,9 @@
 
 #include "mux443/lib/classify.h"
 #include "mux443/lib/probe_http.h"
+#include "mux443/lib/probe_mqtt.h"
+#include "mux443/lib/probe_sip.h"
+#include "mux443/lib/probe_ssh.h"
 #include "mux443/lib/probe_stun.h"
 #include "mux443/lib/probe_tls.h"
 
@@ -32,6 +35,21 @@ static bool claims_ice_tcp(const uint8_t *p, size_t n)
     return (p[0] & 0xc0) == 0 && n >= 8 && p[6] == 0x21 && p[7] == 0x12;
 }
 
+static bool claims_sip(const uint8_t *p, size_t n)
+{
+    return n >= 4 && memcmp(p, "SIP/", 4) == 0;
+}
+
+static bool claims_mqtt(const uint8_t *p, size_t n)
+{
+    return p[0] == 0x10;
+}
+
+static bool claims_ssh(const uint8_t *p, size_t n)
+{
+    return n >= 4 && memcmp(p, "SSH-", 4) == 0;
+}
+
 /* Adding a probe: a step function (probe_step.h), an id in probe.h, a row here, and its
  * state in struct probe_state if it keeps any.
  * The classes' first bytes do not overlap (TLS 0x16 or >= 0x80, HTTP 'A'..'Z', STUN and
@@ -49,6 +67,13 @@ static const struct probe_def {
     [PROBE_ID_HTTP] = {probe_http_init, probe_http_step, claims_http},
     [PROBE_ID_STUN] = {NULL, probe_stun_step, claims_stun},
     [PROBE_ID_ICE_TCP] = {NULL, probe_ice_tcp_step, claims_ice_tcp},
+    /* SIP and SSH start with upper-case letters like HTTP: the SIP version "SIP/2.0" (not
+     * "HTTP/1.x") and the sip:/sips:/tel: Request-URI, and "SSH-", tell them apart; each
+     * refuses the others' lines. MQTT's CONNECT starts 0x10 like a STUN/ICE-TCP length,
+     * but never has the STUN cookie at offset 4 or 6. */
+    [PROBE_ID_SIP] = {NULL, probe_sip_step, claims_sip},
+    [PROBE_ID_MQTT] = {NULL, probe_mqtt_step, claims_mqtt},
+    [PROBE_ID_SSH] = {NULL, probe_ssh_step, claims_ssh},
 };
 
 static void probe_init_one(struct probe_state *st, enum probe_id id)

@@ -9,7 +9,7 @@
 #include "mux443/lib/probe.h"
 #include "mux443/lib/probe_http.h"
 
-enum hdr_kind { HDR_OTHER, HDR_HOST, HDR_CONNECTION, HDR_UPGRADE };
+enum hdr_kind { HDR_OTHER, HDR_HOST, HDR_CONNECTION, HDR_UPGRADE, HDR_WSPROTO };
 
 /* What the parser's callbacks see during one call: the state, and the buffer's start in
  * this call (callbacks turn their pointers into offsets from it). */
@@ -56,6 +56,7 @@ static void tok_feed(struct probe_http_tok *t, const char *s, size_t n)
 /* A header's value is complete: finish list matching. */
 static void header_end(struct probe_http_state *st)
 {
+    st->wsp_seen |= st->kind == HDR_WSPROTO;
     if (st->kind == HDR_CONNECTION)
         tok_end(&st->conn);
     else if (st->kind == HDR_UPGRADE)
@@ -69,7 +70,10 @@ static enum hdr_kind classify_name(const struct probe_http_state *st)
     static const struct {
         const char *name;
         enum hdr_kind kind;
-    } names[] = {{"host", HDR_HOST}, {"connection", HDR_CONNECTION}, {"upgrade", HDR_UPGRADE}};
+    } names[] = {{"host", HDR_HOST},
+                 {"connection", HDR_CONNECTION},
+                 {"upgrade", HDR_UPGRADE},
+                 {"sec-websocket-protocol", HDR_WSPROTO}};
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (st->name_len == strlen(names[i].name) &&
@@ -144,6 +148,10 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
         break;
     case HDR_UPGRADE:
         tok_feed(&st->upg, at, len);
+        break;
+    case HDR_WSPROTO:
+        if (!st->wsp_seen)
+            keep_append(st->wsp, sizeof(st->wsp), &st->wsp_len, at, len);
         break;
     default:
         break;
@@ -365,9 +373,12 @@ enum probe_result probe_http_step(struct probe_state *st, const uint8_t *p, size
     else if (h->host_seen && absolute_host_differs(h, p, out))
         out->refuse = "absolute-form request target names another host than the Host header";
 
-    if (h->hp.method == HTTP_GET && h->conn.found && h->upg.found)
+    if (h->hp.method == HTTP_GET && h->conn.found && h->upg.found) {
         out->cls = CLASS_WEBSOCKET;
-    else
+        out->ws_protocol_cut = h->wsp_len > sizeof(h->wsp);
+        out->ws_protocol_len = out->ws_protocol_cut ? sizeof(h->wsp) : h->wsp_len;
+        memcpy(out->ws_protocol, h->wsp, out->ws_protocol_len);
+    } else
         out->cls = CLASS_HTTP;
     return PROBE_MATCH;
 }

@@ -149,6 +149,7 @@ enum probe_result probe_ice_tcp(const uint8_t *p, size_t n, struct probe_out *ou
     else
         out->why = "ICE-TCP STUN message has no USERNAME";
     out->stun_type = (uint16_t)(p[2] << 8 | p[3]);
+    out->stun_integrity = integrity;
     out->cls = CLASS_ICE_TCP;
     out->consumed = end;
     PROBE_WORK(frame);

@@ -354,3 +354,18 @@ size_t proxy_build(uint8_t *buf, size_t cap, int version, const struct sockaddr 
         return build_v2(buf, cap, &s, &d, ok);
     return 0; /* no such version: nothing written */
 }
+
+enum probe_result proxy_signature(const uint8_t *p, size_t n)
+{
+    static const uint8_t v1[] = "PROXY ", v2[] = "\r\n\r\n\0\r\nQUIT\n";
+    const uint8_t *sigs[2] = {v1, v2};
+    const size_t lens[2] = {sizeof(v1) - 1, sizeof(v2) - 1};
+    enum probe_result r = PROBE_NOMATCH;
+
+    for (int i = 0; i < 2; i++) {
+        size_t m = n < lens[i] ? n : lens[i];
+        if (memcmp(p, sigs[i], m) == 0)
+            return m == lens[i] ? PROBE_MATCH : PROBE_AGAIN;
+    }
+    return r;
+}

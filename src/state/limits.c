@@ -1,8 +1,11 @@
-/* Admission counters, and per-client-address connection counts: a hash table (keyed
- * hash: clients choose their addresses, not their buckets) striped over several locks so
- * that workers accepting at once rarely wait for each other. Entries vanish at 0. */
+/* Admission counters, and per-client counts (connections, fan-outs in progress): one
+ * hash table per kind (keyed hash: clients choose their addresses, not their buckets)
+ * striped over several locks so that workers accepting at once rarely wait for each
+ * other. Entries vanish at 0. */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,16 +25,19 @@ struct entry {
     struct entry *next;
 };
 
-static struct {
+struct stripe {
     pthread_mutex_t lock;
     struct entry *b[BUCKETS / STRIPES];
-} stripes[STRIPES];
+};
+
+static struct stripe tables[LIMITS_KINDS][STRIPES];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void init(void)
 {
-    for (int i = 0; i < STRIPES; i++)
-        pthread_mutex_init(&stripes[i].lock, NULL);
+    for (int k = 0; k < LIMITS_KINDS; k++)
+        for (int i = 0; i < STRIPES; i++)
+            pthread_mutex_init(&tables[k][i].lock, NULL);
 }
 
 bool limits_admit(atomic_uint *open, unsigned max)
@@ -54,13 +60,30 @@ static uint32_t hash(const uint8_t k[16])
     return (uint32_t)hash_bytes(k, 16);
 }
 
-bool limits_client_acquire(const struct sockaddr *sa, unsigned max, bool *log_it)
+bool limits_client_key(const struct sockaddr *sa, unsigned v4_prefix, unsigned v6_prefix,
+                       uint8_t key[16], char *text, size_t cap)
 {
-    uint8_t k[16];
+    if (!addr_key(sa, key))
+        return false;
+    /* An IPv4 client of a dual-stack listener arrives v4-mapped: still IPv4. */
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    bool v4 = memcmp(key, mapped, sizeof(mapped)) == 0;
+    addr_mask(key, v4 ? 96 + v4_prefix : v6_prefix);
+    if (text) {
+        char ip[INET6_ADDRSTRLEN];
+        inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? key + 12 : key, ip, sizeof(ip));
+        snprintf(text, cap, "%s/%u", ip, v4 ? v4_prefix : v6_prefix);
+    }
+    return true;
+}
+
+bool limits_client_acquire(enum limits_kind kind, const uint8_t k[16], unsigned max, bool *log_it)
+{
     *log_it = false;
-    if (!max || !addr_key(sa, k))
+    if (!max)
         return true;
     pthread_once(&once, init);
+    struct stripe *stripes = tables[kind];
     uint32_t h = hash(k);
     unsigned s = h % STRIPES, bk = (h / STRIPES) % (BUCKETS / STRIPES);
     bool ok = true;
@@ -90,12 +113,10 @@ bool limits_client_acquire(const struct sockaddr *sa, unsigned max, bool *log_it
     return ok;
 }
 
-void limits_client_release(const struct sockaddr *sa)
+void limits_client_release(enum limits_kind kind, const uint8_t k[16])
 {
-    uint8_t k[16];
-    if (!addr_key(sa, k))
-        return;
     pthread_once(&once, init);
+    struct stripe *stripes = tables[kind];
     uint32_t h = hash(k);
     unsigned s = h % STRIPES, bk = (h / STRIPES) % (BUCKETS / STRIPES);
 
@@ -111,4 +132,27 @@ void limits_client_release(const struct sockaddr *sa)
         free(e);
     }
     pthread_mutex_unlock(&stripes[s].lock);
+}
+
+static atomic_size_t preread_held;
+
+bool limits_preread_take(size_t n, size_t budget, bool first)
+{
+    size_t limit = first ? budget : budget - budget / LIMITS_BUDGET_RESERVE;
+    size_t cur = atomic_load_explicit(&preread_held, memory_order_relaxed);
+    do {
+        if (cur + n > limit)
+            return false;
+    } while (!atomic_compare_exchange_weak(&preread_held, &cur, cur + n));
+    return true;
+}
+
+void limits_preread_give(size_t n)
+{
+    atomic_fetch_sub(&preread_held, n);
+}
+
+size_t limits_preread_held(void)
+{
+    return atomic_load_explicit(&preread_held, memory_order_relaxed);
 }

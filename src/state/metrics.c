@@ -21,8 +21,13 @@ static size_t nentries;
 static const char *const detect_names[MXD_COUNT] = {
     "matched", "unknown", "timeout", "client_closed", "preread_limit", "proxy_error", "refused"};
 static const char *const outcome_names[MXO_COUNT] = {"refused", "tls-failed", "closed"};
-static const char *const refuse_names[MXR_COUNT] = {"max_connections", "listener_max",
-                                                    "per_client"};
+static const char *const refuse_names[MXR_COUNT] = {"max_connections", "listener_max", "per_client",
+                                                    "proxy_untrusted", "preread_budget"};
+static const char *const tls_fail_names[MXT_COUNT] = {
+    "protocol_version", "no_shared_cipher", "certificate", "closed", "other", "timeout"};
+static const char *const fanout_refuse_names[MXF_COUNT] = {
+    "not_binding", "bad_username", "no_integrity",   "per_client",
+    "rate",        "fanout_max",   "max_connections"};
 
 struct mx_route *mx_route_get(const char *name)
 {
@@ -148,10 +153,12 @@ void metrics_render(FILE *out)
     head(out, "mux443_tls_handshakes_total", "counter", "TLS handshakes completed.");
     fprintf(out, "mux443_tls_handshakes_total %llu\n", LD(mx.tls_handshakes));
     head(out, "mux443_tls_handshake_failures_total", "counter", "TLS handshakes failed.");
-    fprintf(out, "mux443_tls_handshake_failures_total{reason=\"error\"} %llu\n",
-            LD(mx.tls_failures));
-    fprintf(out, "mux443_tls_handshake_failures_total{reason=\"timeout\"} %llu\n",
-            LD(mx.tls_failures_timeout));
+    for (int i = 0; i < MXT_COUNT; i++)
+        fprintf(out, "mux443_tls_handshake_failures_total{reason=\"%s\"} %llu\n", tls_fail_names[i],
+                LD(mx.tls_failures[i]));
+    head(out, "mux443_tls_truncated_total", "counter",
+         "Terminated TLS clients whose stream ended without close_notify.");
+    fprintf(out, "mux443_tls_truncated_total %llu\n", LD(mx.tls_truncated));
     head(out, "mux443_reloads_total", "counter", "Configuration reloads (SIGHUP).");
     fprintf(out, "mux443_reloads_total{result=\"ok\"} %llu\n", LD(mx.reloads_ok));
     fprintf(out, "mux443_reloads_total{result=\"failed\"} %llu\n", LD(mx.reloads_failed));
@@ -212,6 +219,11 @@ static void ufrag_render(FILE *out)
     head(out, "mux443_ufrag_fanout_failures_total", "counter",
          "Fan-outs where no server answered with a Binding success.");
     fprintf(out, "mux443_ufrag_fanout_failures_total %llu\n", LD(mx.fanout_failures));
+    head(out, "mux443_ufrag_fanout_refused_total", "counter",
+         "ICE-TCP connections with an unknown ufrag not fanned out, by reason.");
+    for (int i = 0; i < MXF_COUNT; i++)
+        fprintf(out, "mux443_ufrag_fanout_refused_total{reason=\"%s\"} %llu\n",
+                fanout_refuse_names[i], LD(mx.fanout_refused[i]));
     head(out, "mux443_ufrag_entries", "gauge", "Entries in the ufrag table.");
     fprintf(out, "mux443_ufrag_entries %lld\n", (long long)atomic_load(&mx.ufrag_entries));
 }

@@ -15,6 +15,7 @@ struct tls_state {
     BIO *replay;     /* memory BIO holding the preread ClientHello; NULL once drained */
     int wants;       /* TP_WANT_* the last WANT_READ/WANT_WRITE asked for */
     bool close_sent; /* close_notify is out of OpenSSL's buffer */
+    bool truncated;  /* the client's EOF came without close_notify */
 };
 
 bool tls_conn_start(struct transport *t, SSL_CTX *ctx, const uint8_t *pre, size_t n)
@@ -77,6 +78,16 @@ static int tls_result(struct tls_state *s, int r, bool reading)
             errno = reading ? 0 : EPIPE;
         if (reading && errno == 0)
             return 0;
+        return -1;
+    case SSL_ERROR_SSL:
+        /* EOF without close_notify: still the end of the client's stream (the backend gets
+         * its FIN), but remembered so that the relay counts and logs it. */
+        if (reading && ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+            s->truncated = true;
+            ERR_clear_error();
+            return 0;
+        }
+        errno = EPROTO;
         return -1;
     default:
         errno = EPROTO;
@@ -167,7 +178,42 @@ const struct transport_ops transport_tls = {
     .pending = tls_pending,
 };
 
-int tls_conn_handshake(struct transport *t, const char **why)
+bool tls_conn_truncated(const struct transport *t)
+{
+    const struct tls_state *s = t->ops == &transport_tls ? t->state : NULL;
+    return s && s->truncated;
+}
+
+/* The class of a failed handshake's error. */
+static enum tls_fail fail_kind(int e, unsigned long err)
+{
+    if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN)
+        return TLS_FAIL_CLOSED;
+    switch (ERR_GET_REASON(err)) {
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+    case SSL_R_VERSION_TOO_LOW:
+    case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+        return TLS_FAIL_PROTOCOL_VERSION;
+    case SSL_R_NO_SHARED_CIPHER:
+    case SSL_R_NO_SHARED_GROUPS:
+    case SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM:
+    case SSL_R_NO_CIPHERS_AVAILABLE:
+        return TLS_FAIL_NO_SHARED_CIPHER;
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+        return TLS_FAIL_CERTIFICATE;
+    case SSL_R_UNEXPECTED_EOF_WHILE_READING:
+        return TLS_FAIL_CLOSED;
+    default:
+        return TLS_FAIL_OTHER;
+    }
+}
+
+int tls_conn_handshake(struct transport *t, const char **why, enum tls_fail *kind)
 {
     struct tls_state *s = t->state;
     static _Thread_local char reason[160];
@@ -194,6 +240,7 @@ int tls_conn_handshake(struct transport *t, const char **why)
     else
         snprintf(reason, sizeof(reason), "SSL error %d", e);
     *why = reason;
+    *kind = fail_kind(e, err);
     ERR_clear_error();
     return -1;
 }

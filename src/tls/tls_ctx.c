@@ -142,16 +142,36 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
-/* Applies mux443's TLS policy to a new context. */
-static SSL_CTX *ctx_new(const struct cfg *c, const struct cfg_tls *t)
+/* Applies mux443's TLS policy to a new context: the section's versions and suites
+ * (checked: a list OpenSSL refuses, or one that leaves no suite, fails with *bad_key set
+ * to its key). A truncated stream (EOF without close_notify) is an error, not a clean
+ * end: no SSL_OP_IGNORE_UNEXPECTED_EOF (tls_conn.c counts it). */
+static SSL_CTX *ctx_new(const struct cfg *c, const struct cfg_tls *t, char *err, size_t cap,
+                        const char **bad_key)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (!ctx)
+    if (!ctx) {
+        snprintf(err, cap, "cannot create a TLS context");
+        *bad_key = "cert";
         return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    }
+    SSL_CTX_set_min_proto_version(ctx, t->min_version ? TLS1_3_VERSION : TLS1_2_VERSION);
     SSL_CTX_set_security_level(ctx, 2);
+    const char *ciphers = t->ciphers ? t->ciphers : CFG_TLS12_CIPHERS;
+    if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
+        snprintf(err, cap, "no usable TLS 1.2 cipher in '%s' (OpenSSL cipher list syntax)",
+                 ciphers);
+        *bad_key = "ciphers";
+        goto bad;
+    }
+    if (t->ciphersuites && SSL_CTX_set_ciphersuites(ctx, t->ciphersuites) != 1) {
+        snprintf(err, cap, "no usable TLS 1.3 suite in '%s' (e.g. TLS_AES_128_GCM_SHA256)",
+                 t->ciphersuites);
+        *bad_key = "ciphersuites";
+        goto bad;
+    }
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-                                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (ktls)
         SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
     /* Idle terminated connections keep no record buffers. */
@@ -172,14 +192,18 @@ static SSL_CTX *ctx_new(const struct cfg *c, const struct cfg_tls *t)
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, (void *)c);
     return ctx;
+bad:
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
 }
 
 /* Loads each certificate chain and key of t, checks them, and installs them into ctx
  * (when not NULL) or fills t->names (when names is set). */
 static bool load_section(const struct cfg_tls *t, SSL_CTX *ctx, struct cfg_strlist *names,
-                         char *err, size_t cap, bool *bad_key)
+                         char *err, size_t cap, const char **bad_key)
 {
-    *bad_key = false;
+    *bad_key = "cert";
     for (size_t i = 0; i < t->certs.n; i++) {
         const char *cp = t->certs.v[i], *kp = t->keys.v[i];
         STACK_OF(X509) *chain = sk_X509_new_null();
@@ -195,7 +219,7 @@ static bool load_section(const struct cfg_tls *t, SSL_CTX *ctx, struct cfg_strli
             goto next;
         if (!(kb = BIO_new_file(kp, "r"))) {
             snprintf(err, cap, "cannot read key file %s: %s", kp, strerror(errno));
-            *bad_key = true;
+            *bad_key = "key";
             goto next;
         }
         if (!(key = PEM_read_bio_PrivateKey(kb, NULL, no_passphrase, NULL))) {
@@ -203,13 +227,13 @@ static bool load_section(const struct cfg_tls *t, SSL_CTX *ctx, struct cfg_strli
                      "no usable PEM private key in %s (encrypted keys are refused: "
                      "decrypt it with openssl pkey -in KEY -out KEY.plain)",
                      kp);
-            *bad_key = true;
+            *bad_key = "key";
             goto next;
         }
         X509 *leaf = sk_X509_value(chain, 0);
         if (X509_check_private_key(leaf, key) != 1) {
             snprintf(err, cap, "key %s does not match certificate %s", kp, cp);
-            *bad_key = true;
+            *bad_key = "key";
             goto next;
         }
         /* RSA and ECDSA certificates for the same names share one context; OpenSSL picks
@@ -237,16 +261,13 @@ static bool load_section(const struct cfg_tls *t, SSL_CTX *ctx, struct cfg_strli
     return true;
 }
 
-bool tls_check_section(struct cfg_tls *t, char *err, size_t cap, bool *bad_key)
+bool tls_check_section(struct cfg_tls *t, char *err, size_t cap, const char **bad_key)
 {
     /* A throw-away context: SSL_CTX_use_PrivateKey also refuses keys the policy does not
      * allow (e.g. too short for security level 2), which -t must report too. */
-    SSL_CTX *ctx = ctx_new(NULL, t);
-    if (!ctx) {
-        snprintf(err, cap, "cannot create a TLS context");
-        *bad_key = false;
+    SSL_CTX *ctx = ctx_new(NULL, t, err, cap, bad_key);
+    if (!ctx)
         return false;
-    }
     bool ok = load_section(t, ctx, &t->names, err, cap, bad_key);
     SSL_CTX_free(ctx);
     return ok;
@@ -254,12 +275,10 @@ bool tls_check_section(struct cfg_tls *t, char *err, size_t cap, bool *bad_key)
 
 SSL_CTX *tls_ctx_new(const struct cfg *c, const struct cfg_tls *t, char *err, size_t cap)
 {
-    bool bad_key;
-    SSL_CTX *ctx = ctx_new(c, t);
-    if (!ctx) {
-        snprintf(err, cap, "cannot create a TLS context");
+    const char *bad_key;
+    SSL_CTX *ctx = ctx_new(c, t, err, cap, &bad_key);
+    if (!ctx)
         return NULL;
-    }
     if (!load_section(t, ctx, NULL, err, cap, &bad_key)) {
         SSL_CTX_free(ctx);
         return NULL;

@@ -13,6 +13,8 @@
  *       bulk   --proto ch|tls --conns C --bytes B       MB/s (ch: ClientHello then plain bytes)
  *       short  --proto ch|tls|stun|ice --conns C --secs S   conn/s, latency percentiles
  *       idle   --proto ch|tls --conns N [--hold S]       RSS of --pids before/after N idle conns
+ *       --raw (with --proto tls): the first plain-text message is binary, not HTTP, so a
+ *              terminating proxy's generic path is measured (mux443: tls_default)
  *       ping   --count N --size 64                       ping-pong RTT through an echo backend
  *       trickle --proto http|ch --size B [--seg N --rate R] --conns C --secs S
  *              a B-byte first flight (HTTP request head, or ClientHello padded to B) sent
@@ -683,6 +685,7 @@ static struct {
     int count, size;
     double hold;
     const char *ufrags; /* "bnchA,bnchB" */
+    bool raw;           /* --raw: a binary first message instead of HTTP (tls only) */
     size_t seg;         /* trickle: bytes per send() */
     double rate;        /* trickle: send() calls per second, all connections together */
 } o = {.seg = 1,
@@ -755,6 +758,11 @@ static int open_conn(struct cc *c)
         int pick = nu == 2 ? (k++ & 1) : 0;
         c->first_len = make_stun(c->first, true, u[pick], ++seqno);
         c->tag = u[pick][strlen(u[pick]) - 1];
+    } else if (o.raw) {
+        /* No probe takes it: 'M','U' ends HTTP, the NUL ends a SIP method token. */
+        static const char raw_req[] = "MUXBENCH\0\1\2\3 raw first message\n";
+        c->first_len = sizeof(raw_req) - 1;
+        memcpy(c->first, raw_req, c->first_len);
     } else {
         c->first_len = strlen(o.bytes ? http_post : http_req);
         memcpy(c->first, o.bytes ? http_post : http_req, c->first_len);
@@ -1420,7 +1428,7 @@ int main(int argc, char **argv)
         {"conns", 1, 0, 'c'},  {"secs", 1, 0, 't'},   {"warm", 1, 0, 'w'}, {"bytes", 1, 0, 'b'},
         {"expect", 1, 0, 'e'}, {"count", 1, 0, 'n'},  {"size", 1, 0, 'z'}, {"pids", 1, 0, 'i'},
         {"bpids", 1, 0, 'j'},  {"ufrags", 1, 0, 'u'}, {"hold", 1, 0, 'H'}, {"seg", 1, 0, 'S'},
-        {"rate", 1, 0, 'R'},   {0, 0, 0, 0}};
+        {"rate", 1, 0, 'R'},   {"raw", 0, 0, 'W'},    {0, 0, 0, 0}};
     int ch;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1431,6 +1439,9 @@ int main(int argc, char **argv)
                       : !strcmp(optarg, "ice")  ? P_ICE
                       : !strcmp(optarg, "http") ? P_HTTP
                                                 : P_CH;
+            break;
+        case 'W':
+            o.raw = true;
             break;
         case 'h':
             o.host = optarg;

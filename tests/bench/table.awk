@@ -106,6 +106,12 @@ END {
           "bytes_per_conn:bytes/conn:0:r;up:connections:1")
     table("S5t", "S5 memory per idle connection, terminated TLS (process tree RSS)",
           "bytes_per_conn:bytes/conn:0:r;up:connections:1")
+    table("S3r", "S3r as S3 with a binary plain text no probe recognises (the generic terminate-and-forward path)",
+          "rate:handshakes/s:1:r;proxy_us_per:proxy CPU µs/handshake:0:r;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
+    table("S4r", "S4r as S4 with a binary plain text (generic path)",
+          "mbps:MB/s:1:r;proxy_s_per_gb:proxy CPU s/GB:0:r;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
+    table("S5r", "S5r as S5t with a binary plain text (generic path)",
+          "bytes_per_conn:bytes/conn:0:r;up:connections:1")
     table("S6", "S6 latency, 64-byte ping-pong through passthrough (one connection)",
           "p50_us:p50 µs:0;p99_us:p99 µs:0:r;p999_us:p99.9 µs:0;proxy_us_per:proxy CPU µs/ping-pong:0;other_cpu:other CPU %:0")
     if ("S6" in order && med("S6", "direct", "p50_us") != "") {

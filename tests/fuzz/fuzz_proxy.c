@@ -1,7 +1,7 @@
-/* libFuzzer target for proxy_parse, plus proxy_build round trips of parsed addresses:
- * a header we build from what we parsed must parse back to the same addresses; and a
- * caller that parses again only once `need` bytes are in must stop where one that parses
- * after every byte does. */
+/* libFuzzer target for proxy_parse (and proxy_signature), plus proxy_build round trips
+ * of parsed addresses: a header we build from what we parsed must parse back to the
+ * same addresses; and a caller that parses again only once `need` bytes are in must
+ * stop where one that parses after every byte does. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +39,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(copy, data, size);
     r = proxy_parse(copy, size, &a, &why);
     FUZZ_CHECK(r == PROBE_AGAIN || r == PROBE_MATCH || r == PROBE_NOMATCH);
+    /* Whatever parses as a header starts with a signature (the plain listeners' check). */
+    if (r == PROBE_MATCH)
+        FUZZ_CHECK(proxy_signature(copy, size) == PROBE_MATCH);
     if (r == PROBE_NOMATCH)
         FUZZ_CHECK(why != NULL);
     if (r == PROBE_MATCH) {

@@ -26,6 +26,9 @@ cat >"$T/mux.ini" <<INI
 listen = 127.0.0.1:$PM
 workers = 2
 peek_timeout = 60s
+# Unbounded, so that the flood reaches EMFILE (the default max_connections, derived
+# from the descriptor limit, would refuse it first).
+max_connections = 0
 
 [backend echo]
 server = 127.0.0.1:$PE

@@ -138,7 +138,7 @@ expect 'mux443_detection_total{outcome="matched"}' 5
 expect 'mux443_detection_total{outcome="unknown"}' 1
 expect 'mux443_detection_total{outcome="timeout"}' 1
 expect 'mux443_tls_handshakes_total' 1
-expect 'mux443_tls_handshake_failures_total{reason="error"}' 1
+expect 'mux443_tls_handshake_failures_total{reason="other"}' 1
 expect 'mux443_connections_accepted_total' 8
 expect "mux443_backend_connects_total{backend=\"web\",server=\"127.0.0.1:$PWEB\"}" 2
 expect "mux443_backend_connects_total{backend=\"turn\",server=\"127.0.0.1:$PECHO\"}" 1

@@ -8,7 +8,8 @@ usage: client.py HOST PORT [options]
   --bind IP            local address to connect from (e.g. 127.0.0.2)
   --file F | --data S  payload (S takes Python escapes: \\r\\n, \\x00)
   --ice-binding USER   payload += an RFC 4571-framed STUN Binding request with
-                       USERNAME = USER (e.g. `srvufrag:cliufrag`), as ICE-TCP sends
+                       USERNAME = USER (e.g. `srvufrag:cliufrag`) and MESSAGE-INTEGRITY,
+                       as ICE-TCP sends (--no-integrity: without MESSAGE-INTEGRITY)
   --proxy v1|v2        send a PROXY header first (--proxy-src IP:PORT, --proxy-dst)
   --delay SEC          stay silent SEC seconds after connecting, then send
   --slow SEC           send the payload one byte every SEC seconds
@@ -37,12 +38,11 @@ from peerlib import (
     build_proxy_header,
     decode_xor_mapped,
     family_of,
+    ice_binding,
     recv_exact,
     say,
     split_hostport,
-    stun_attr,
     stun_attrs,
-    stun_message,
 )
 
 
@@ -96,6 +96,7 @@ def main():
     ap.add_argument("--file")
     ap.add_argument("--data")
     ap.add_argument("--ice-binding")
+    ap.add_argument("--no-integrity", action="store_true")
     ap.add_argument("--proxy", choices=["v1", "v2"])
     ap.add_argument("--proxy-src", default="192.0.2.7:1234")
     ap.add_argument("--proxy-dst")
@@ -117,11 +118,7 @@ def main():
     if args.data is not None:
         payload += codecs.escape_decode(args.data.encode())[0]
     if args.ice_binding:
-        msg = stun_message(0x0001, os.urandom(12), [
-            stun_attr(0x0006, args.ice_binding.encode()),
-            stun_attr(0x0024, struct.pack("!I", 0x6E001EFF)),  # PRIORITY
-        ])
-        payload += struct.pack("!H", len(msg)) + msg
+        payload += ice_binding(args.ice_binding, integrity=not args.no_integrity)
 
     t0 = time.monotonic()
     sock = socket.socket(family_of(args.host), socket.SOCK_STREAM)

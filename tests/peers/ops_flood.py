@@ -2,18 +2,22 @@
 """Connection flood for mux443's operations tests: opens N TCP connections to HOST:PORT
 that stay open and silent (or send DATA once), prints
 `ready flood opened=N failed=M` once every connect has completed or failed, then holds
-them all until SIGTERM (exit 0), which closes them at once.
+them all until SIGTERM (exit 0), which closes them at once. --ice sends each connection
+an ICE-TCP Binding request with a random ufrag pair instead (with MESSAGE-INTEGRITY, or
+`--ice no-integrity` without).
 
-usage: ops_flood.py HOST PORT N [--bind IP] [--data S] [--timeout SEC]"""
+usage: ops_flood.py HOST PORT N [--bind IP] [--data S | --ice integrity|no-integrity]
+                    [--timeout SEC]"""
 
 import argparse
 import codecs
 import errno
+import os
 import select
 import socket
 import time
 
-from peerlib import exit_on_sigterm, family_of, say
+from peerlib import exit_on_sigterm, family_of, ice_binding, say
 
 
 def main():
@@ -23,6 +27,7 @@ def main():
     ap.add_argument("n", type=int)
     ap.add_argument("--bind")
     ap.add_argument("--data")
+    ap.add_argument("--ice", choices=["integrity", "no-integrity"])
     ap.add_argument("--timeout", type=float, default=10)
     args = ap.parse_args()
     exit_on_sigterm()
@@ -41,13 +46,21 @@ def main():
             failed += 1
             s.close()
     deadline = time.monotonic() + args.timeout
+    # poll, not select: a flood may hold descriptors past FD_SETSIZE (1024).
+    poller = select.poll()
+    for fd in pending:
+        poller.register(fd, select.POLLOUT)
     while pending and time.monotonic() < deadline:
-        _, w, _ = select.select([], list(pending.values()), [], deadline - time.monotonic())
-        for s in w:
-            del pending[s.fileno()]
+        ready = poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
+        for fd, _ in ready:
+            poller.unregister(fd)
+            s = pending.pop(fd)
             if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
                 opened.append(s)
-                if payload:
+                if args.ice:
+                    user = f"{os.urandom(6).hex()}:{os.urandom(4).hex()}"
+                    s.send(ice_binding(user, integrity=args.ice == "integrity"))
+                elif payload:
                     s.send(payload)
             else:
                 failed += 1

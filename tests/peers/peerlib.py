@@ -3,6 +3,8 @@ PROXY protocol v1/v2 parsing and building, STUN / RFC 4571 helpers.
 
 Every peer prints `ready` on stdout once it listens and exits 0 on SIGTERM."""
 
+import hashlib
+import hmac
 import ipaddress
 import os
 import signal
@@ -179,6 +181,23 @@ def decode_xor_mapped(value, txid):
         return str(ipaddress.ip_address(addr)), port
     key = struct.pack("!I", STUN_COOKIE) + txid
     return str(ipaddress.ip_address(bytes(a ^ b for a, b in zip(value[4:20], key)))), port
+
+
+def ice_binding(user, integrity=True, txid=None, password=b"mux443-test-ice-pwd"):
+    """An RFC 4571-framed ICE connectivity check: Binding request with USERNAME = user,
+    PRIORITY, MESSAGE-INTEGRITY (HMAC-SHA1 with `password`, RFC 8489 section 14.5) when
+    asked, and FINGERPRINT; as a browser sends it."""
+    txid = txid or os.urandom(12)
+    attrs = [
+        stun_attr(0x0006, user.encode()),
+        stun_attr(0x0024, struct.pack("!I", 0x6E001EFF)),  # PRIORITY
+    ]
+    if integrity:
+        body = b"".join(attrs)
+        hdr = struct.pack("!HHI", 0x0001, len(body) + 24, STUN_COOKIE) + txid
+        attrs.append(stun_attr(0x0008, hmac.new(password, hdr + body, hashlib.sha1).digest()))
+    msg = stun_message(0x0001, txid, attrs)
+    return struct.pack("!H", len(msg)) + msg
 
 
 def stun_message(mtype, txid, attrs, fingerprint=True):

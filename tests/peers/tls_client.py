@@ -2,7 +2,7 @@
 """TLS client peer for mux443's TLS termination tests (Python ssl module).
 
 usage: tls_client.py HOST PORT [--sni NAME] [--ca FILE] [--alpn P1,P2] [--bind ADDR]
-                     [--data TEXT] [--timeout S] [--hold] [--ws PATH --message M [--count N]]
+                     [--data TEXT] [--timeout S] [--hold | --truncate] [--ws PATH --message M [--count N]]
 
   Verifies the server certificate against --ca (and --sni as the host name) when --ca
   is given, otherwise accepts any certificate. After the handshake prints one line
@@ -10,6 +10,9 @@ usage: tls_client.py HOST PORT [--sni NAME] [--ca FILE] [--alpn P1,P2] [--bind A
   raw mode (default): sends --data (Python escapes: \\r\\n, \\x00), then prints what
     comes back until EOF or --timeout, as `reply: ...` lines (text, replace errors), and
     `eof` when the server closed.
+  --truncate (raw mode): the reply must echo --data; then ends its stream with a bare
+    FIN, no close_notify (a truncated TLS stream), and prints `eof truncated` once the
+    server closed too.
   --hold (raw mode): the reply must echo --data; prints `ready hold`, then on each
     SIGUSR1 sends `ping N\\n`, expects it back and prints `hold: ping N ok` or
     `hold: ping N FAILED ...`; exits 0 on SIGTERM.
@@ -67,7 +70,7 @@ def raw(args):
     data = unescape(args.data)
     if data:
         tls.sendall(data)
-    if args.hold:
+    if args.hold or args.truncate:
         got = b""
         deadline = time.monotonic() + args.timeout
         while len(got) < len(data):
@@ -78,6 +81,13 @@ def raw(args):
             got += chunk
         if got != data:
             raise ValueError(f"echo mismatch: sent {data!r}, got {got!r}")
+        if args.truncate:
+            # SSLSocket.shutdown drops the TLS state without close_notify: a bare FIN.
+            tls.shutdown(socket.SHUT_WR)
+            while tls.recv(65536):
+                pass
+            say("eof truncated")
+            return 0
         hold(tls, args.timeout)
         return 0
     deadline = time.monotonic() + args.timeout
@@ -153,6 +163,7 @@ def main():
     ap.add_argument("--data", default="")
     ap.add_argument("--timeout", type=float, default=10)
     ap.add_argument("--hold", action="store_true")
+    ap.add_argument("--truncate", action="store_true")
     ap.add_argument("--ws")
     ap.add_argument("--message", default="hello")
     ap.add_argument("--count", type=int, default=1)

@@ -55,7 +55,7 @@ static void test_nomatch(void **state)
         size_t n;
         const char *why;
     } v[] = {
-        {"SSH-2.0-OpenSSH_9.2\r\n", 21, "HTTP"},
+        {"HELO example.com\r\n", 18, "HTTP"},
         {"\x16\x03\x01\x00\x00", 5, "bad TLS record length"},
         {"\x00\x01\x00\x08\x21\x12\xa4\x43", 8, "no STUN magic cookie"},
         {"\x00\x64\x00\x01\x00\x50\x21\x12\xa4\x43", 10, "no STUN magic cookie"},
@@ -105,8 +105,8 @@ static void test_random_input(void **state)
 
 static void test_class_names(void **state)
 {
-    static const char *const names[] = {"tls",     "http",    "websocket", "stun",
-                                        "ice-tcp", "unknown", "timeout"};
+    static const char *const names[] = {"tls", "http", "websocket", "stun",    "ice-tcp",
+                                        "sip", "mqtt", "ssh",       "unknown", "timeout"};
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         enum mux_class c = class_from_name(names[i]);

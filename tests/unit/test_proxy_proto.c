@@ -313,12 +313,30 @@ static void test_garbage(void **state)
     }
 }
 
+/* The signature check for listeners without PROXY: whole signatures match, prefixes
+ * wait, anything else (HTTP, TLS, a v1 header's lookalikes) does not. */
+static void test_signature(void **state)
+{
+    (void)state;
+    static const uint8_t v2[] = "\r\n\r\n\0\r\nQUIT\n\x21\x11";
+    assert_int_equal(proxy_signature((const uint8_t *)"PROXY TCP4 ", 11), PROBE_MATCH);
+    assert_int_equal(proxy_signature((const uint8_t *)"PROXY ", 6), PROBE_MATCH);
+    assert_int_equal(proxy_signature((const uint8_t *)"PROX", 4), PROBE_AGAIN);
+    assert_int_equal(proxy_signature(v2, 14), PROBE_MATCH);
+    assert_int_equal(proxy_signature(v2, 11), PROBE_AGAIN);
+    assert_int_equal(proxy_signature(v2, 0), PROBE_AGAIN);
+    assert_int_equal(proxy_signature((const uint8_t *)"PROXYX", 6), PROBE_NOMATCH);
+    assert_int_equal(proxy_signature((const uint8_t *)"GET / HTTP/1.1\r\n", 16), PROBE_NOMATCH);
+    assert_int_equal(proxy_signature((const uint8_t *)"\r\n\r\nGET", 7), PROBE_NOMATCH);
+    assert_int_equal(proxy_signature((const uint8_t *)"\x16\x03\x01", 3), PROBE_NOMATCH);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_v1_parse), cmocka_unit_test(test_v1_reject),
         cmocka_unit_test(test_v2_parse), cmocka_unit_test(test_build_roundtrip),
-        cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_garbage),  cmocka_unit_test(test_signature),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,6 +12,9 @@
 
 #include "mux443/lib/classify.h"
 #include "mux443/lib/probe_http.h"
+#include "mux443/lib/probe_mqtt.h"
+#include "mux443/lib/probe_sip.h"
+#include "mux443/lib/probe_ssh.h"
 #include "mux443/lib/probe_stun.h"
 #include "mux443/lib/probe_tls.h"
 #include "test_util.h"
@@ -65,10 +68,10 @@ static void inc_init(struct inc *c, tu_probe_fn fn)
     static const struct {
         tu_probe_fn fn;
         enum probe_id id;
-    } fns[] = {{probe_tls, PROBE_ID_TLS},
-               {probe_http, PROBE_ID_HTTP},
-               {probe_stun, PROBE_ID_STUN},
-               {probe_ice_tcp, PROBE_ID_ICE_TCP}};
+    } fns[] = {{probe_tls, PROBE_ID_TLS},   {probe_http, PROBE_ID_HTTP},
+               {probe_stun, PROBE_ID_STUN}, {probe_ice_tcp, PROBE_ID_ICE_TCP},
+               {probe_sip, PROBE_ID_SIP},   {probe_mqtt, PROBE_ID_MQTT},
+               {probe_ssh, PROBE_ID_SSH}};
 
     probe_state_init(&c->st);
     c->id = -1;
@@ -219,6 +222,12 @@ void tu_check_sane(enum probe_result r, const struct probe_out *out, size_t n)
     assert_true(out->cufrag_len <= PROBE_UFRAG_MAX);
     assert_int_equal(out->cufrag[out->cufrag_len], '\0');
     assert_true(memchr(out->method, '\0', sizeof(out->method)) != NULL);
+    assert_true(out->ws_protocol_len <= PROBE_NAME_MAX);
+    assert_int_equal(out->ws_protocol[out->ws_protocol_len], '\0');
+    assert_true(out->mqtt_client_len <= PROBE_NAME_MAX);
+    assert_int_equal(out->mqtt_client[out->mqtt_client_len], '\0');
+    if (out->cls == CLASS_MQTT)
+        assert_true(out->mqtt_level >= 3 && out->mqtt_level <= 5);
     if (out->cls == CLASS_HTTP || out->cls == CLASS_WEBSOCKET)
         assert_true(out->method[0] != '\0');
     if (out->cls == CLASS_ICE_TCP && out->ufrag_len == 0)

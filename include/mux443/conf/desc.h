@@ -23,15 +23,31 @@ struct cfg_addrlist {
     size_t n;
 };
 
+/* Descriptors kept out of max_connections = auto (listeners, admin, health checks,
+ * logs, reloads reading files). */
+#define CFG_FD_RESERVE     64
+#define CFG_FD_RESERVE_STR "64"
+/* TLS 1.2 suites by default (Mozilla "intermediate" without DHE): ECDHE key exchange,
+ * AEAD only. */
+#define CFG_TLS12_CIPHERS                                                                          \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"     \
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+struct cfg_cidrlist {
+    struct addr_cidr *v;
+    size_t n;
+};
+
 struct cfg_listener {
     char *name;
     int line;
     struct cfg_addrlist addrs;
-    bool proxy_in;            /* expects a PROXY v1/v2 header from a trusted load balancer */
-    double peek_timeout;      /* seconds allowed to recognise the client */
-    unsigned preread_max;     /* bytes buffered while recognising */
-    unsigned max_connections; /* 0 = no limit */
-    bool udp;                 /* also UDP on the same addresses (README "UDP on 443") */
+    bool proxy_in;                  /* expects a PROXY v1/v2 header from a trusted load balancer */
+    double peek_timeout;            /* seconds allowed to recognise the client */
+    unsigned preread_max;           /* bytes buffered while recognising */
+    unsigned max_connections;       /* 0 = no limit */
+    struct cfg_cidrlist proxy_from; /* who may send the PROXY header; empty = anyone */
+    bool udp;                       /* also UDP on the same addresses (README "UDP on 443") */
 };
 
 enum cfg_balance { BALANCE_ROUNDROBIN = 0, BALANCE_SOURCE, BALANCE_UFRAG };
@@ -56,7 +72,11 @@ struct cfg_strlist {
     size_t n;
 };
 
-enum cfg_tls_match { TLSM_ANY = 0, TLSM_YES, TLSM_NO };
+/* A rule's `tls` key. passthrough and terminate are decisions on a ClientHello: the
+ * first relays the TLS bytes untouched, the second terminates with mux443's certificate
+ * and sends whatever is inside that no other rule routes by class to this rule's
+ * backend. */
+enum cfg_tls_match { TLSM_ANY = 0, TLSM_YES, TLSM_NO, TLSM_PASSTHROUGH, TLSM_TERMINATE };
 
 /* A [tls] or [tls NAME] section: certificate chains + keys (RSA and/or ECDSA) served for
  * the names in their certificates. */
@@ -67,6 +87,9 @@ struct cfg_tls {
     bool is_default;                /* serves clients without SNI or with an SNI no other covers */
     struct cfg_strlist names;       /* from the certificates' SAN (CN if no SAN), filled
                                        by the certificate check (cfg_load_opts) */
+    int min_version;                /* 0 = TLS 1.2, 1 = TLS 1.3 */
+    char *ciphers;                  /* TLS 1.2 cipher list; NULL = CFG_TLS12_CIPHERS */
+    char *ciphersuites;             /* TLS 1.3 suites; NULL = OpenSSL's defaults */
 };
 
 struct cfg_route {
@@ -76,8 +99,12 @@ struct cfg_route {
     struct cfg_strlist sni, alpn, host; /* sni/host may hold "*.example.com" */
     char *path;                         /* prefix; NULL = any */
     char *ufrag;                        /* server-ufrag prefix; NULL = any */
+    struct cfg_strlist ws_protocol;     /* WebSocket subprotocols (any offered one) */
+    char *mqtt_client;                  /* MQTT client identifier prefix; NULL = any */
     int tls;  /* enum cfg_tls_match: the client used TLS (passthrough or terminated) or not */
     bool map; /* an entry of the [route] class map (tried after the named rules) */
+    bool inside_default; /* [route] tls_default: matched by no criteria, only chosen for
+                            what terminated TLS carried that nothing else routes */
     const struct cfg_backend *backend;
     double idle_timeout;
     double udp_idle_timeout; /* the route's idle_timeout when set, else [mux443]'s udp_ one */
@@ -90,12 +117,16 @@ struct cfg {
     int log_format; /* enum log_format */
     double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
     unsigned preread_max;
-    unsigned max_connections;         /* 0 = unlimited */
-    unsigned max_per_client;          /* 0 = unlimited */
-    double ufrag_ttl;                 /* registered ufrags without connections expire after this */
-    double ufrag_grace;               /* kept this long after their last connection closed */
-    double fanout_timeout;            /* a fan-out waits this long for a Binding success */
-    unsigned fanout_max;              /* fan-outs in progress at once, all workers */
+    unsigned max_connections;                    /* 0 = unlimited */
+    unsigned max_per_client;                     /* 0 = unlimited */
+    unsigned client_prefix_v4, client_prefix_v6; /* per-client limits group by these */
+    unsigned preread_budget;                     /* bytes of detection buffers, all connections */
+    unsigned fanout_per_client;                  /* fan-outs in progress per client */
+    unsigned fanout_rate;                        /* fan-outs started per second, all clients */
+    double ufrag_ttl;      /* registered ufrags without connections expire after this */
+    double ufrag_grace;    /* kept this long after their last connection closed */
+    double fanout_timeout; /* a fan-out waits this long for a Binding success */
+    unsigned fanout_max;   /* fan-outs in progress at once, all workers */
     /* UDP flows (README "UDP on 443"): all workers together, each enforcing its share */
     double udp_idle_timeout;
     unsigned udp_max_flows, udp_per_prefix, udp_new_per_sec, udp_budget;
@@ -114,11 +145,12 @@ struct cfg {
     size_t nroutes;
     /* The class map by class; [CLASS_UNKNOWN] is `default`, [CLASS_TIMEOUT] `on_timeout`. */
     const struct cfg_route *route_map[CLASS_COUNT];
+    const struct cfg_route *tls_inside_default; /* [route] tls_default, or NULL */
 
     struct cfg_tls *tls;
     size_t ntls;
     const struct cfg_tls *tls_default;
-    uint8_t alpn[64]; /* ALPN we accept when terminating, wire format, our preference order */
+    uint8_t alpn[256]; /* ALPN we accept when terminating, wire format, our preference order */
     unsigned alpn_len;
 };
 

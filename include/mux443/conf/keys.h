@@ -28,6 +28,8 @@ enum key_type {
     K_BACKEND, /* name of a [backend NAME], resolved after parsing */
     K_CLASSES, /* comma list of traffic classes */
     K_WORKERS, /* auto | 1..WORKERS_MAX */
+    K_MAXCONN, /* auto (from the descriptor limit, cfg_auto_max_connections) | number */
+    K_CIDRS,   /* comma list of IP[/LEN] */
 };
 
 /* What loading does beyond the file itself; all optional. */
@@ -35,10 +37,10 @@ struct cfg_load_opts {
     /* Resolve backend host names (getaddrinfo). Off: numeric addresses only (fuzzing). */
     bool resolve_names;
     /* Checks the certificates and keys of a [tls] section and fills t->names from them
-     * (the TLS layer's tls_check_section). False with a message in err; bad_key says the
-     * problem is in a key file (the error then points at the `key` line). NULL: no check
-     * (t->names stays empty). */
-    bool (*check_tls)(struct cfg_tls *t, char *err, size_t cap, bool *bad_key);
+     * and its TLS policy keys (the TLS layer's tls_check_section). False with a message
+     * in err; *bad_key names the key at fault ("cert", "key", "ciphers", ...: the error
+     * points at its line). NULL: no check (t->names stays empty). */
+    bool (*check_tls)(struct cfg_tls *t, char *err, size_t cap, const char **bad_key);
 };
 
 /* A reference to a backend by name, resolved in the validation pass. */
@@ -56,6 +58,7 @@ struct raw_main {
     int log_level, log_format;
     double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
     unsigned preread_max, max_connections, max_per_client, fanout_max;
+    unsigned client_prefix_v4, client_prefix_v6, preread_budget, fanout_per_client, fanout_rate;
     double ufrag_ttl, ufrag_grace, fanout_timeout;
     bool udp;
     double udp_idle_timeout;
@@ -82,6 +85,7 @@ struct raw_rule {
 
 struct raw_routemap {
     struct ref cls[CLASS_COUNT];
+    struct ref tls_default; /* inside terminated TLS, what no rule routes */
 };
 
 struct raw_tls {
@@ -99,7 +103,7 @@ struct key_def {
     const char *help;
 };
 
-#define CFG_MAX_KEYS 64
+#define CFG_MAX_KEYS 80
 #define WORKERS_MAX  256 /* worker threads at most (`workers`) */
 extern const struct key_def cfg_keys[];
 extern const size_t cfg_nkeys;
@@ -134,6 +138,9 @@ struct parse {
 
 /* Allocation that cannot fail (exits on out of memory: the loader has no partial state
  * worth keeping). */
+/* max_connections = auto: (hard RLIMIT_NOFILE - CFG_FD_RESERVE) / 2; 0 (no limit) when
+ * the descriptor limit is infinite. */
+unsigned cfg_auto_max_connections(void);
 void *cfg_xcalloc(size_t n, size_t sz);
 void *cfg_xrealloc(void *p, size_t n, size_t sz);
 char *cfg_xstrdup(const char *s);

@@ -7,6 +7,11 @@
 
 #include "mux443/core/session.h"
 
+/* The preread buffer's first allocation: most first flights fit (Chromium's
+ * ClientHello is ~2 KB); it doubles from there up to preread_max, each step counted in
+ * preread_budget. */
+#define DETECT_FIRST_BLOCK 4096
+
 /* CONN_PROXY: DONE once the header is consumed and the real client is admitted. */
 enum step detect_proxy(struct conn *c, int revents);
 
@@ -17,7 +22,8 @@ enum step detect_first_bytes(struct conn *c, int revents, struct probe_out *out)
 /* CONN_HANDSHAKE: DONE once the TLS handshake with the client completed. */
 enum step detect_handshake(struct conn *c, int revents);
 
-/* Frees what detection holds (probe state); the preread buffer stays with the leg. */
+/* Frees what detection holds (probe state) and returns the preread buffer's bytes to
+ * preread_budget; the buffer itself stays with the leg. */
 void detect_release(struct conn *c);
 
 #endif

@@ -8,9 +8,12 @@
 
 #include "mux443/core/session.h"
 
-/* Before entering CONN_FANOUT: the client's first frame is the first frame_len bytes of
- * its preread buffer. */
-void fanout_prepare(struct conn *c, size_t frame_len);
+/* Before entering CONN_FANOUT, with p the findings on the client's first frame (the
+ * first p->consumed bytes of its preread buffer): admits the fan-out or refuses it
+ * (false, c->reason set, counted by reason). Only a Binding request with a USERNAME of
+ * two well-formed ufrags and a MESSAGE-INTEGRITY fans out, within fanout_per_client
+ * for the client's prefix and fanout_rate per second. */
+bool fanout_prepare(struct conn *c, const struct probe_out *p);
 
 /* CONN_FANOUT: starts the candidates when entered; DONE once a server won (it is the
  * backend leg now, its answer waiting for the client, the first frame consumed); FAIL

@@ -23,12 +23,20 @@ enum route_via {
 const struct cfg_route *route_select(const struct cfg *c, const struct probe_out *p,
                                      enum route_via via);
 
-/* A TLS ClientHello: a named rule that matches it wins (passthrough); otherwise, when a
- * certificate covers the SNI (or a default one exists), *terminate is set and NULL is
- * returned; otherwise the [route] tls entry, then [route] default, pass it through
- * (NULL if neither exists). */
+/* A TLS ClientHello: a named rule that matches it wins: passthrough (it is returned), or
+ * for tls = terminate, *terminate is set to the certificate for the SNI (NULL when none
+ * covers it: the connection cannot be served) and the rule is returned, as the route of
+ * what is inside that no class rule takes. Otherwise, when a certificate covers the SNI
+ * (or a default one exists), *terminate is set and NULL is returned; otherwise the
+ * [route] tls entry, then [route] default, pass it through (NULL if neither exists). */
 const struct cfg_route *route_tls_hello(const struct cfg *c, const struct probe_out *p,
                                         const struct cfg_tls **terminate);
+
+/* Inside terminated TLS, when route_select found nothing (the bytes were unrecognised,
+ * silent, or of a class no rule takes): the tls = terminate rule that terminated the
+ * connection, else [route] tls_default, else NULL (closed). */
+const struct cfg_route *route_inside_fallback(const struct cfg *c,
+                                              const struct cfg_route *terminated_by);
 
 /* The certificate section serving `sni` (exact names first, then wildcards), else the
  * default one, else NULL. */

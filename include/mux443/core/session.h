@@ -87,19 +87,23 @@ struct conn {
     struct sockaddr_storage local_addr; /* what the client connected to */
     char peer_text[ADDR_TEXT_MAX];
     enum mux_class cls;
-    bool terminated;                /* mux443 terminated the client TLS: cls is what was inside */
-    bool preread_full;              /* detection gave up at preread_max */
-    bool counted;                   /* in the connection metrics (label) */
-    bool limit_held;                /* counted by limits_client_acquire */
-    enum class_label label;         /* once counted */
-    struct probe_state *probe;      /* detection in progress */
-    size_t probed;                  /* preread bytes the probes have seen */
-    size_t proxy_need;              /* preread bytes before the PROXY header can progress */
-    struct probe_out *hello;        /* the ClientHello findings, kept during termination */
-    char *ufrag;                    /* ICE-TCP server ufrag (routing by ufrag), or NULL */
-    struct ufrag_entry *ufrag_held; /* the ufrag table entry this connection holds */
-    struct fanout *fanout;          /* ICE-TCP fan-out in progress */
-    unsigned nattempts;             /* servers to try (1 when the ufrag names the server) */
+    bool terminated;           /* mux443 terminated the client TLS: cls is what was inside */
+    bool preread_full;         /* detection gave up at preread_max */
+    bool counted;              /* in the connection metrics (label) */
+    bool limit_held;           /* counted by limits_client_acquire */
+    bool keyed;                /* client_key is set (the client's address is known) */
+    uint8_t client_key[16];    /* the client's prefix (limits_client_key) */
+    enum class_label label;    /* once counted */
+    struct probe_state *probe; /* detection in progress */
+    size_t probed;             /* preread bytes the probes have seen */
+    size_t budget_held;        /* preread buffer bytes counted in preread_budget */
+    size_t proxy_need;         /* preread bytes before the PROXY header can progress */
+    struct probe_out *hello;   /* the ClientHello findings, kept during termination */
+    const struct cfg_route *term_route; /* the tls = terminate rule that terminated, or NULL */
+    char *ufrag;                        /* ICE-TCP server ufrag (routing by ufrag), or NULL */
+    struct ufrag_entry *ufrag_held;     /* the ufrag table entry this connection holds */
+    struct fanout *fanout;              /* ICE-TCP fan-out in progress */
+    unsigned nattempts;                 /* servers to try (1 when the ufrag names the server) */
     unsigned first, attempt;
     bool refused;             /* refused by a limit after the PROXY header (metrics) */
     char *desc;               /* escaped ` sni="..." host="..."` fields for the close line */
@@ -107,9 +111,11 @@ struct conn {
     struct conn *prev, *next; /* the pool's list, for draining */
 };
 
-/* The per-client limit for a client whose address is now known: counts it, or refuses
- * (counted, and logged at most once per address per interval). */
-bool conn_admit_client(const struct cfg *cfg, const struct sockaddr *peer, const char *text);
+/* The per-client limit for a client whose address is now known: fills key (false: the
+ * address has no prefix) and counts it (*held), or refuses (counted, and logged at most
+ * once per client prefix per interval). */
+bool conn_admit_client(const struct cfg *cfg, const struct sockaddr *peer, uint8_t key[16],
+                       bool *keyed, bool *held);
 
 /* Sets c->reason and returns STEP_FAIL (or STEP_END): what phases return to end. */
 enum step conn_fail(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

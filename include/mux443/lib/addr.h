@@ -18,4 +18,20 @@ void addr_format(const struct sockaddr *sa, char *dst, size_t cap);
  * count together). False for other families. */
 bool addr_key(const struct sockaddr *sa, uint8_t key[16]);
 
+/* Clears the bits of an addr_key past the first `bits`. */
+void addr_mask(uint8_t key[16], unsigned bits);
+
+/* An address prefix: 16 bytes as addr_key, bits counted on that form (an IPv4 /24 is
+ * a /120 of its v4-mapped form). */
+struct addr_cidr {
+    uint8_t net[16];
+    unsigned bits;
+};
+
+/* "10.0.0.0/8", "2001:db8::/32", or one address (all bits). False if malformed or the
+ * length is out of range. */
+bool addr_cidr_parse(const char *text, struct addr_cidr *out);
+/* Whether sa's address is inside net. */
+bool addr_cidr_match(const struct addr_cidr *net, const struct sockaddr *sa);
+
 #endif

@@ -8,7 +8,8 @@
 
 #include "mux443/lib/probe.h"
 
-/* "tls", "http", "websocket", "stun", "ice-tcp", "unknown", "timeout"; "none" for
+/* "tls", "http", "websocket", "stun", "ice-tcp", "sip", "mqtt", "ssh", "unknown",
+ * "timeout"; "none" for
  * CLASS_NONE and out-of-range values. */
 const char *class_name(enum mux_class cls);
 /* Inverse of class_name; CLASS_NONE when unknown. */
@@ -23,11 +24,17 @@ enum class_label {
     LABEL_WEBSOCKET,
     LABEL_STUN,
     LABEL_ICE_TCP,
+    LABEL_SIP,
+    LABEL_MQTT,
+    LABEL_SSH,
     LABEL_UNKNOWN,
     LABEL_TIMEOUT,
     LABEL_HTTPS,
     LABEL_WSS,
     LABEL_TURNS,
+    LABEL_SIPS,    /* SIP inside terminated TLS */
+    LABEL_MQTTS,   /* MQTT inside terminated TLS */
+    LABEL_SSH_TLS, /* SSH inside terminated TLS */
     LABEL_COUNT
 };
 

@@ -26,6 +26,9 @@ enum mux_class {
     CLASS_WEBSOCKET, /* HTTP/1.1 GET with Connection: upgrade + Upgrade: websocket */
     CLASS_STUN,      /* STUN / TURN over TCP (RFC 8489, RFC 8656) */
     CLASS_ICE_TCP,   /* RFC 4571-framed STUN (RFC 6544 ICE-TCP) */
+    CLASS_SIP,       /* SIP request or response line (RFC 3261) */
+    CLASS_MQTT,      /* MQTT 3.1 / 3.1.1 / 5.0 CONNECT packet */
+    CLASS_SSH,       /* SSH identification string "SSH-2.0-" (RFC 4253) */
     CLASS_UNKNOWN,   /* no probe matched: routed by `default` */
     CLASS_TIMEOUT,   /* client silent or too slow: routed by `on_timeout` */
     CLASS_COUNT
@@ -76,13 +79,38 @@ struct probe_out {
     char ufrag[PROBE_UFRAG_MAX + 1];
     uint16_t cufrag_len; /* client (remote) ufrag: the part after ':' */
     char cufrag[PROBE_UFRAG_MAX + 1];
+    bool stun_integrity; /* ICE-TCP: MESSAGE-INTEGRITY(-SHA256) present (not verified) */
+
+    /* WebSocket: the first Sec-WebSocket-Protocol header's value as sent, e.g. "sip" */
+    uint16_t ws_protocol_len;
+    char ws_protocol[PROBE_NAME_MAX + 1];
+    bool ws_protocol_cut;
+
+    /* SIP: method (in method[] above) and the Request-URI host (in host[] above: the
+     * rules' `host` key matches both HTTP Host and SIP Request-URI host). */
+    bool sip_response; /* a status line ("SIP/2.0 200 OK"), not a request */
+
+    /* MQTT CONNECT */
+    uint8_t mqtt_level; /* protocol level: 3 (3.1), 4 (3.1.1), 5 (5.0) */
+    uint16_t mqtt_client_len;
+    char mqtt_client[PROBE_NAME_MAX + 1];
+    bool mqtt_client_cut;
 };
 
 /* The probes probe_detect runs, in its table's order (probe.c). */
-enum probe_id { PROBE_ID_TLS, PROBE_ID_HTTP, PROBE_ID_STUN, PROBE_ID_ICE_TCP, PROBE_ID_COUNT };
+enum probe_id {
+    PROBE_ID_TLS,
+    PROBE_ID_HTTP,
+    PROBE_ID_STUN,
+    PROBE_ID_ICE_TCP,
+    PROBE_ID_SIP,
+    PROBE_ID_MQTT,
+    PROBE_ID_SSH,
+    PROBE_ID_COUNT
+};
 
 /* Header names longer than this are none of ours: only a prefix is kept. */
-#define PROBE_HTTP_NAME_KEEP 16
+#define PROBE_HTTP_NAME_KEEP 24 /* "sec-websocket-protocol" */
 /* The Host value is kept with room for a port and some slack before being cut. */
 #define PROBE_HTTP_HOST_KEEP (PROBE_NAME_MAX + 16)
 
@@ -117,17 +145,20 @@ struct probe_http_state {
     size_t url_off;  /* request target: offset and length (pieces are adjacent) */
     size_t url_len;
     bool url_seen;
-    bool done;         /* on_headers_complete was called: the parser is paused */
-    bool in_value;     /* last callback was a value: the next field starts a new name */
-    bool host_seen;    /* a Host header already started: later ones are ignored */
+    bool done;          /* on_headers_complete was called: the parser is paused */
+    bool in_value;      /* last callback was a value: the next field starts a new name */
+    bool host_seen;     /* a Host header already started: later ones are ignored */
     uint8_t host_count; /* Host headers seen (saturating): two are refused */
-    bool host_taken;   /* this header is the Host we keep */
-    uint8_t kind;      /* the current header, as probe_http.c classifies it */
-    uint16_t name_len; /* past PROBE_HTTP_NAME_KEEP: not a header we want */
-    uint16_t host_len; /* past PROBE_HTTP_HOST_KEEP: the value was cut */
+    bool host_taken;    /* this header is the Host we keep */
+    uint8_t kind;       /* the current header, as probe_http.c classifies it */
+    uint16_t name_len;  /* past PROBE_HTTP_NAME_KEEP: not a header we want */
+    uint16_t host_len;  /* past PROBE_HTTP_HOST_KEEP: the value was cut */
     char name[PROBE_HTTP_NAME_KEEP];
     char host[PROBE_HTTP_HOST_KEEP];
     struct probe_http_tok conn, upg;
+    uint16_t wsp_len; /* first Sec-WebSocket-Protocol; past sizeof(wsp): cut */
+    bool wsp_seen;    /* that header is complete: later ones are ignored */
+    char wsp[PROBE_NAME_MAX];
 };
 
 /* Per connection during detection. 544 bytes on x86-64 (test_probe_resume checks < 1 KiB);

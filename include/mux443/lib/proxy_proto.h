@@ -29,6 +29,10 @@ struct proxy_info {
  * being at most 107). NOMATCH: not a (valid) PROXY header; *why says what was wrong. */
 enum probe_result proxy_parse(const uint8_t *p, size_t n, struct proxy_info *out, const char **why);
 
+/* Whether p starts with a PROXY v1 ("PROXY ") or v2 signature: MATCH once the whole
+ * signature is there, AGAIN while p is a prefix of one, else NOMATCH. */
+enum probe_result proxy_signature(const uint8_t *p, size_t n);
+
 /* Writes a v1 (version 1) or v2 (version 2) PROXY header for a TCP connection from src to
  * dst into buf (cap >= PROXY_HDR_MAX). src and dst must be of the same family (AF_INET or
  * AF_INET6; a v4-mapped IPv6 address counts as IPv4). Returns the header length (> 0):

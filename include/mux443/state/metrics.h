@@ -35,7 +35,37 @@ enum mx_outcome {
     MXO_COUNT
 };
 
-enum mx_refuse { MXR_MAX_CONNECTIONS, MXR_LISTENER_MAX, MXR_PER_CLIENT, MXR_COUNT };
+enum mx_refuse {
+    MXR_MAX_CONNECTIONS,
+    MXR_LISTENER_MAX,
+    MXR_PER_CLIENT,
+    MXR_PROXY_UNTRUSTED, /* a PROXY listener's peer is not in proxy_from */
+    MXR_PREREAD_BUDGET,  /* preread_budget spent */
+    MXR_COUNT
+};
+
+/* Why a TLS handshake failed (the first five in tls_conn.h's enum tls_fail order). */
+enum mx_tls_fail {
+    MXT_PROTOCOL_VERSION,
+    MXT_NO_SHARED_CIPHER,
+    MXT_CERTIFICATE,
+    MXT_CLOSED,
+    MXT_OTHER,
+    MXT_TIMEOUT,
+    MXT_COUNT
+};
+
+/* Why an ICE-TCP fan-out was not started. */
+enum mx_fanout_refuse {
+    MXF_NOT_BINDING,     /* the first frame is not a Binding request */
+    MXF_BAD_USERNAME,    /* no USERNAME with two well-formed ufrags */
+    MXF_NO_INTEGRITY,    /* no MESSAGE-INTEGRITY: no media server would accept it */
+    MXF_PER_CLIENT,      /* fanout_per_client in progress for this client */
+    MXF_RATE,            /* fanout_rate started this second */
+    MXF_FANOUT_MAX,      /* fanout_max in progress */
+    MXF_MAX_CONNECTIONS, /* a candidate would exceed max_connections */
+    MXF_COUNT
+};
 
 /* Entries of the registry. `live` counts the activated snapshots that use the entry:
  * gauges are shown only for live entries (a server removed by a reload stops being
@@ -74,9 +104,9 @@ struct mx_global {
     atomic_llong conns_open[LABEL_COUNT];
     atomic_uint open_all; /* connections open in the process (max_connections) */
     atomic_ullong detect[MXD_COUNT], refused[MXR_COUNT];
-    atomic_ullong tls_handshakes, tls_failures, tls_failures_timeout;
+    atomic_ullong tls_handshakes, tls_failures[MXT_COUNT], tls_truncated;
     atomic_ullong reloads_ok, reloads_failed;
-    atomic_ullong ufrag_hits, ufrag_misses, fanouts, fanout_failures;
+    atomic_ullong ufrag_hits, ufrag_misses, fanouts, fanout_failures, fanout_refused[MXF_COUNT];
     atomic_llong ufrag_entries;
     atomic_int ready; /* listeners are up (healthz) */
 };

@@ -20,9 +20,9 @@ bool tls_ktls_available(void);
 /* The certificate check of the configuration loader (cfg_load_opts.check_tls): loads and
  * checks every chain and key of t (readable, key matches, valid now, chain in order,
  * accepted by the policy) and fills t->names from the leaf certificates (SAN DNS names;
- * the CN when there is no SAN). False with a message naming the file in err; bad_key
- * says whether the problem is in a key file. */
-bool tls_check_section(struct cfg_tls *t, char *err, size_t cap, bool *bad_key);
+ * the CN when there is no SAN), and checks the cipher lists (OpenSSL accepts them and
+ * they leave a suite). False with a message in err; *bad_key names the key at fault. */
+bool tls_check_section(struct cfg_tls *t, char *err, size_t cap, const char **bad_key);
 
 /* Builds the context that terminates TLS for t under configuration c (its ALPN list;
  * c must outlive the context). NULL with a message in err. */
