@@ -12,11 +12,13 @@
 #include <unistd.h>
 
 #include "mux443/core/backend.h"
+#include "mux443/core/fanout.h"
 #include "mux443/core/route.h"
 #include "mux443/core/udp_flow.h"
 #include "mux443/core/udp_relay.h"
 #include "mux443/lib/log.h"
 #include "mux443/lib/udp_demux.h"
+#include "mux443/state/limits.h"
 #include "mux443/lib/ice.h"
 #include "mux443/state/ufrag.h"
 #include "mux443/state/udp_metrics.h"
@@ -224,6 +226,8 @@ struct udp_fan {
     uint8_t req[FAN_REQS][STUN_HEADER]; /* headers of the requests relayed (cookie + tid) */
     unsigned nreq, alive, n, errors;
     uint64_t dgrams_in, bytes_in;
+    bool keyed;      /* counted in fanout_per_client under key */
+    uint8_t key[16]; /* the client's prefix (limits_client_key) */
     struct udp_leg leg[];
 };
 
@@ -249,6 +253,8 @@ static void fan_free(struct udp_relay *u, struct udp_flow *f)
         leg_close(u, fan, &fan->leg[i]);
     ev_timer_stop(u->loop, &fan->timer);
     atomic_fetch_sub(&udp_fans_active, 1);
+    if (fan->keyed)
+        limits_client_release(LIMITS_FANOUTS, fan->key);
     f->fan = NULL;
     free(fan);
 }
@@ -364,6 +370,16 @@ static void fan_send(struct udp_relay *u, struct udp_fan *fan, const struct udp_
     MX_ADD(mxu.bytes_in, n);
 }
 
+/* A fan-out not started: counted by reason (ICE-TCP's metrics), logged at debug only (a
+ * flood of spoofed checks must not flood the log; the counters say it). */
+static bool fan_refuse(enum mx_fanout_refuse why, const char *what)
+{
+    MX_INC(mx.fanout_failures);
+    MX_INC(mx.fanout_refused[why]);
+    log_debug("udp: fan-out refused: %s", what);
+    return false;
+}
+
 /* Starts a fan-out for the media side of f on route r with the first datagram d. */
 static bool fan_start(struct udp_relay *u, struct udp_flow *f, const struct cfg_route *r,
                       const struct udp_first *d, const uint8_t *p, size_t n)
@@ -372,21 +388,43 @@ static bool fan_start(struct udp_relay *u, struct udp_flow *f, const struct cfg_
     const struct cfg_backend *b = r->backend;
     struct udp_fan *fan;
 
+    const struct cfg *cfg = s->cfg;
+    uint8_t key[16];
+    bool keyed, log_it;
+
     if (b->balance != BALANCE_UFRAG || d->ufrag_len == 0 || d->stun_method != STUN_M_BINDING ||
         d->stun_class != STUN_REQUEST)
         return false;
-    if (atomic_fetch_add(&udp_fans_active, 1) >= s->cfg->fanout_max) {
+    /* What a browser's check is, as for ICE-TCP: anything else would only cost every
+     * server a datagram. */
+    if (!d->cufrag_ok)
+        return fan_refuse(MXF_BAD_USERNAME, "no USERNAME of two well-formed ufrags");
+    if (!d->integrity)
+        return fan_refuse(MXF_NO_INTEGRITY, "no MESSAGE-INTEGRITY");
+    keyed = limits_client_key((const struct sockaddr *)&f->addr, cfg->client_prefix_v4,
+                              cfg->client_prefix_v6, key, NULL, 0);
+    if (keyed && !limits_client_acquire(LIMITS_FANOUTS, key, cfg->fanout_per_client, &log_it))
+        return fan_refuse(MXF_PER_CLIENT, "fanout_per_client fan-outs in progress");
+    if (!fanout_rate_take(cfg->fanout_rate)) {
+        if (keyed)
+            limits_client_release(LIMITS_FANOUTS, key);
+        return fan_refuse(MXF_RATE, "fanout_rate reached");
+    }
+    if (atomic_fetch_add(&udp_fans_active, 1) >= cfg->fanout_max) {
         atomic_fetch_sub(&udp_fans_active, 1);
-        MX_INC(mx.fanout_failures);
-        log_info("udp: fan-out refused: fanout_max (%u) fan-outs already in progress",
-                 s->cfg->fanout_max);
-        return false;
+        if (keyed)
+            limits_client_release(LIMITS_FANOUTS, key);
+        return fan_refuse(MXF_FANOUT_MAX, "fanout_max fan-outs already in progress");
     }
     fan = calloc(1, sizeof(*fan) + b->servers.n * sizeof(fan->leg[0]));
     if (fan == NULL) {
         atomic_fetch_sub(&udp_fans_active, 1);
+        if (keyed)
+            limits_client_release(LIMITS_FANOUTS, key);
         return false;
     }
+    fan->keyed = keyed;
+    memcpy(fan->key, key, sizeof(key));
     fan->u = u;
     fan->f = f;
     fan->r = r;
