@@ -29,6 +29,7 @@ _Static_assert((int)TP_WANT_READ == (int)EV_READ && (int)TP_WANT_WRITE == (int)E
 static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void conn_update_io(struct conn *c);
+static void conn_run(struct conn *c, struct leg *l, int revents);
 
 static void leg_init(struct leg *l, struct conn *c, struct leg *peer, int fd)
 {
@@ -151,7 +152,10 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
 
     c->phase = lst->proxy_in ? CONN_PROXY : CONN_DETECT;
     conn_deadline(c, lst->peek_timeout);
-    conn_update_io(c);
+    /* The first flight is usually there already: read it now. Detection that completes
+     * here never registers the client socket for it (a wait would cost an epoll_ctl and
+     * an epoll_wait); one that must wait registers it as always. */
+    conn_run(c, &c->client, EV_READ);
     return;
 refused:
     MX_INC(mx.conns_outcome[MXO_REFUSED]);
@@ -325,6 +329,38 @@ static enum step conn_route(struct conn *c, struct probe_out *p)
     return STEP_DONE;
 }
 
+/* The backend socket became writable: its first write (the PROXY header, else the
+ * preread bytes) tells whether the connect succeeded, as getsockopt(SO_ERROR) would (a
+ * refused connect fails it with ECONNREFUSED), without a system call of its own.
+ * Returns NULL when connected, else why not; nothing of the preread is consumed then, so
+ * the next server gets it whole. */
+static const char *conn_first_write(struct conn *c)
+{
+    struct transport *t = &c->backend_leg.tp;
+    struct buf *p = &c->client.pend;
+    uint8_t hdr[PROXY_HDR_MAX];
+    size_t n = 0;
+    ssize_t w;
+    int err;
+
+    /* The local address (a getsockname) is looked up only for a header that carries it. */
+    if (c->backend->proxy_protocol)
+        n = connect_proxy_header(c->backend, (struct sockaddr *)&c->peer_addr, conn_local_addr(c),
+                                 hdr);
+    if (n) {
+        /* A fresh socket's send buffer is empty: a short header always goes in one send. */
+        if ((w = t->ops->write(t, hdr, n)) == (ssize_t)n)
+            return NULL;
+        return w < 0 ? strerror(errno) : "cannot send the PROXY header";
+    }
+    if (!buf_unread(p)) /* nothing to send (a timeout route): ask the socket */
+        return (err = connect_result(t->fd)) ? strerror(err) : NULL;
+    if ((w = t->ops->write(t, p->data + p->off, buf_unread(p))) < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? NULL : strerror(errno);
+    buf_consume(p, (size_t)w); /* the relay sends the rest, if any */
+    return NULL;
+}
+
 /* CONN_CONNECT: tries the servers of the pool in order (skipping those out of service)
  * until one accepts the connection and takes its PROXY header. */
 static enum step conn_connect(struct conn *c, int revents)
@@ -334,22 +370,12 @@ static enum step conn_connect(struct conn *c, int revents)
     const char *failure = NULL, *prev = c->server ? c->server->text : NULL;
 
     if (bl->tp.fd >= 0) {
-        int err;
         if (revents & EV_TIMER)
             failure = "connect timeout";
         else if (!(revents & EV_WRITE))
             return STEP_AGAIN;
-        else if ((err = connect_result(bl->tp.fd)))
-            failure = strerror(err);
-        else {
-            uint8_t hdr[PROXY_HDR_MAX];
-            size_t n =
-                connect_proxy_header(b, (struct sockaddr *)&c->peer_addr, conn_local_addr(c), hdr);
-            /* A fresh socket's send buffer is empty: a short header always goes in one
-             * send. */
-            if (n && bl->tp.ops->write(&bl->tp, hdr, n) != (ssize_t)n)
-                failure = "cannot send the PROXY header";
-        }
+        else
+            failure = conn_first_write(c);
         struct mx_server *sm = snap_server_mx(c->snap, b, (size_t)(c->server - b->servers.v));
         if (!failure) {
             MX_INC(sm->connects);

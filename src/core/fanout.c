@@ -218,26 +218,28 @@ static void leg_cb(struct ev_loop *loop, ev_io *io, int revents)
     struct conn *c = f->c;
 
     if (revents & EV_WRITE) {
-        int err = connect_result(l->fd);
-        if (err) {
+        /* The first send tells whether the connect succeeded (a refused one fails it
+         * with ECONNREFUSED): no getsockopt(SO_ERROR) first. */
+        const struct buf *cp = &c->client.pend;
+        uint8_t buf[PROXY_HDR_MAX + ICE_FRAME_MAX];
+        size_t n = 0;
+        if (c->backend->proxy_protocol) /* getsockname only for a header that needs it */
+            n = connect_proxy_header(c->backend, (struct sockaddr *)&c->peer_addr,
+                                     conn_local_addr(c), buf);
+        memcpy(buf + n, cp->data + cp->off, f->frame_len);
+        n += f->frame_len;
+        ssize_t w = send(l->fd, buf, n, MSG_NOSIGNAL);
+        if (w < 0) {
             f->refused++;
             MX_INC(snap_server_mx(c->snap, c->backend, l->idx)->connect_failures);
             leg_drop(f, l);
+        } else if (w != (ssize_t)n) {
+            f->closed++;
+            leg_drop(f, l);
         } else {
-            const struct buf *cp = &c->client.pend;
-            uint8_t buf[PROXY_HDR_MAX + ICE_FRAME_MAX];
-            size_t n = connect_proxy_header(c->backend, (struct sockaddr *)&c->peer_addr,
-                                            conn_local_addr(c), buf);
-            memcpy(buf + n, cp->data + cp->off, f->frame_len);
-            n += f->frame_len;
-            if (send(l->fd, buf, n, MSG_NOSIGNAL) != (ssize_t)n) {
-                f->closed++;
-                leg_drop(f, l);
-            } else {
-                ev_io_stop(loop, &l->io);
-                ev_io_modify(&l->io, EV_READ);
-                ev_io_start(loop, &l->io);
-            }
+            ev_io_stop(loop, &l->io);
+            ev_io_modify(&l->io, EV_READ);
+            ev_io_start(loop, &l->io);
         }
     } else {
         ssize_t r = recv(l->fd, l->in + l->len, sizeof(l->in) - l->len, 0);

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "mux443/core/route.h"
 #include "mux443/lib/log.h"
 #include "mux443/runtime/listeners.h"
 
@@ -53,6 +54,19 @@ void lsocks_drop(struct lsock_set *set, const struct lsock_set *keep)
     set->n = 0;
 }
 
+/* TCP_DEFER_ACCEPT: the kernel hands a connection over once its first bytes have come
+ * (or its FIN), so the read right after accept finds the first flight. A client that
+ * waits for the server to speak first is handed over after about a second (the kernel's
+ * first SYN-ACK retransmission) instead: that is only done when no route serves silent
+ * clients (on_timeout), which must get their peek_timeout from the connect on. Applied
+ * to kept sockets too, since a reload may add or remove such a route. */
+static void set_defer_accept(int fd, const struct cfg *c)
+{
+    struct probe_out silent = {.cls = CLASS_TIMEOUT};
+    int secs = route_select(c, &silent, VIA_PLAIN) ? 0 : 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
+}
+
 bool lsocks_open(struct lsock_set *out, const struct cfg *c, const struct lsock_set *old)
 {
     size_t total = 0;
@@ -82,6 +96,8 @@ bool lsocks_open(struct lsock_set *out, const struct cfg *c, const struct lsock_
                 lsocks_drop(out, old);
                 return false;
             }
+            if (!s->udp)
+                set_defer_accept(s->fd, c);
             out->n++;
         }
     }

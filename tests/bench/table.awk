@@ -95,13 +95,13 @@ function table(s, title, cols,    nc, cs, i, np, ps, f, line, hdr, sep) {
 }
 END {
     table("S1", "S1 TLS passthrough bulk (ClientHello + SNI, then bytes over 4 connections)",
-          "mbps:MB/s:1:r;proxy_s_per_gb:proxy CPU s/GB:0:r;gen_core:generator core %:0;other_cpu:other CPU %:0;err:errors:0")
+          "mbps:MB/s:1:r;proxy_s_per_gb:proxy CPU s/GB:0:r;machine_s_per_gb:machine CPU s/GB:0:r;gen_core:generator core %:0;other_cpu:other CPU %:0;err:errors:0")
     table("S2", "S2 short connections with detection (ClientHello + SNI, 1 KiB reply, close; 64 concurrent)",
-          "rate:conn/s:1:r;p99_us:p99 µs:0;proxy_us_per:proxy CPU µs/conn:0:r;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
+          "rate:conn/s:1:r;p99_us:p99 µs:0;proxy_us_per:proxy CPU µs/conn:0:r;machine_us_per:machine CPU µs/conn:0:r;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
     table("S3", "S3 TLS 1.3 termination, ECDSA P-256, no resumption (handshake + 64-byte request/reply)",
-          "rate:handshakes/s:1:r;proxy_us_per:proxy CPU µs/handshake:0:r;cap:handshakes/s per core (10⁶/CPU µs):1:r;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
+          "rate:handshakes/s:1:r;proxy_us_per:proxy CPU µs/handshake:0:r;machine_us_per:machine CPU µs/handshake:0:r;cap:handshakes/s per core (10⁶/CPU µs):1:r;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
     table("S4", "S4 bulk through terminated TLS (4 connections, client → sink)",
-          "mbps:MB/s:1:r;proxy_s_per_gb:proxy CPU s/GB:0:r;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
+          "mbps:MB/s:1:r;proxy_s_per_gb:proxy CPU s/GB:0:r;machine_s_per_gb:machine CPU s/GB:0:r;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
     table("S5p", "S5 memory per idle connection, TLS passthrough (process tree RSS)",
           "bytes_per_conn:bytes/conn:0:r;up:connections:1")
     table("S5t", "S5 memory per idle connection, terminated TLS (process tree RSS)",
@@ -113,7 +113,7 @@ END {
     table("S5r", "S5r as S5t with a binary plain text (generic path)",
           "bytes_per_conn:bytes/conn:0:r;up:connections:1")
     table("S6", "S6 latency, 64-byte ping-pong through passthrough (one connection)",
-          "p50_us:p50 µs:0;p99_us:p99 µs:0:r;p999_us:p99.9 µs:0;proxy_us_per:proxy CPU µs/ping-pong:0;other_cpu:other CPU %:0")
+          "p50_us:p50 µs:0;p99_us:p99 µs:0:r;p999_us:p99.9 µs:0;proxy_us_per:proxy CPU µs/ping-pong:0;machine_us_per:machine CPU µs/ping-pong:0;other_cpu:other CPU %:0")
     if ("S6" in order && med("S6", "direct", "p50_us") != "") {
         np = split(order["S6"], ps, " ")
         print "Added latency (minus direct): " 
@@ -123,13 +123,13 @@ END {
         print ""; print ""
     }
     table("S7", "S7 STUN/TURN-over-TCP detection (Binding request, response, close; 64 concurrent)",
-          "rate:conn/s:1:r;p99_us:p99 µs:0;proxy_us_per:proxy CPU µs/conn:0:r;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
+          "rate:conn/s:1:r;p99_us:p99 µs:0;proxy_us_per:proxy CPU µs/conn:0:r;machine_us_per:machine CPU µs/conn:0:r;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
     table("S8", "S8 ICE-TCP detection + ufrag routing (RFC 4571 Binding request, two ufrags, two backends)",
-          "rate:conn/s:1:r;p99_us:p99 µs:0;proxy_us_per:proxy CPU µs/conn:0:r;badroute:misrouted:0;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
+          "rate:conn/s:1:r;p99_us:p99 µs:0;proxy_us_per:proxy CPU µs/conn:0:r;machine_us_per:machine CPU µs/conn:0:r;badroute:misrouted:0;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
     table("S9", "S9 mux443 two workers (cores 0+1) vs one (core 0): S2 workload",
-          "rate:conn/s:1;proxy_us_per:proxy CPU µs/conn:0;gen_core:generator core %:0;proxy_core:proxy cores %:0;other_cpu:other CPU %:0")
+          "rate:conn/s:1;proxy_us_per:proxy CPU µs/conn:0;machine_us_per:machine CPU µs/conn:0;gen_core:generator core %:0;proxy_core:proxy cores %:0;other_cpu:other CPU %:0")
     table("S9t", "S9 mux443 two workers vs one: S3 workload (TLS handshakes)",
-          "rate:handshakes/s:1;proxy_us_per:proxy CPU µs/handshake:0;gen_core:generator core %:0;proxy_core:proxy cores %:0;other_cpu:other CPU %:0")
+          "rate:handshakes/s:1;proxy_us_per:proxy CPU µs/handshake:0;machine_us_per:machine CPU µs/handshake:0;gen_core:generator core %:0;proxy_core:proxy cores %:0;other_cpu:other CPU %:0")
     table("S10h", "S10 trickled detection: 24 KiB HTTP request head, at once vs one byte per send()",
           "once_us_per_kib:at once, proxy CPU µs/KiB:0;trickled_us_per_kib:trickled, µs/KiB:0;ratio:trickled / at once:0;trickled_us_per_seg:trickled, µs/send:0;growth:µs/KiB, full / quarter size:0;other_cpu:other CPU %:0;err:errors:0")
     table("S10c", "S10 trickled detection: 2000-byte ClientHello (Chromium size), at once vs one byte per send()",

@@ -7,7 +7,8 @@
 #include "mux443/core/session.h"
 
 /* Takes ownership of an accepted socket: admission (max_connections, the listener's and
- * the per-client limits), then the first phase. */
+ * the per-client limits), then the first phase, run at once (the first flight is read
+ * before the socket is registered; the connection may even end before this returns). */
 void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listener *lst, int fd,
                  const struct sockaddr *peer, socklen_t peerlen);
 

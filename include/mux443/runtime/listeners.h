@@ -24,7 +24,8 @@ struct lsock_set {
 };
 
 /* Opens the listening sockets of configuration c into *out, reusing the sockets of `old`
- * (NULL: none) bound to the same addresses. False after logging when an address cannot
+ * (NULL: none) bound to the same addresses; TCP ones get TCP_DEFER_ACCEPT unless a route
+ * serves silent clients (on_timeout). False after logging when an address cannot
  * be bound (sockets opened for it are closed again, `old` is untouched). */
 bool lsocks_open(struct lsock_set *out, const struct cfg *c, const struct lsock_set *old);
 
