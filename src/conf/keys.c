@@ -67,7 +67,8 @@ const struct key_def cfg_keys[] = {
     {SEC_MAIN, "fanout_timeout", K_SECONDS, M(fanout_timeout), 0.05, 60, NULL, "2s",
      "How long a fan-out waits for a media server to answer the Binding request."},
     {SEC_MAIN, "fanout_max", K_UINT, M(fanout_max), 1, 100000, NULL, "256",
-     "Fan-outs in progress at once (each opens a connection to every server of the pool)."},
+     "Fan-outs in progress at once (each opens a connection to every server of the pool); "
+     "ICE-TCP's and UDP's are bounded apart."},
     {SEC_MAIN, "fanout_per_client", K_UINT, M(fanout_per_client), 1, 100000, NULL, "4",
      "Fan-outs in progress at once for one client (address prefix, as per-client limits)."},
     {SEC_MAIN, "fanout_rate", K_UINT, M(fanout_rate), 1, 1000000, NULL, "100",
@@ -86,6 +87,9 @@ const struct key_def cfg_keys[] = {
      "New UDP flows accepted per second, all workers together; 0 = no limit."},
     {SEC_MAIN, "udp_unverified_budget", K_UINT, M(udp_budget), 1, 10000, NULL, "16",
      "Datagrams a UDP flow may send a server before the server has answered it once."},
+    {SEC_MAIN, "udp_transparent", K_BOOL, M(udp_transparent), 0, 0, NULL, "no",
+     "Send a UDP flow's datagrams to its servers from the client's own address and port "
+     "(IP_TRANSPARENT: needs CAP_NET_ADMIN and policy routing for the replies, see README)."},
     {SEC_MAIN, "admin", K_ADDRS, M(admin), 0, 0, NULL, NULL,
      "Admin HTTP listener (/healthz /metrics /routes /ufrags), e.g. 127.0.0.1:9443; off when "
      "unset. Keep it on loopback, or set admin_token_file."},

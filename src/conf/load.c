@@ -563,6 +563,7 @@ static struct cfg *build(struct parse *ps)
     c->udp_per_prefix = m->udp_per_prefix;
     c->udp_new_per_sec = m->udp_new_per_sec;
     c->udp_budget = m->udp_budget;
+    c->udp_transparent = m->udp_transparent;
     build_main(ps, c);
 
     for (size_t i = 0; i < ps->nsecs; i++) {

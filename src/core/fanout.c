@@ -100,7 +100,7 @@ static bool refuse(struct conn *c, enum mx_fanout_refuse reason, const char *fmt
 
 /* One more fan-out this second, unless fanout_rate already started: a window per
  * wall-clock second, shared by every worker. */
-static bool rate_take(unsigned rate)
+bool fanout_rate_take(unsigned rate)
 {
     long now = (long)time(NULL), seen = atomic_load(&rate_second);
     if (seen != now && atomic_compare_exchange_strong(&rate_second, &seen, now))
@@ -145,7 +145,7 @@ bool fanout_prepare(struct conn *c, const struct probe_out *p)
     c->fanout->c = c;
     c->fanout->per_client = c->keyed;
     c->fanout->frame_len = p->consumed;
-    if (!rate_take(cfg->fanout_rate))
+    if (!fanout_rate_take(cfg->fanout_rate))
         return refuse(c, MXF_RATE, "fanout_rate (%u per second) reached", cfg->fanout_rate);
     return true;
 }

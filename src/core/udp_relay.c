@@ -7,15 +7,19 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "mux443/core/backend.h"
+#include "mux443/core/fanout.h"
 #include "mux443/core/route.h"
 #include "mux443/core/udp_flow.h"
 #include "mux443/core/udp_relay.h"
 #include "mux443/lib/log.h"
 #include "mux443/lib/udp_demux.h"
+#include "mux443/state/limits.h"
+#include "mux443/lib/ice.h"
 #include "mux443/state/ufrag.h"
 #include "mux443/state/udp_metrics.h"
 
@@ -35,6 +39,7 @@ struct udp_relay {
     uint32_t cursor;
     uint64_t next_id;
     uint32_t budget;
+    bool transparent; /* udp_transparent */
     struct mmsghdr msg[UDP_BATCH];
     struct iovec iov[UDP_BATCH];
     struct sockaddr_storage from[UDP_BATCH];
@@ -98,8 +103,11 @@ static void side_close(struct udp_relay *u, struct udp_flow *f, int side, const 
     up->ufrag_held = NULL;
 }
 
+static void fan_free(struct udp_relay *u, struct udp_flow *f);
+
 static void flow_close(struct udp_relay *u, struct udp_flow *f, const char *reason)
 {
+    fan_free(u, f);
     for (int side = 0; side < UDP_UPS; side++)
         side_close(u, f, side, reason);
     snap_unref(f->snap);
@@ -123,7 +131,7 @@ static int pick_server(const struct snap *s, const struct cfg_route *r, const st
     if (pfx >= 0)
         return pfx;
     *held = ufrag_acquire(b, d->ufrag, d->ufrag_len, &idx);
-    return *held != NULL ? (int)idx : -1; /* fan-out over UDP: next part */
+    return *held != NULL ? (int)idx : -1; /* a miss: the caller may fan out */
 }
 
 void udp_probe_of(const struct udp_first *d, int side, struct probe_out *p)
@@ -151,8 +159,318 @@ static uint32_t route_idle_ms(const struct cfg_route *r)
     return (uint32_t)(r->udp_idle_timeout * 1000.0);
 }
 
-/* Opens side `side` of f for the datagram d: route, server, connected socket. */
-static bool side_open(struct udp_relay *u, struct udp_flow *f, int side, const struct udp_first *d)
+static uint32_t unverified_idle_ms(const struct cfg_route *r)
+{
+    return route_idle_ms(r) < UDP_UNVERIFIED_IDLE_MS ? route_idle_ms(r) : UDP_UNVERIFIED_IDLE_MS;
+}
+
+/* Counts a media or TURN side open on server idx of route r. */
+static void side_count(struct snap *s, const struct cfg_route *r, int side, size_t idx)
+{
+    MX_INC(mxu.flows_total[side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN]);
+    MX_INC(mxu.flows_open[side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN]);
+    MX_INC(snap_route_mx(s, r)->conns);
+    MX_INC(snap_server_mx(s, r->backend, idx)->connects);
+}
+
+/* A socket connected to server a for flow f: from mux443's own address, or with
+ * udp_transparent from the client's address and port (IP_TRANSPARENT; SO_REUSEADDR, as
+ * the client's other side and fan-out legs bind the same address to other servers).
+ * -1 on failure (logged). */
+static int up_socket(const struct udp_relay *u, const struct udp_flow *f, const struct cfg_addr *a)
+{
+    int one = 1, fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    bool v6 = a->ss.ss_family == AF_INET6;
+
+    if (fd >= 0 && u->transparent &&
+        (f->addr.ss_family != a->ss.ss_family ||
+         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+         setsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, &one,
+                    sizeof(one)) < 0 ||
+         bind(fd, (const struct sockaddr *)&f->addr, f->addr_len) < 0)) {
+        log_warn("udp: cannot send to %s from the client's address (udp_transparent): %s", a->text,
+                 f->addr.ss_family != a->ss.ss_family ? "other address family" : strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (fd >= 0 && connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0)
+        log_warn("udp: cannot open a socket to %s: %s", a->text, strerror(errno));
+    return fd;
+}
+
+/* ------------------------------------------------------------------ fan-out
+ * An ICE check whose server ufrag no prefix and no table entry names goes to every
+ * server of the pool (in service), each from a connected socket of its own ("leg");
+ * the first leg whose server answers one of the relayed Binding requests with a Binding
+ * success becomes the flow's media side, the ufrag is learnt (ufrag_learn), the others
+ * are closed. Until then only Binding requests go up (to every leg, within the
+ * unverified budget) and nothing goes to the client. Bounded like the TCP fan-out: at
+ * most fanout_max in progress (UDP's own count), fanout_timeout, one per flow (so per
+ * client address+port, itself bounded per prefix and per second by the table). */
+#define FAN_REQS 4 /* Binding requests remembered per fan-out (Chromium's checks differ) */
+
+struct udp_leg {
+    ev_io io; /* first: io.data is the fan-out */
+    int fd;   /* -1: refused or lost */
+    uint32_t server;
+};
+
+struct udp_fan {
+    struct udp_relay *u;
+    struct udp_flow *f;
+    const struct cfg_route *r;
+    ev_timer timer;
+    uint8_t req[FAN_REQS][STUN_HEADER]; /* headers of the requests relayed (cookie + tid) */
+    unsigned nreq, alive, n, errors;
+    uint64_t dgrams_in, bytes_in;
+    bool keyed;      /* counted in fanout_per_client under key */
+    uint8_t key[16]; /* the client's prefix (limits_client_key) */
+    struct udp_leg leg[];
+};
+
+static atomic_uint udp_fans_active;
+
+static void leg_close(struct udp_relay *u, struct udp_fan *fan, struct udp_leg *l)
+{
+    if (l->fd < 0)
+        return;
+    ev_io_stop(u->loop, &l->io);
+    close(l->fd);
+    l->fd = -1;
+    fan->alive--;
+}
+
+static void fan_free(struct udp_relay *u, struct udp_flow *f)
+{
+    struct udp_fan *fan = f->fan;
+
+    if (fan == NULL)
+        return;
+    for (unsigned i = 0; i < fan->n; i++)
+        leg_close(u, fan, &fan->leg[i]);
+    ev_timer_stop(u->loop, &fan->timer);
+    atomic_fetch_sub(&udp_fans_active, 1);
+    if (fan->keyed)
+        limits_client_release(LIMITS_FANOUTS, fan->key);
+    f->fan = NULL;
+    free(fan);
+}
+
+/* No server took the ufrag: the flow ends unless its TURN side is open. */
+static void fan_fail(struct udp_relay *u, struct udp_fan *fan, const char *what)
+{
+    struct udp_flow *f = fan->f;
+
+    MX_INC(mx.fanout_failures);
+    drop(MXU_UNROUTABLE);
+    log_info("udp flow=%llu fan-out: no server of backend %s took ufrag '%s' (%s; %u answered "
+             "with an error)",
+             (unsigned long long)f->id, fan->r->backend->name, f->ufrag, what, fan->errors);
+    fan_free(u, f);
+    if (f->up[UDP_UP_TURN].fd < 0)
+        flow_close(u, f, "unroutable");
+}
+
+/* Leg w's server answered with a Binding success: its socket becomes the media side,
+ * and up_read_cb relays that answer (still queued: it was only peeked) to the client. */
+static void fan_win(struct udp_relay *u, struct udp_fan *fan, struct udp_leg *w)
+{
+    struct udp_flow *f = fan->f;
+    const struct cfg_route *r = fan->r;
+    struct udp_up *up = &f->up[UDP_UP_MEDIA];
+    struct snap *s = f->snap;
+
+    ev_io_stop(u->loop, &w->io);
+    memset(up, 0, sizeof(*up));
+    up->fd = w->fd;
+    w->fd = -1;
+    fan->alive--;
+    up->server = w->server;
+    up->route = r;
+    up->dgrams_in = fan->dgrams_in;
+    up->bytes_in = fan->bytes_in;
+    up->unverified = (uint32_t)fan->dgrams_in;
+    up->ufrag_held = ufrag_learn(r->backend, f->ufrag, strlen(f->ufrag), w->server);
+    side_count(s, r, UDP_UP_MEDIA, w->server);
+    MX_INC(snap_server_mx(s, r->backend, w->server)->fanout_wins);
+    log_debug("udp flow=%llu fan-out: %s owns ufrag '%s'", (unsigned long long)f->id,
+              r->backend->servers.v[w->server].text, f->ufrag);
+    fan_free(u, f);
+    ev_io_init(&up->io, up_read_cb, up->fd, EV_READ);
+    up->io.data = f;
+    ev_io_start(u->loop, &up->io);
+    up_read_cb(u->loop, &up->io, EV_READ);
+}
+
+/* What a leg's server sent: peeked, judged against the requests relayed; a datagram
+ * that decides nothing is consumed and dropped (nothing reaches the client before a
+ * winner). */
+static void leg_read_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct udp_leg *l = (struct udp_leg *)io;
+    struct udp_fan *fan = io->data;
+    struct udp_relay *u = fan->u;
+    (void)loop;
+    (void)revents;
+
+    for (int i = 0; i < UDP_BATCH; i++) {
+        ssize_t n = recv(l->fd, u->buf[0], UDP_DGRAM_MAX, MSG_DONTWAIT | MSG_PEEK);
+        enum ice_verdict v = ICE_AGAIN;
+
+        if (n < 0 && errno == EAGAIN)
+            return;
+        for (unsigned k = 0; n >= 0 && k < fan->nreq && k < FAN_REQS && v == ICE_AGAIN; k++)
+            v = ice_judge_udp(fan->req[k], u->buf[0], (size_t)n);
+        if (v == ICE_WIN) {
+            fan_win(u, fan, l);
+            return;
+        }
+        (void)recv(l->fd, u->buf[0], 1, MSG_DONTWAIT); /* consume it */
+        if (n < 0 || v == ICE_LOSE) {                  /* ECONNREFUSED (ICMP), or an error answer */
+            fan->errors += n >= 0;
+            leg_close(u, fan, l);
+            if (fan->alive == 0)
+                fan_fail(u, fan, "every server refused or answered with an error");
+            return;
+        }
+    }
+}
+
+static void fan_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct udp_fan *fan = w->data;
+    (void)loop;
+    (void)revents;
+    fan_fail(fan->u, fan, "fanout_timeout passed");
+}
+
+/* A client datagram for the media side while its fan-out runs: Binding requests go to
+ * every leg still in the running; anything else waits for a winner (dropped). */
+static void fan_send(struct udp_relay *u, struct udp_fan *fan, const struct udp_first *d,
+                     const uint8_t *p, size_t n)
+{
+    if (d->kind != UDP_STUN || d->stun_class != STUN_REQUEST || d->stun_method != STUN_M_BINDING) {
+        drop(MXU_NOT_FIRST);
+        return;
+    }
+    if (fan->dgrams_in >= u->budget) {
+        drop(MXU_BUDGET);
+        return;
+    }
+    memcpy(fan->req[fan->nreq++ % FAN_REQS], p, STUN_HEADER);
+    for (unsigned i = 0; i < fan->n; i++)
+        if (fan->leg[i].fd >= 0)
+            (void)send(fan->leg[i].fd, p, n, 0);
+    fan->dgrams_in++;
+    fan->bytes_in += n;
+    MX_INC(mxu.dgrams_in);
+    MX_ADD(mxu.bytes_in, n);
+}
+
+/* A fan-out not started: counted by reason (ICE-TCP's metrics), logged at debug only (a
+ * flood of spoofed checks must not flood the log; the counters say it). */
+static bool fan_refuse(enum mx_fanout_refuse why, const char *what)
+{
+    MX_INC(mx.fanout_failures);
+    MX_INC(mx.fanout_refused[why]);
+    log_debug("udp: fan-out refused: %s", what);
+    return false;
+}
+
+/* Starts a fan-out for the media side of f on route r with the first datagram d. */
+static bool fan_start(struct udp_relay *u, struct udp_flow *f, const struct cfg_route *r,
+                      const struct udp_first *d, const uint8_t *p, size_t n)
+{
+    struct snap *s = f->snap;
+    const struct cfg_backend *b = r->backend;
+    struct udp_fan *fan;
+
+    const struct cfg *cfg = s->cfg;
+    uint8_t key[16];
+    bool keyed, log_it;
+
+    if (b->balance != BALANCE_UFRAG || d->ufrag_len == 0 || d->stun_method != STUN_M_BINDING ||
+        d->stun_class != STUN_REQUEST)
+        return false;
+    /* What a browser's check is, as for ICE-TCP: anything else would only cost every
+     * server a datagram. */
+    if (!d->cufrag_ok)
+        return fan_refuse(MXF_BAD_USERNAME, "no USERNAME of two well-formed ufrags");
+    if (!d->integrity)
+        return fan_refuse(MXF_NO_INTEGRITY, "no MESSAGE-INTEGRITY");
+    keyed = limits_client_key((const struct sockaddr *)&f->addr, cfg->client_prefix_v4,
+                              cfg->client_prefix_v6, key, NULL, 0);
+    if (keyed && !limits_client_acquire(LIMITS_FANOUTS, key, cfg->fanout_per_client, &log_it))
+        return fan_refuse(MXF_PER_CLIENT, "fanout_per_client fan-outs in progress");
+    if (!fanout_rate_take(cfg->fanout_rate)) {
+        if (keyed)
+            limits_client_release(LIMITS_FANOUTS, key);
+        return fan_refuse(MXF_RATE, "fanout_rate reached");
+    }
+    if (atomic_fetch_add(&udp_fans_active, 1) >= cfg->fanout_max) {
+        atomic_fetch_sub(&udp_fans_active, 1);
+        if (keyed)
+            limits_client_release(LIMITS_FANOUTS, key);
+        return fan_refuse(MXF_FANOUT_MAX, "fanout_max fan-outs already in progress");
+    }
+    fan = calloc(1, sizeof(*fan) + b->servers.n * sizeof(fan->leg[0]));
+    if (fan == NULL) {
+        atomic_fetch_sub(&udp_fans_active, 1);
+        if (keyed)
+            limits_client_release(LIMITS_FANOUTS, key);
+        return false;
+    }
+    fan->keyed = keyed;
+    memcpy(fan->key, key, sizeof(key));
+    fan->u = u;
+    fan->f = f;
+    fan->r = r;
+    f->fan = fan;
+    memcpy(f->ufrag, d->ufrag, d->ufrag_len);
+    f->ufrag[d->ufrag_len] = '\0';
+    MX_INC(mx.fanouts);
+    for (size_t i = 0; i < b->servers.n; i++) {
+        const struct cfg_addr *a = &b->servers.v[i];
+        struct udp_leg *l = &fan->leg[fan->n];
+        struct mx_server *sm = snap_server_mx(s, b, i);
+
+        if (atomic_load(&sm->down))
+            continue;
+        if ((l->fd = up_socket(u, f, a)) < 0) {
+            MX_INC(sm->connect_failures);
+            continue;
+        }
+        l->server = (uint32_t)i;
+        ev_io_init(&l->io, leg_read_cb, l->fd, EV_READ);
+        l->io.data = fan;
+        ev_io_start(u->loop, &l->io);
+        fan->n++;
+        fan->alive++;
+    }
+    ev_timer_init(&fan->timer, fan_timer_cb, s->cfg->fanout_timeout, 0);
+    fan->timer.data = fan;
+    if (fan->alive == 0) {
+        fan_free(u, f);
+        MX_INC(mx.fanout_failures);
+        return false;
+    }
+    ev_timer_start(u->loop, &fan->timer);
+    if (f->idle_ms == 0)
+        f->idle_ms = unverified_idle_ms(r);
+    fan_send(u, fan, d, p, n);
+    return true;
+}
+
+enum side_opened { SIDE_FAILED, SIDE_OPEN, SIDE_FANNING };
+
+/* Opens side `side` of f for the datagram d (p, n): route, server, connected socket; or
+ * a fan-out for an ICE check of an unknown ufrag, which has relayed d itself. */
+static enum side_opened side_open(struct udp_relay *u, struct udp_flow *f, int side,
+                                  const struct udp_first *d, const uint8_t *p, size_t n)
 {
     struct snap *s = f->snap;
     const struct cfg_route *r = udp_route(s->cfg, f->lst, d, side);
@@ -161,19 +479,21 @@ static bool side_open(struct udp_relay *u, struct udp_flow *f, int side, const s
     const struct cfg_addr *a;
     int idx, fd;
 
-    if (r == NULL || (idx = pick_server(s, r, d, (const struct sockaddr *)&f->addr, &held)) < 0) {
+    if (r == NULL) {
         drop(MXU_UNROUTABLE);
-        return false;
+        return SIDE_FAILED;
+    }
+    if ((idx = pick_server(s, r, d, (const struct sockaddr *)&f->addr, &held)) < 0) {
+        if (side == UDP_UP_MEDIA && fan_start(u, f, r, d, p, n))
+            return SIDE_FANNING;
+        drop(MXU_UNROUTABLE);
+        return SIDE_FAILED;
     }
     a = &r->backend->servers.v[idx];
-    fd = socket(a->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
-        log_warn("udp: cannot open a socket to %s", a->text);
-        if (fd >= 0)
-            close(fd);
+    if ((fd = up_socket(u, f, a)) < 0) {
         ufrag_release(held);
         drop(MXU_UPSTREAM);
-        return false;
+        return SIDE_FAILED;
     }
     memset(up, 0, sizeof(*up));
     up->fd = fd;
@@ -188,13 +508,9 @@ static bool side_open(struct udp_relay *u, struct udp_flow *f, int side, const s
         f->ufrag[d->ufrag_len] = '\0';
     }
     if (f->idle_ms == 0)
-        f->idle_ms =
-            route_idle_ms(r) < UDP_UNVERIFIED_IDLE_MS ? route_idle_ms(r) : UDP_UNVERIFIED_IDLE_MS;
-    MX_INC(mxu.flows_total[side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN]);
-    MX_INC(mxu.flows_open[side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN]);
-    MX_INC(snap_route_mx(s, r)->conns);
-    MX_INC(snap_server_mx(s, r->backend, (size_t)idx)->connects);
-    return true;
+        f->idle_ms = unverified_idle_ms(r);
+    side_count(s, r, side, (size_t)idx);
+    return SIDE_OPEN;
 }
 
 static const enum mxu_drop refuse_drop[UDPR_COUNT] = {[UDPR_FULL] = MXU_TABLE_FULL,
@@ -251,6 +567,7 @@ static void client_datagram(struct udp_relay *u, struct snap *s, const struct cf
     struct udp_first d;
     struct udp_up *up;
     enum udp_refuse why;
+    enum side_opened opened = SIDE_OPEN;
     int side;
 
     udp_demux(p, n, &d);
@@ -277,17 +594,24 @@ static void client_datagram(struct udp_relay *u, struct snap *s, const struct cf
         f->kind = (uint8_t)d.kind;
         f->id = ((uint64_t)u->worker << 48) | ++u->next_id;
         atomic_fetch_add(&mxu.table_flows, 1);
-        if (!side_open(u, f, side, &d)) {
+        if ((opened = side_open(u, f, side, &d, p, n)) == SIDE_FAILED) {
             flow_close(u, f, "unroutable");
             return;
         }
+    } else if (f->up[side].fd < 0 && side == UDP_UP_MEDIA && f->fan != NULL) {
+        fan_send(u, f->fan, &d, p, n);
+        opened = SIDE_FANNING;
     } else if (f->up[side].fd < 0) {
         if (!may_open(&d)) {
             drop(MXU_NOT_FIRST);
             return;
         }
-        if (!side_open(u, f, side, &d))
+        if ((opened = side_open(u, f, side, &d, p, n)) == SIDE_FAILED)
             return;
+    }
+    if (opened == SIDE_FANNING) { /* fan_send relayed it (or dropped it) */
+        f->last_ms = now_ms(u);
+        return;
     }
     up = &f->up[side];
     if (!udp_up_admit(up, u->budget)) {
@@ -423,6 +747,7 @@ struct udp_relay *udp_relay_new(struct ev_loop *loop, unsigned worker, const str
     u->loop = loop;
     u->worker = worker;
     u->budget = c->udp_budget;
+    u->transparent = c->udp_transparent;
     MX_ADD(mxu.table_slots, lim.max_flows);
     ev_timer_init(&u->sweep, sweep_cb, UDP_SWEEP, UDP_SWEEP);
     u->sweep.data = u;
@@ -439,6 +764,7 @@ void udp_relay_limits(struct udp_relay *u, const struct cfg *c, unsigned nworker
     limits_of(&lim, c, nworkers);
     udp_ftab_set_limits(&u->t, &lim);
     u->budget = c->udp_budget;
+    u->transparent = c->udp_transparent;
 }
 
 static void close_where(struct udp_relay *u, int lfd, const char *reason)

@@ -31,3 +31,11 @@ enum ice_verdict ice_judge_answer(const uint8_t *req, const uint8_t *ans, size_t
     bool same_tx = flen >= STUN_HEADER && memcmp(m + 4, req + 2 + 4, 16) == 0;
     return same_tx && m[0] == 0x01 && m[1] == 0x01 ? ICE_WIN : ICE_LOSE;
 }
+
+enum ice_verdict ice_judge_udp(const uint8_t *req, const uint8_t *ans, size_t len)
+{
+    if (len < STUN_HEADER || ans[0] > 3 || memcmp(ans + 4, req + 4, 16) != 0)
+        return ICE_AGAIN;
+    size_t mlen = (size_t)ans[2] << 8 | ans[3];
+    return ans[0] == 0x01 && ans[1] == 0x01 && STUN_HEADER + mlen == len ? ICE_WIN : ICE_LOSE;
+}

@@ -63,8 +63,10 @@ static int stun_attrs(const uint8_t *p, size_t n, struct udp_first *out)
             memcpy(out->ufrag, user, ulen);
             out->ufrag[ulen] = '\0';
             out->ufrag_len = (uint16_t)ulen;
+            out->cufrag_ok = ufrag_valid((const char *)colon + 1, user_len - ulen - 1);
         }
     }
+    out->integrity = integrity;
     return 1;
 }
 

@@ -220,7 +220,8 @@ static void ufrag_render(FILE *out)
          "Fan-outs where no server answered with a Binding success.");
     fprintf(out, "mux443_ufrag_fanout_failures_total %llu\n", LD(mx.fanout_failures));
     head(out, "mux443_ufrag_fanout_refused_total", "counter",
-         "ICE-TCP connections with an unknown ufrag not fanned out, by reason.");
+         "ICE checks with an unknown ufrag (ICE-TCP connections, UDP flows) not fanned out, by "
+         "reason.");
     for (int i = 0; i < MXF_COUNT; i++)
         fprintf(out, "mux443_ufrag_fanout_refused_total{reason=\"%s\"} %llu\n",
                 fanout_refuse_names[i], LD(mx.fanout_refused[i]));

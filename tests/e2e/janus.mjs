@@ -3,7 +3,8 @@
 // Janus configurations and mux443's, and passes everything through the environment:
 //   E2E_MUX_ADDR, E2E_PORT   mux443's address and its one port (page, signalling, ICE-TCP)
 //   E2E_ADMIN                mux443's admin listener, HOST:PORT (/ufrags, /metrics)
-//   E2E_JANUS1, E2E_JANUS2   each Janus's ICE-TCP endpoint, HOST:PORT, as in [backend media]
+//   E2E_JANUS1, E2E_JANUS2   each Janus's ICE endpoint, HOST:PORT, as in [backend media]
+//   E2E_TRANSPORT            tcp (default: ICE-TCP) or udp (mux443's UDP listener)
 //   E2E_PROFILE              a fresh --user-data-dir
 //   E2E_OUT                  where to write results.json and page.png
 //   CHROMIUM                 browser binary (default /usr/bin/chromium)
@@ -24,6 +25,8 @@ const servers = { 1: env('E2E_JANUS1'), 2: env('E2E_JANUS2') };
 const profile = env('E2E_PROFILE');
 const out = env('E2E_OUT');
 const origin = `http://web.test:${port}`;
+const transport = process.env.E2E_TRANSPORT || 'tcp';
+const T = transport.toUpperCase();
 
 
 const metrics = () => metricsAt(admin);
@@ -41,7 +44,8 @@ function delta(m0, m1) {
     connects2: d(srvKey('mux443_backend_connects_total', servers[2])),
     connectFailures1: d(srvKey('mux443_backend_connect_failures_total', servers[1])),
     connectFailures2: d(srvKey('mux443_backend_connect_failures_total', servers[2])),
-    iceTcp: d('mux443_connections_total{class="ice-tcp"}'),
+    // ICE connections (TCP) or media-side flows (UDP) mux443 opened
+    ice: transport === 'udp' ? d('mux443_udp_flows_total{class="ice-udp"}') : d('mux443_connections_total{class="ice-tcp"}'),
   };
 }
 
@@ -77,21 +81,27 @@ const args = [
 ];
 
 // Checks of one connected session (run, Janus n).
-function checkConnected(tag, r) {
-  if (!check(`${tag} ICE connected over TCP through mux443, data + media echoed`, r.ok, r.ok
+// mine, other: the DTLS fingerprints in this Janus's answer and in the other one's.
+function checkConnected(tag, r, mine, other) {
+  if (!check(`${tag} ICE connected over ${T} through mux443, data + media echoed`, r.ok, r.ok
     ? `ice=${r.iceState} in ${r.iceMs} ms, connection=${r.connectionState}` : r)) return;
-  check(`${tag} only Janus's TCP candidate kept, rewritten to mux443`,
-    r.kept.length >= 1 && r.kept.every((l) => l.includes(` tcp `) && l.includes(` ${muxAddr} ${port} typ host tcptype passive`)),
+  const want = transport === 'udp' ? ` ${muxAddr} ${port} typ host` : ` ${muxAddr} ${port} typ host tcptype passive`;
+  check(`${tag} only Janus's ${T} candidate kept, rewritten to mux443`,
+    r.kept.length >= 1 && r.kept.every((l) => l.includes(` ${transport} `) && l.includes(want)),
     { kept: r.kept, dropped: r.dropped });
   const sel = r.selected || {};
   const rem = sel.remote || {};
   const loc = sel.local || {};
-  check(`${tag} selected pair: remote tcp ${muxAddr}:${port}, local tcp active`,
-    sel.state === 'succeeded' && rem.protocol === 'tcp' && rem.address === muxAddr && rem.port === port &&
-      loc.protocol === 'tcp' && loc.tcpType === 'active', sel);
-  check(`${tag} every succeeded pair goes to mux443's port over TCP (nothing around it)`,
-    r.succeeded.length >= 1 && r.succeeded.every((p) => p.remote && p.remote.protocol === 'tcp' &&
+  check(`${tag} selected pair: remote ${transport} ${muxAddr}:${port}, local ${transport}` +
+    (transport === 'tcp' ? ' active' : ''),
+    sel.state === 'succeeded' && rem.protocol === transport && rem.address === muxAddr && rem.port === port &&
+      loc.protocol === transport && (transport === 'udp' || loc.tcpType === 'active'), sel);
+  check(`${tag} every succeeded pair goes to mux443's port over ${T} (nothing around it)`,
+    r.succeeded.length >= 1 && r.succeeded.every((p) => p.remote && p.remote.protocol === transport &&
       p.remote.address === muxAddr && p.remote.port === port), r.succeeded);
+  check(`${tag} DTLS: the peer's certificate is this Janus's (its answer's fingerprint, not the other's)`,
+    mine && r.remoteFingerprint === mine && mine !== other,
+    { presented: r.remoteFingerprint, answer: mine, otherJanus: other });
   check(`${tag} data channel echo from the echotest plugin`, typeof r.echo === 'string' && r.echo.includes(r.sent),
     `sent "${r.sent}", got "${r.echo}"`);
   check(`${tag} Janus reported webrtcup (DTLS done)`, r.webrtcup, String(r.webrtcup));
@@ -113,9 +123,10 @@ async function run(page, name, doRegister) {
     if (!check(`${tag} session + echotest + offer/answer over Janus's HTTP API through mux443`, r.ok,
       r.ok ? `session=${r.session} ufrag=${r.ufrag}` : r)) return;
     const [host, p] = servers[n].split(':');
-    check(`${tag} answer: ice-lite, ufrag, TCP passive candidate ${servers[n]}, no candidate of ours in the offer`,
+    const want = transport === 'udp' ? ` ${host} ${p} typ host` : ` ${host} ${p} typ host tcptype passive`;
+    check(`${tag} answer: ice-lite, ufrag, ${T} candidate ${servers[n]}, no candidate of ours in the offer`,
       r.iceLite && r.ufrag && r.offerCandidates === 0 && r.offerHasData &&
-        r.candidates.some((c) => / tcp /i.test(c) && c.includes(` ${host} ${p} typ host tcptype passive`)),
+        r.candidates.some((c) => new RegExp(` ${transport} `, 'i').test(c) && c.includes(want)),
       { ufrag: r.ufrag, candidates: r.candidates, offerCandidates: r.offerCandidates });
     if (doRegister) {
       const reg = await register(r.ufrag, servers[n]);
@@ -132,8 +143,8 @@ async function run(page, name, doRegister) {
   }
   // Then Chromium connects to each in turn.
   for (const n of [1, 2]) {
-    const r = await page.evaluate(([l, a, p]) => window.jt.connect(l, a, p), [`${name}-${n}`, muxAddr, port]);
-    checkConnected(`${name} janus${n}`, r);
+    const r = await page.evaluate(([l, a, p, t]) => window.jt.connect(l, a, p, t), [`${name}-${n}`, muxAddr, port, transport]);
+    checkConnected(`${name} janus${n}`, r, neg[n].fingerprint, neg[3 - n].fingerprint);
   }
   const m1 = await metrics();
   const d = delta(m0, m1);
@@ -153,7 +164,8 @@ async function run(page, name, doRegister) {
         e && e.server === servers[n] && e.source === 'fanout', e || table);
     }
   }
-  check(`${name}: ICE-TCP connections reached both Janus servers`, d.iceTcp >= 2 && d.connects1 >= 1 && d.connects2 >= 1, d);
+  check(`${name}: ICE-${T} ${transport === 'udp' ? 'flows' : 'connections'} reached both Janus servers`,
+    d.ice >= 2 && d.connects1 >= 1 && d.connects2 >= 1, d);
   for (const n of [1, 2]) {
     const h = await page.evaluate((l) => window.jt.hangup(l), `${name}-${n}`);
     check(`${name} janus${n} hangup (detach + destroy)`, h.ok, h);

@@ -14,7 +14,13 @@
 # echoed audio and video (Chromium's fake devices) arrive. mux443's /metrics, /ufrags
 # and its log (class=ice-tcp ... server= each Janus) are checked.
 #
-#   usage: janus.sh PATH/TO/mux443          (ctest: e2e_janus)
+#   usage: janus.sh PATH/TO/mux443 [tcp|udp]   (ctest: e2e_janus, e2e_janus_udp)
+#
+# With `udp`, the same over UDP: Janus is ICE-lite without ICE-TCP (its one-port range
+# is its UDP port), mux443's listener has `udp = yes`, the page keeps Janus's UDP host
+# candidate rewritten to mux443's address and port, and every succeeded pair must be
+# UDP to mux443's port. In both modes the certificate each DTLS handshake presented
+# must carry the fingerprint of the answering Janus (not the other one's).
 #
 # Obstacles, and how this test handles each:
 #  1. Janus only does ICE-TCP as an ICE-lite server (nat: ice_tcp = true needs
@@ -104,6 +110,13 @@ fi
 
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/../integ/lib.sh" "$@"
+TRANSPORT=${2:-tcp}
+[[ $TRANSPORT == tcp || $TRANSPORT == udp ]] || fail "transport must be tcp or udp, not $TRANSPORT"
+if [[ $TRANSPORT == udp ]]; then
+    ICE_TCP=false MUX_UDP="udp = yes"
+else
+    ICE_TCP=true MUX_UDP=""
+fi
 # shellcheck source=tests/e2e/driver.sh
 source "$(dirname "$0")/driver.sh"
 
@@ -173,7 +186,7 @@ media: {
 }
 nat: {
     ice_lite = true             # required by ice_tcp
-    ice_tcp = true
+    ice_tcp = $ICE_TCP
     ice_enforce_list = "$2"     # Janus never gathers on loopback: its veth address
     ignore_mdns = true
     nice_debug = false
@@ -223,6 +236,7 @@ start_bg web "$PY" -u -m http.server "$PW" --bind 127.0.0.1 --directory "$E2E_DI
 cat >"$T/mux.ini" <<INI
 [mux443]
 listen = $MA:$PM
+$MUX_UDP
 workers = 2
 admin = 127.0.0.1:$PA
 drain_timeout = 5s
@@ -259,27 +273,22 @@ for n in 1 2; do
     wait_log "janus$n" "HTTP webserver started .*/janus$n" 30
     wait_log "janus$n" 'Loading plugin .libjanus_echotest\.so' 30
 done
+if [[ $TRANSPORT == udp ]]; then
+    want_ice='Initializing ICE stuff \(Lite mode, ICE-TCP candidates disabled'
+else
+    want_ice='Initializing ICE stuff \(Lite mode, ICE-TCP candidates enabled'
+fi
 for n in 1 2; do
-    assert_grep 'Initializing ICE stuff \(Lite mode, ICE-TCP candidates enabled' "$T/janus$n.log" "janus$n: ICE-lite + ICE-TCP"
+    assert_grep "$want_ice" "$T/janus$n.log" "janus$n: ICE-lite, ICE-TCP $ICE_TCP"
 done
 wait_log web "Serving HTTP on 127\.0\.0\.1 port $PW"
 start_mux mux "$T/mux.ini"
 
 # ---------------------------------------------------------------- the browser
 run_driver 170 janus.mjs E2E_MUX_ADDR="$MA" E2E_PORT="$PM" E2E_ADMIN="127.0.0.1:$PA" \
-    E2E_JANUS1="$JA1:$P1" E2E_JANUS2="$JA2:$P2"
+    E2E_JANUS1="$JA1:$P1" E2E_JANUS2="$JA2:$P2" E2E_TRANSPORT="$TRANSPORT"
 
 # ---------------------------------------------------------------- logs
-# ICE-TCP connections to each Janus (logged at close; the page hung up).
-wait_log mux "class=ice-tcp .*backend=media server=$JA1:$P1 .*reason=" 20
-wait_log mux "class=ice-tcp .*backend=media server=$JA2:$P2 .*reason=" 20
-n=$(count_log mux "class=ice-tcp ufrag=\"[^\"]+\" .*backend=media server=$JA1:$P1")
-((n >= 2)) || fail "expected >= 2 class=ice-tcp connections to Janus 1 (one per run), got $n"
-n=$(count_log mux "class=ice-tcp ufrag=\"[^\"]+\" .*backend=media server=$JA2:$P2")
-((n >= 2)) || fail "expected >= 2 class=ice-tcp connections to Janus 2 (one per run), got $n"
-# Run B: each Janus won a fan-out (the other one was asked too, see janus.mjs).
-assert_grep "fan-out: $JA1:$P1 owns ufrag '[^']+'" "$T/mux.log" "fan-out won by Janus 1"
-assert_grep "fan-out: $JA2:$P2 owns ufrag '[^']+'" "$T/mux.log" "fan-out won by Janus 2"
 # Signalling crossed mux443 too, each Janus's API to its own backend.
 assert_grep 'class=http .*route=janus1 backend=janus1-http' "$T/mux.log" "Janus 1 API through mux443"
 assert_grep 'class=http .*route=janus2 backend=janus2-http' "$T/mux.log" "Janus 2 API through mux443"
@@ -287,4 +296,26 @@ assert_not_grep 'route=janus1 backend=janus1-http .*server=127\.0\.0\.1:'"$H2" "
 for n in 1 2; do
     assert_grep 'WebRTC media is now available' "$T/janus$n.log" "janus$n: PeerConnection up"
 done
+# Run B: each Janus won a fan-out (the other one was asked too, see janus.mjs).
+assert_grep "fan-out: $JA1:$P1 owns ufrag '[^']+'" "$T/mux.log" "fan-out won by Janus 1"
+assert_grep "fan-out: $JA2:$P2 owns ufrag '[^']+'" "$T/mux.log" "fan-out won by Janus 2"
+if [[ $TRANSPORT == udp ]]; then
+    # UDP flows are logged when they end: at shutdown here (idle timeout 10m). Each
+    # Janus got media-side flows (class=ice-udp) routed by its registered ufrag, with
+    # datagrams both ways; no TCP ICE connection at all.
+    stop_mux mux
+    for srv in "$JA1:$P1" "$JA2:$P2"; do
+        assert_grep "udp flow=[0-9]+ client=[0-9.]+:[0-9]+ listener=main class=ice-udp ufrag=[^ ]+ route=ice-tcp backend=media server=$srv dgrams_in=[1-9][0-9]* bytes_in=[0-9]+ dgrams_out=[1-9][0-9]* " \
+            "$T/mux.log" "media flow to $srv with datagrams both ways"
+    done
+    assert_not_grep 'class=ice-tcp ' "$T/mux.log"
+    exit 0
+fi
+# ICE-TCP connections to each Janus (logged at close; the page hung up).
+wait_log mux "class=ice-tcp .*backend=media server=$JA1:$P1 .*reason=" 20
+wait_log mux "class=ice-tcp .*backend=media server=$JA2:$P2 .*reason=" 20
+n=$(count_log mux "class=ice-tcp ufrag=\"[^\"]+\" .*backend=media server=$JA1:$P1")
+((n >= 2)) || fail "expected >= 2 class=ice-tcp connections to Janus 1 (one per run), got $n"
+n=$(count_log mux "class=ice-tcp ufrag=\"[^\"]+\" .*backend=media server=$JA2:$P2")
+((n >= 2)) || fail "expected >= 2 class=ice-tcp connections to Janus 2 (one per run), got $n"
 stop_mux mux

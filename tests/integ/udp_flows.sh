@@ -7,7 +7,8 @@
 # while the established flow keeps flowing; after SIGHUP (which moves the ufrag prefix
 # to another server) the flow keeps its server and new flows take the new one; flows of
 # a route with a short idle_timeout end with reason "idle timeout", freeing their slots;
-# a ufrag registered through /ufrags routes a new flow, an unknown one is dropped.
+# a ufrag registered through /ufrags routes a new flow; an unknown one in a check
+# without MESSAGE-INTEGRITY is not fanned out (udp_fanout.sh): dropped, counted.
 # --explain --udp routes captured first datagrams as the relay does.
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
@@ -85,8 +86,10 @@ assert_grep '^mux443_udp_table_slots 40$' "$T/metrics.txt"
 # the TURN-side flows of the flood idle out after the route's 2 s; then new flows fit
 wait_log mux 'udp flow=[0-9]+ .*class=stun .*route=turn .*reason="idle timeout"' 10
 assert_grep 'reload: .* loaded' "$T/mux.log"
-# a ufrag registered through /ufrags routes a new flow; an unknown one is dropped
-curl -fsS -H "Content-Type: text/x-mux443-ufrags" -d "RegUdp01 127.0.0.1:$PMA 120" "http://127.0.0.1:$PA/ufrags" >/dev/null
+# a ufrag registered through /ufrags routes a new flow; an unknown one (in a check
+# without MESSAGE-INTEGRITY: not fanned out, see udp_fanout.sh) is dropped
+curl -fsS -H 'Content-Type: text/x-mux443-ufrags' -d "RegUdp01 127.0.0.1:$PMA 120" \
+    "http://127.0.0.1:$PA/ufrags" >/dev/null
 rc=0
 timeout 10 "$PY" - "$PM" "$PEERS" <<'PYEOF' >"$T/after.log" 2>&1 || rc=$?
 import socket, sys
@@ -119,7 +122,8 @@ cat "$T/after.log" >&2
 assert_eq 0 "$rc" "new flows after the flood: TURN side, registered ufrag, unknown ufrag"
 curl -fsS "http://127.0.0.1:$PA/metrics" >"$T/metrics2.txt"
 assert_grep '^mux443_udp_dropped_total\{reason="unroutable"\} [1-9]' "$T/metrics2.txt" \
-    "an ICE check for a ufrag nobody owns (no fan-out over UDP yet)"
+    "an ICE check for a ufrag nobody owns"
+assert_grep '^mux443_ufrag_fanout_refused_total\{reason="no_integrity"\} [1-9]' "$T/metrics2.txt"
 stop_mux mux
 # the media flow of socket A: one close line per side, with its ufrag and server
 assert_grep 'udp flow=[0-9]+ client=127\.0\.0\.1:[0-9]+ listener=main class=ice-udp ufrag=dptA1234 route=ice-tcp backend=media server=127\.0\.0\.1:'"$PMA"' dgrams_in=[4-9] .*reason="shutdown"' "$T/mux.log"

@@ -5,6 +5,11 @@ backend TAG PORT: a UDP server on 127.0.0.1:PORT that answers every datagram wit
     TAG + b":" + the datagram; before answering a DTLS-looking datagram (first byte 22)
     it sends the client a STUN Binding request of its own (transaction id
     b"BACKENDREQ01"), as an ICE-lite media server does before DTLS starts.
+ice TAG PORT PREFIX: an ICE-lite media server on 127.0.0.1:PORT (tests/integ/udp_fanout.sh)
+    that owns the server ufrags starting with PREFIX: a Binding request whose USERNAME is
+    such a ufrag gets a Binding success, any other Binding request a 401 error response;
+    every other datagram is answered with TAG + b":" + the datagram.
+mute PORT: a UDP socket on 127.0.0.1:PORT that never answers.
 scenario ...: the client side, see scenario() below. Prints one line per step and
     exits non-zero at the first step that does not hold."""
 
@@ -18,16 +23,22 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peerlib import exit_on_sigterm, say, stun_attr, stun_message  # noqa: E402
+from peerlib import exit_on_sigterm, say, stun_attr, stun_attrs, stun_message  # noqa: E402
 
 BACKEND_TID = b"BACKENDREQ01"
 
 
-def backend(tag, port):
+def serve(port):
+    """A server's UDP socket on 127.0.0.1:PORT, announced with `ready`."""
     exit_on_sigterm()
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", int(port)))
     say("ready")
+    return s
+
+
+def backend(tag, port):
+    s = serve(port)
     while True:
         d, a = s.recvfrom(65535)
         if d[:1] == b"\x16":
@@ -35,8 +46,33 @@ def backend(tag, port):
         s.sendto(tag.encode() + b":" + d, a)
 
 
-def binding(username=None):
+def ice(tag, port, prefix):
+    s = serve(port)
+    while True:
+        d, a = s.recvfrom(65535)
+        if len(d) >= 20 and d[:2] == b"\x00\x01":
+            user = dict(stun_attrs(d[20:])).get(0x0006, b"")
+            mine = user.split(b":")[0].startswith(prefix.encode())
+            say("binding", user.decode(errors="replace"), "mine" if mine else "foreign")
+            if mine:
+                s.sendto(stun_message(0x0101, d[8:20], [stun_attr(0x0020, bytes(8))]), a)
+            else:
+                s.sendto(stun_message(0x0111, d[8:20], [stun_attr(0x0009, b"\0\0\x04\x01")]), a)
+        else:
+            s.sendto(tag.encode() + b":" + d, a)
+
+
+def mute(port):
+    s = serve(port)
+    while True:
+        s.recvfrom(65535)
+
+
+def binding(username=None, integrity=False):
+    """A Binding request; integrity adds a MESSAGE-INTEGRITY (zeros: nobody checks it
+    here), as every browser's ICE check carries one."""
     attrs = [stun_attr(0x0006, username.encode())] if username else []
+    attrs += [stun_attr(0x0008, bytes(20))] if integrity else []
     return stun_message(0x0001, os.urandom(12), attrs)
 
 
@@ -166,5 +202,9 @@ def scenario(port, pid, log, conf, newconf, flood):
 if __name__ == "__main__":
     if sys.argv[1] == "backend":
         backend(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "ice":
+        ice(*sys.argv[2:5])
+    elif sys.argv[1] == "mute":
+        mute(sys.argv[2])
     else:
         scenario(*sys.argv[2:8])

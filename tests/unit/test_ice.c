@@ -137,6 +137,40 @@ static void test_longer_than_cap_loses(void **state)
     assert_int_equal(judge(huge, 2, ANSWER_CAP), ICE_LOSE);
 }
 
+/* UDP (ice_judge_udp): one datagram, the request unframed. */
+static enum ice_verdict judge_udp(const uint8_t *ans, size_t n)
+{
+    uint8_t *copy = malloc(n ? n : 1);
+    assert_non_null(copy);
+    memcpy(copy, ans, n);
+    enum ice_verdict v = ice_judge_udp(req + 2, copy, n);
+    free(copy);
+    return v;
+}
+
+static void test_udp_verdict(void **state)
+{
+    uint8_t a[64];
+    (void)state;
+    size_t n = answer(a, 0x0101, xor_mapped, sizeof(xor_mapped));
+    assert_int_equal(judge_udp(a + 2, n - 2), ICE_WIN);
+    /* A datagram shorter or longer than its STUN length is not a success. */
+    assert_int_equal(judge_udp(a + 2, n - 3), ICE_LOSE);
+    assert_int_equal(judge_udp(a + 2, n - 2 - 4 - 1), ICE_LOSE);
+    /* Shorter than a header, not STUN, another transaction: they decide nothing. */
+    assert_int_equal(judge_udp(a + 2, STUN_HEADER - 1), ICE_AGAIN);
+    a[2 + 19] ^= 1;
+    assert_int_equal(judge_udp(a + 2, n - 2), ICE_AGAIN);
+    n = answer(a, 0x0101, xor_mapped, sizeof(xor_mapped));
+    a[2] = 0x80; /* RTP */
+    assert_int_equal(judge_udp(a + 2, n - 2), ICE_AGAIN);
+    /* The error a server answers for a ufrag it does not know. */
+    n = answer(a, 0x0111, error_401, sizeof(error_401));
+    assert_int_equal(judge_udp(a + 2, n - 2), ICE_LOSE);
+    /* The request echoed back. */
+    assert_int_equal(judge_udp(req + 2, req_len - 2), ICE_LOSE);
+}
+
 static void test_ufrag_syntax(void **state)
 {
     char u[UFRAG_MAX + 2];
@@ -157,9 +191,13 @@ static void test_ufrag_syntax(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_binding_success_wins),    cmocka_unit_test(test_error_response_loses),
-        cmocka_unit_test(test_other_transaction_loses), cmocka_unit_test(test_not_a_success_loses),
-        cmocka_unit_test(test_longer_than_cap_loses),   cmocka_unit_test(test_ufrag_syntax),
+        cmocka_unit_test(test_binding_success_wins),
+        cmocka_unit_test(test_error_response_loses),
+        cmocka_unit_test(test_other_transaction_loses),
+        cmocka_unit_test(test_not_a_success_loses),
+        cmocka_unit_test(test_longer_than_cap_loses),
+        cmocka_unit_test(test_ufrag_syntax),
+        cmocka_unit_test(test_udp_verdict),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -74,6 +74,9 @@ static void test_ice_check(void **state)
     assert_string_equal(out.ufrag, "dptM");
     assert_int_equal(out.ufrag_len, 4);
     assert_null(out.why);
+    /* what a UDP fan-out asks of a check: a client ufrag too, and MESSAGE-INTEGRITY */
+    assert_true(out.cufrag_ok);
+    assert_true(out.integrity);
 
     /* the same check as a success response: back to whoever asked, never a new flow */
     p[2] = 0x01, p[3] = 0x01;
@@ -130,6 +133,19 @@ static void test_username_edges(void **state)
     demux(m, n);
     assert_int_equal(out.side, UDP_SIDE_MEDIA);
     assert_string_equal(out.ufrag, "abcd");
+    assert_true(out.cufrag_ok);
+    assert_false(out.integrity); /* no MESSAGE-INTEGRITY: never fanned out */
+    /* a client ufrag shorter than 4 still routes by the server's, but cannot fan out */
+    n = 20;
+    attr(m, &n, 0x0006, "abcd:ef", 7);
+    attr(m, &n, 0x001C, "AAAA", 4); /* MESSAGE-INTEGRITY-SHA256 */
+    demux(m, n);
+    assert_int_equal(out.side, UDP_SIDE_MEDIA);
+    assert_false(out.cufrag_ok);
+    assert_true(out.integrity);
+    n = 20;
+    attr(m, &n, 0x0006, "abcd:efgh", 9);
+    demux(m, n);
     /* an attribute longer than the datagram */
     m[23] = 0x40;
     demux(m, n);

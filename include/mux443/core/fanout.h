@@ -14,6 +14,9 @@
  * two well-formed ufrags and a MESSAGE-INTEGRITY fans out, within fanout_per_client
  * for the client's prefix and fanout_rate per second. */
 bool fanout_prepare(struct conn *c, const struct probe_out *p);
+/* One more fan-out this second, ICE-TCP's or UDP's, unless fanout_rate already started
+ * (a window per wall-clock second, shared by every worker). */
+bool fanout_rate_take(unsigned rate);
 
 /* CONN_FANOUT: starts the candidates when entered; DONE once a server won (it is the
  * backend leg now, its answer waiting for the client, the first frame consumed); FAIL

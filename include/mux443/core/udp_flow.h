@@ -84,6 +84,7 @@ struct udp_flow {
     uint8_t tid_side[UDP_TIDS]; /* enum udp_up_side + 1; 0 = empty */
     uint8_t tid_next;
     char ufrag[UFRAG_MAX + 1]; /* the server ufrag that routed the media side, or "" */
+    void *fan;                 /* the owner's fan-out in progress for the media side, or NULL */
 };
 
 struct udp_prefix {

@@ -30,6 +30,14 @@ enum ice_verdict {
                 * transaction, not STUN, or a frame longer than cap */
 };
 enum ice_verdict ice_judge_answer(const uint8_t *req, const uint8_t *ans, size_t len, size_t cap);
+/* The same over UDP (README "UDP on 443", fan-out): the verdict on one datagram `ans`
+ * (len bytes) from a server against the client's STUN Binding request `req` (unframed,
+ * at least STUN_HEADER bytes). ICE_WIN: a Binding success response of req's transaction
+ * whose length field matches the datagram; ICE_LOSE: any other message of that
+ * transaction (a 401/400 error response for a foreign ufrag); ICE_AGAIN: a datagram
+ * about something else (not STUN, another transaction), which decides nothing — UDP has
+ * no stream to fall out of step with, so the leg waits for its answer. */
+enum ice_verdict ice_judge_udp(const uint8_t *req, const uint8_t *ans, size_t len);
 
 /* True when s is a valid ufrag: UFRAG_MIN to UFRAG_MAX ice-chars (ALPHA DIGIT + /). */
 bool ufrag_valid(const char *s, size_t len);

@@ -72,6 +72,8 @@ struct udp_first {
     uint8_t tid[12];      /* transaction id */
     uint16_t ufrag_len;   /* server ufrag of USERNAME "<server>:<client>", or 0 */
     char ufrag[UFRAG_MAX + 1];
+    bool cufrag_ok; /* the client ufrag after ':' is a valid ufrag too */
+    bool integrity; /* MESSAGE-INTEGRITY(-SHA256) present (not verified) */
     /* UDP_CHANNEL */
     uint16_t channel; /* 0x4000..0x7fff */
     /* UDP_RTP */

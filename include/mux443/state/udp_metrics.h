@@ -16,7 +16,7 @@ enum mxu_drop {
     MXU_RATE,       /* new flow: udp_new_flows_per_sec */
     MXU_MALFORMED,  /* no protocol of RFC 9443's table, or a broken header */
     MXU_NOT_FIRST,  /* cannot open a flow or a side (DTLS, RTP, ChannelData, a response) */
-    MXU_UNROUTABLE, /* no route, or no server owns the ufrag (fan-out: next part) */
+    MXU_UNROUTABLE, /* no route, or no server owns the ufrag (none answered a fan-out) */
     MXU_QUIC,       /* QUIC: classified, not routed yet */
     MXU_BUDGET,     /* the unverified budget of a side is spent */
     MXU_TOO_BIG,    /* larger than the relay's datagram buffer */

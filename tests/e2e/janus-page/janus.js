@@ -139,9 +139,10 @@
     s.answer = ev.jsep.sdp;
     const ufrag = (/^a=ice-ufrag:(\S+)/m.exec(s.answer) || [])[1] || null;
     const candidates = s.answer.split(/\r?\n/).filter((l) => l.startsWith('a=candidate:'));
+    const fingerprint = ((/^a=fingerprint:\S+ (\S+)/m.exec(s.answer) || [])[1] || '').toUpperCase();
     log(`${label}: answer ufrag=${ufrag} candidates=${JSON.stringify(candidates)}`);
     return {
-      ok: true, session: s.id, handle: s.handle, ufrag, candidates,
+      ok: true, session: s.id, handle: s.handle, ufrag, candidates, fingerprint,
       iceLite: /^a=ice-lite/m.test(s.answer),
       offerCandidates: offerSdp.split('\r\n').filter((l) => l.startsWith('a=candidate:')).length,
       offerHasData: /^m=application /m.test(offerSdp),
@@ -164,7 +165,11 @@
     const all = [];
     const inbound = {};
     const outbound = {};
+    let remoteFingerprint = null; // the certificate the DTLS peer presented
     report.forEach((r) => {
+      if (r.type === 'transport' && r.remoteCertificateId && byId.get(r.remoteCertificateId)) {
+        remoteFingerprint = String(byId.get(r.remoteCertificateId).fingerprint).toUpperCase();
+      }
       if (r.type === 'transport' && r.selectedCandidatePairId) {
         const p = byId.get(r.selectedCandidatePairId);
         selected = p && { state: p.state, nominated: p.nominated, bytesSent: p.bytesSent,
@@ -180,18 +185,19 @@
       if (r.type === 'inbound-rtp') inbound[r.kind] = (inbound[r.kind] || 0) + (r.bytesReceived || 0);
       if (r.type === 'outbound-rtp') outbound[r.kind] = (outbound[r.kind] || 0) + (r.bytesSent || 0);
     });
-    return { selected, succeeded, all, inbound, outbound };
+    return { selected, succeeded, all, inbound, outbound, remoteFingerprint };
   }
 
-  // Only Janus's ICE-TCP passive host candidate is kept, with mux443's address and
-  // port in place of Janus's; every other candidate (UDP, TCP active) is dropped.
-  function rewriteAnswer(sdp, muxAddr, muxPort) {
+  // Only Janus's host candidate of `transport` (tcp: the ICE-TCP passive one; udp) is
+  // kept, with mux443's address and port in place of Janus's; every other is dropped.
+  function rewriteAnswer(sdp, muxAddr, muxPort, transport) {
     const kept = [];
     const dropped = [];
     const out = sdp.split('\r\n').map((l) => {
       if (!l.startsWith('a=candidate:')) return l;
       const f = l.split(' '); // foundation component transport priority address port typ type ...
-      if (f[2].toLowerCase() === 'tcp' && f[7] === 'host' && / tcptype passive( |$)/.test(l)) {
+      const proto = f[2].toLowerCase();
+      if (proto === transport && f[7] === 'host' && (proto === 'udp' || / tcptype passive( |$)/.test(l))) {
         f[4] = muxAddr;
         f[5] = String(muxPort);
         kept.push(f.join(' '));
@@ -203,11 +209,11 @@
     return { sdp: out.join('\r\n'), kept, dropped };
   }
 
-  async function connect(label, muxAddr, muxPort, timeoutMs = 30000) {
+  async function connect(label, muxAddr, muxPort, transport = 'tcp', timeoutMs = 30000) {
     const s = sessions[label];
     const pc = s.pc;
-    const rw = rewriteAnswer(s.answer, muxAddr, muxPort);
-    if (!rw.kept.length) throw new Error(`${label}: Janus's answer has no TCP passive host candidate`);
+    const rw = rewriteAnswer(s.answer, muxAddr, muxPort, transport);
+    if (!rw.kept.length) throw new Error(`${label}: Janus's answer has no ${transport} host candidate to rewrite`);
     log(`${label}: remote candidates now ${JSON.stringify(rw.kept)}`);
     const t0 = performance.now();
     await pc.setRemoteDescription({ type: 'answer', sdp: rw.sdp });
@@ -251,6 +257,7 @@
       localCandidates: s.localCandidates.length, sent: msg, echo, webrtcup: !!webrtcup,
       selected: st2.selected, succeeded: st2.succeeded,
       inbound1: st1.inbound, inbound2: st2.inbound, outbound: st2.outbound,
+      remoteFingerprint: st2.remoteFingerprint,
     };
   }
 
