@@ -162,6 +162,9 @@ const struct key_def cfg_keys[] = {
      "Backend for MQTT (a CONNECT packet); offers ALPN mqtt and x-amzn-mqtt-ca."},
     {SEC_ROUTEMAP, "ssh", K_BACKEND, C(CLASS_SSH), 0, 0, NULL, NULL,
      "Backend for SSH (the client's SSH-2.0- identification string)."},
+    {SEC_ROUTEMAP, "quic", K_BACKEND, C(CLASS_QUIC), 0, 0, NULL, NULL,
+     "Backend for QUIC over UDP (an HTTP/3 server): a flow opened by a client Initial on a "
+     "listener with udp = yes; every later datagram of that client socket goes there too."},
     {SEC_ROUTEMAP, "tls_default", K_BACKEND, offsetof(struct raw_routemap, tls_default), 0, 0, NULL,
      NULL,
      "Backend for what arrives inside terminated TLS that no rule routes (unrecognised, "
@@ -172,7 +175,7 @@ const struct key_def cfg_keys[] = {
      "Backend for clients silent past peek_timeout; without it they are closed."},
 
     {SEC_RULE, "class", K_CLASSES, R(r.classes), 0, 0, NULL, NULL,
-     "Classes this rule applies to (tls, http, websocket, stun, ice-tcp, sip, mqtt, ssh)."},
+     "Classes this rule applies to (tls, http, websocket, stun, ice-tcp, sip, mqtt, ssh, quic)."},
     {SEC_RULE, "sni", K_STRLIST, R(r.sni), 0, 0, NULL, NULL,
      "TLS server names; *.example.com matches one or more labels."},
     {SEC_RULE, "alpn", K_STRLIST, R(r.alpn), 0, 0, NULL, NULL,
@@ -422,7 +425,7 @@ const char *cfg_type_expect(const struct key_def *k, char *buf, size_t cap)
     case K_CIDRS:
         return "IP[/LEN][, IP[/LEN]...]";
     case K_CLASSES:
-        return "tls, http, websocket, stun, ice-tcp, sip, mqtt, ssh";
+        return "tls, http, websocket, stun, ice-tcp, sip, mqtt, ssh, quic";
     case K_PATHS:
         return "FILE[, FILE...] (relative to this file's directory)";
     default:

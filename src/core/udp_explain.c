@@ -38,14 +38,19 @@ int udp_explain_run(const struct cfg *c, const char *listener, FILE *in, FILE *o
         fprintf(out, "ufrag     %s\n",
                 d.ufrag_len ? log_escape(esc, sizeof(esc), d.ufrag, d.ufrag_len) : "-");
     }
+    if (d.kind == UDP_QUIC)
+        fprintf(out, "quic      version 0x%08x, dcid %u bytes\n", d.quic_version, d.quic_dcid_len);
     if (d.why != NULL)
         fprintf(out, "note      %s\n", d.why);
     fprintf(out, "side      %s\n", udp_side_name(d.side));
+    if (d.side == UDP_SIDE_QUIC) { /* opens a QUIC flow: everything after follows it */
+        udp_probe_of(&d, UDP_UP_QUIC, &p);
+        explain_route(out, c, udp_route(c, l, &d, UDP_UP_QUIC), &p);
+        return 0;
+    }
     if (d.side != UDP_SIDE_TURN && d.side != UDP_SIDE_MEDIA) {
         fprintf(out, "route     - (dropped: %s)\n",
-                d.side == UDP_SIDE_QUIC    ? "QUIC is not routed yet"
-                : d.side == UDP_SIDE_REPLY ? "a response opens no flow"
-                                           : "opens no flow");
+                d.side == UDP_SIDE_REPLY ? "a response opens no flow" : "opens no flow");
         return 0;
     }
     if (d.kind != UDP_STUN) {

@@ -1,9 +1,10 @@
 /* UDP on 443: the relay of one worker. A client datagram goes to its flow's upstream
- * socket for the datagram's side (TURN or media); a datagram from an upstream goes back
- * to the client from the listening socket the flow came in on. Flows are opened only by
- * a STUN request that routes (udp_demux: a TURN method, a Binding with or without
- * USERNAME), end after their routes' idle timeout, and are logged at the end, one line
- * per side, like a TCP connection. */
+ * socket for the datagram's side (TURN or media; in a QUIC flow, always the QUIC side);
+ * a datagram from an upstream goes back to the client from the listening socket the flow
+ * came in on. Flows are opened only by a STUN request that routes (udp_demux: a TURN
+ * method, a Binding with or without USERNAME) or by a QUIC client Initial that routes
+ * (class quic), end after their routes' idle timeout, and are logged at the end, one
+ * line per side, like a TCP connection. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,12 @@ static void limits_of(struct udp_limits *lim, const struct cfg *c, unsigned nwor
     lim->new_per_sec = share(c->udp_new_per_sec, nworkers);
 }
 
+/* The metrics class of a side. */
+static enum mxu_class side_class(int side)
+{
+    return side == UDP_UP_MEDIA ? MXU_ICE_UDP : side == UDP_UP_TURN ? MXU_STUN : MXU_QUIC_UDP;
+}
+
 static void side_close(struct udp_relay *u, struct udp_flow *f, int side, const char *reason)
 {
     struct udp_up *up = &f->up[side];
@@ -83,8 +90,7 @@ static void side_close(struct udp_relay *u, struct udp_flow *f, int side, const 
         log_info("udp flow=%llu client=%s listener=%s class=%s ufrag=%s route=%s backend=%s "
                  "server=%s dgrams_in=%llu bytes_in=%llu dgrams_out=%llu bytes_out=%llu "
                  "dur=%.3f reason=\"%s\"",
-                 (unsigned long long)f->id, client, l->name,
-                 mxu_class_name(side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN),
+                 (unsigned long long)f->id, client, l->name, mxu_class_name(side_class(side)),
                  side == UDP_UP_MEDIA && f->ufrag[0]
                      ? log_escape(esc, sizeof(esc), f->ufrag, strlen(f->ufrag))
                      : "-",
@@ -95,7 +101,7 @@ static void side_close(struct udp_relay *u, struct udp_flow *f, int side, const 
     }
     MX_ADD(snap_route_mx(s, r)->bytes_in, up->bytes_in);
     MX_ADD(snap_route_mx(s, r)->bytes_out, up->bytes_out);
-    atomic_fetch_sub(&mxu.flows_open[side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN], 1);
+    atomic_fetch_sub(&mxu.flows_open[side_class(side)], 1);
     ev_io_stop(u->loop, &up->io);
     close(up->fd);
     up->fd = -1;
@@ -137,7 +143,7 @@ static int pick_server(const struct snap *s, const struct cfg_route *r, const st
 void udp_probe_of(const struct udp_first *d, int side, struct probe_out *p)
 {
     memset(p, 0, sizeof(*p));
-    p->cls = side == UDP_UP_MEDIA ? CLASS_ICE_TCP : CLASS_STUN;
+    p->cls = side == UDP_UP_MEDIA ? CLASS_ICE_TCP : side == UDP_UP_TURN ? CLASS_STUN : CLASS_QUIC;
     p->stun_type = d->stun_method;
     memcpy(p->ufrag, d->ufrag, d->ufrag_len);
     p->ufrag_len = d->ufrag_len;
@@ -167,8 +173,8 @@ static uint32_t unverified_idle_ms(const struct cfg_route *r)
 /* Counts a media or TURN side open on server idx of route r. */
 static void side_count(struct snap *s, const struct cfg_route *r, int side, size_t idx)
 {
-    MX_INC(mxu.flows_total[side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN]);
-    MX_INC(mxu.flows_open[side == UDP_UP_MEDIA ? MXU_ICE_UDP : MXU_STUN]);
+    MX_INC(mxu.flows_total[side_class(side)]);
+    MX_INC(mxu.flows_open[side_class(side)]);
     MX_INC(snap_route_mx(s, r)->conns);
     MX_INC(snap_server_mx(s, r->backend, idx)->connects);
 }
@@ -532,7 +538,9 @@ static int side_of(struct udp_flow *f, const struct udp_first *d)
         return UDP_UP_TURN;
     case UDP_SIDE_MEDIA:
         return UDP_UP_MEDIA;
-    case UDP_SIDE_QUIC:
+    case UDP_SIDE_QUIC: /* a client Initial: opens a QUIC flow, never a side of another */
+        if (f == NULL)
+            return UDP_UP_QUIC;
         drop(MXU_QUIC);
         return -1;
     case UDP_SIDE_REPLY:
@@ -548,15 +556,16 @@ static int side_of(struct udp_flow *f, const struct udp_first *d)
         if (log_debug_enabled())
             log_debug("udp: dropped a %s datagram: %s", udp_kind_name(d->kind),
                       d->why ? d->why : "-");
-        drop(d->kind == UDP_OTHER ? MXU_MALFORMED : MXU_NOT_FIRST);
+        drop(d->kind == UDP_OTHER ? MXU_MALFORMED : d->kind == UDP_QUIC ? MXU_QUIC : MXU_NOT_FIRST);
         return -1;
     }
 }
 
-/* Only a STUN request or indication can open a flow or one of its sides. */
+/* Only a STUN request or indication can open a flow or one of its sides; a QUIC client
+ * Initial only a flow (side_of refuses it in a flow). */
 static bool may_open(const struct udp_first *d)
 {
-    return d->kind == UDP_STUN && d->side != UDP_SIDE_REPLY;
+    return (d->kind == UDP_STUN && d->side != UDP_SIDE_REPLY) || d->side == UDP_SIDE_QUIC;
 }
 
 static void client_datagram(struct udp_relay *u, struct snap *s, const struct cfg_listener *lst,
@@ -570,9 +579,16 @@ static void client_datagram(struct udp_relay *u, struct snap *s, const struct cf
     enum side_opened opened = SIDE_OPEN;
     int side;
 
-    udp_demux(p, n, &d);
-    if ((side = side_of(f, &d)) < 0)
-        return;
+    /* A QUIC flow is one conversation: short headers (any first byte, RFC 9000 §17.3)
+     * and later long headers alike go to its backend, unclassified. */
+    if (f != NULL && f->kind == UDP_QUIC) {
+        memset(&d, 0, sizeof(d));
+        side = UDP_UP_QUIC;
+    } else {
+        udp_demux(p, n, &d);
+        if ((side = side_of(f, &d)) < 0)
+            return;
+    }
     if (f == NULL) {
         if (!may_open(&d)) {
             drop(MXU_NOT_FIRST);
@@ -677,7 +693,7 @@ static void up_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     struct udp_up *up = (struct udp_up *)io;
     struct udp_flow *f = io->data;
     struct udp_relay *u = f->owner;
-    int side = up == &f->up[UDP_UP_MEDIA] ? UDP_UP_MEDIA : UDP_UP_TURN;
+    int side = (int)(up - f->up);
     int n, sent;
     (void)loop;
     (void)revents;
@@ -699,7 +715,8 @@ static void up_read_cb(struct ev_loop *loop, ev_io *io, int revents)
                                             .msg_namelen = f->addr_len,
                                             .msg_iov = &u->iov[k],
                                             .msg_iovlen = 1};
-        note_backend_request(f, side, u->buf[i], u->msg[i].msg_len);
+        if (side != UDP_UP_QUIC)
+            note_backend_request(f, side, u->buf[i], u->msg[i].msg_len);
         k++;
     }
     if (!up->verified) { /* the server answered: the flow gets its route's idle timeout */

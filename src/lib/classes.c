@@ -18,13 +18,14 @@ static const struct {
     [CLASS_SIP] = {"sip", "sips", LABEL_SIPS},
     [CLASS_MQTT] = {"mqtt", "mqtts", LABEL_MQTTS},
     [CLASS_SSH] = {"ssh", "ssh-tls", LABEL_SSH_TLS},
+    [CLASS_QUIC] = {"quic", "tls", LABEL_TLS}, /* UDP only: never found inside TLS */
     [CLASS_UNKNOWN] = {"unknown", "tls-unknown", LABEL_UNKNOWN},
     [CLASS_TIMEOUT] = {"timeout", "tls-timeout", LABEL_UNKNOWN},
 };
 
 static const char *const label_names[LABEL_COUNT] = {
-    "none",    "tls",     "http",  "websocket", "stun",  "ice-tcp", "sip",   "mqtt",   "ssh",
-    "unknown", "timeout", "https", "wss",       "turns", "sips",    "mqtts", "ssh-tls"};
+    "none", "tls",     "http",    "websocket", "stun", "ice-tcp", "sip",  "mqtt",  "ssh",
+    "quic", "unknown", "timeout", "https",     "wss",  "turns",   "sips", "mqtts", "ssh-tls"};
 
 _Static_assert((int)LABEL_TIMEOUT == (int)CLASS_TIMEOUT,
                "plain labels are the classes in enum order");

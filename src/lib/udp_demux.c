@@ -121,6 +121,26 @@ static void stun(const uint8_t *p, size_t n, struct udp_first *out)
         out->why = "STUN method or class a UDP client does not send";
 }
 
+#define QUIC_V1 0x00000001u
+#define QUIC_V2 0x6b3343cfu /* RFC 9369 */
+
+/* Whether a long header packet can be a client's first: an Initial (type 0 in v1, 1 in
+ * v2, RFC 9369 §3.2), or any packet of a version mux443 does not know (the backend
+ * answers with Version Negotiation), in a datagram padded to QUIC_INITIAL_MIN. Version 0
+ * is Version Negotiation, which only servers send. */
+static bool quic_opens(uint8_t first, uint32_t version, size_t n)
+{
+    unsigned type = (first >> 4) & 3;
+
+    if (n < QUIC_INITIAL_MIN || version == 0)
+        return false;
+    if (version == QUIC_V1)
+        return type == 0;
+    if (version == QUIC_V2)
+        return type == 1;
+    return true;
+}
+
 void udp_demux(const uint8_t *p, size_t n, struct udp_first *out)
 {
     memset(out, 0, sizeof(*out));
@@ -143,7 +163,8 @@ void udp_demux(const uint8_t *p, size_t n, struct udp_first *out)
         /* ChannelData: number, length, data; over UDP the padding is optional. RFC 8656
          * numbers channels 0x4000..0x4fff; RFC 5766 allowed up to 0x7fff, and coturn's
          * clients still pick there, where RFC 9443 puts QUIC short headers (80..127).
-         * Without QUIC flows (not routed yet), 80..127 are taken as ChannelData. */
+         * Outside a QUIC flow (whose datagrams the relay does not classify), 80..127
+         * are taken as ChannelData. */
         if (n < 4 || (size_t)be16(p + 2) > n - 4)
             return other(out, "ChannelData length overruns the datagram");
         out->kind = UDP_CHANNEL;
@@ -161,13 +182,17 @@ void udp_demux(const uint8_t *p, size_t n, struct udp_first *out)
         return;
     }
     if (p[0] >= 192) {
-        /* Long header: form bit, fixed bit (RFC 9000 §17.2), version, DCID length. */
-        if (n < 6)
-            return other(out, "QUIC long header too short");
+        /* Long header (RFC 9000 §17.2, RFC 8999 §5.1): form and fixed bits, version,
+         * DCID length and DCID, SCID length and SCID. */
+        if (n < 7 || (size_t)p[5] + 7 > n || (size_t)p[5] + 7 + p[6 + p[5]] > n)
+            return other(out, "QUIC long header overruns the datagram");
         out->kind = UDP_QUIC;
-        out->side = UDP_SIDE_QUIC;
         out->quic_version =
             (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+        out->quic_dcid_len = p[5];
+        out->side = quic_opens(p[0], out->quic_version, n) ? UDP_SIDE_QUIC : UDP_SIDE_NONE;
+        if (out->side == UDP_SIDE_NONE)
+            out->why = "QUIC long header that is not a client Initial of at least 1200 bytes";
         return;
     }
     return other(out, "first byte in no RFC 9443 range");

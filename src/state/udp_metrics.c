@@ -3,7 +3,7 @@
 
 struct mx_udp mxu;
 
-static const char *const class_names[MXU_CLASS_COUNT] = {"stun", "ice-udp"};
+static const char *const class_names[MXU_CLASS_COUNT] = {"stun", "ice-udp", "quic"};
 static const char *const drop_names[MXU_DROP_COUNT] = {
     "table_full", "per_prefix", "rate",   "malformed", "not_first",
     "unroutable", "quic",       "budget", "too_big",   "upstream",

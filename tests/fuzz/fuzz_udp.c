@@ -37,6 +37,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (a.kind == UDP_QUIC && copy[0] < 192)
         abort();
+    /* A QUIC flow opens only on a client Initial's padded datagram whose header fits. */
+    if (a.side == UDP_SIDE_QUIC &&
+        (a.kind != UDP_QUIC || size < QUIC_INITIAL_MIN || (size_t)a.quic_dcid_len + 7 > size))
+        abort();
     if (a.ufrag_len > 0 && (!ufrag_valid(a.ufrag, a.ufrag_len) || a.ufrag[a.ufrag_len] != '\0'))
         abort();
     if (a.side == UDP_SIDE_MEDIA && a.kind == UDP_STUN && a.ufrag_len == 0)

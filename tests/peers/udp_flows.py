@@ -10,6 +10,10 @@ ice TAG PORT PREFIX: an ICE-lite media server on 127.0.0.1:PORT (tests/integ/udp
     such a ufrag gets a Binding success, any other Binding request a 401 error response;
     every other datagram is answered with TAG + b":" + the datagram.
 mute PORT: a UDP socket on 127.0.0.1:PORT that never answers.
+record TAG PORT: a recording QUIC peer (tests/integ/udp_quic.sh; Debian 12 packages no
+    HTTP/3 server): prints `got SRCPORT HEX` for every datagram, then answers it with a
+    short-header-shaped datagram, 0x40 + TAG + b":" + the datagram.
+quic PORT INITIAL: the client side of udp_quic.sh, see quic() below.
 scenario ...: the client side, see scenario() below. Prints one line per step and
     exits non-zero at the first step that does not hold."""
 
@@ -66,6 +70,37 @@ def mute(port):
     s = serve(port)
     while True:
         s.recvfrom(65535)
+
+
+def record(tag, port):
+    s = serve(port)
+    while True:
+        d, a = s.recvfrom(65535)
+        say("got", a[1], d.hex())
+        s.sendto(b"\x40" + tag.encode() + b":" + d, a)
+
+
+def quic(port, initial):
+    """One client socket sends a captured QUIC Initial, then short-header datagrams whose
+    first bytes fall in every RFC 9443 range (STUN, DTLS, ChannelData, RTP, long header):
+    each must reach the quic backend (H) byte-exact and its answer come back. Meanwhile a
+    STUN Binding from another socket reaches its own backend (T), and a second Initial
+    from the STUN socket (a flow already) is dropped."""
+    mux = ("127.0.0.1", int(port))
+    q, st = new_sock(), new_sock()
+    with open(initial, "rb") as f:
+        first = f.read()
+    ask(q, mux, first, b"\x40H:" + first, "the captured Initial reaches the quic backend")
+    b = binding()
+    ask(st, mux, b, b"T:" + b, "a STUN Binding from another socket reaches its backend")
+    dcid = first[6 : 6 + first[5]]
+    for lead in (0x41, 0x5F, 0x00, 0x01, 0x16, 0x30, 0x70, 0x80, 0xC9, 0xE0):
+        d = bytes([lead]) + dcid + os.urandom(random.randint(20, 1300))
+        ask(q, mux, d, b"\x40H:" + d, "a datagram starting 0x%02x follows the quic flow" % lead)
+    st.sendto(first, mux)
+    silent(st, "an Initial from a socket that is in a STUN flow")
+    ask(st, mux, b, b"T:" + b, "the STUN flow still reaches its backend")
+    say("quic done")
 
 
 def binding(username=None, integrity=False):
@@ -171,7 +206,10 @@ def scenario(port, pid, log, conf, newconf, flood):
     s.sendto(RTP, mux)
     s.sendto(CHANNEL, mux)
     s.sendto(stun_message(0x0101, os.urandom(12), []), mux)
-    s.sendto(bytes([0xC3, 0, 0, 0, 1, 8]) + bytes(1194), mux)  # a QUIC Initial
+    # a QUIC Initial with no quic route (unroutable), a Handshake packet (no client's
+    # first datagram: dropped as quic)
+    s.sendto(bytes([0xC3, 0, 0, 0, 1, 8]) + bytes(1194), mux)
+    s.sendto(bytes([0xE3, 0, 0, 0, 1, 8]) + bytes(1194), mux)
     for s in junk:
         silent(s, "a datagram that opens no flow", 0.05)
     say("ok random datagrams answered by nobody")
@@ -206,5 +244,9 @@ if __name__ == "__main__":
         ice(*sys.argv[2:5])
     elif sys.argv[1] == "mute":
         mute(sys.argv[2])
+    elif sys.argv[1] == "record":
+        record(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "quic":
+        quic(*sys.argv[2:4])
     else:
         scenario(*sys.argv[2:8])

@@ -1,6 +1,7 @@
 /* Unit tests for udp_demux: captured UDP first datagrams (turnutils_stunclient's Binding,
- * turnutils_uclient's Allocate, Chromium's ICE check without its RFC 4571 frame), hand-
- * built DTLS/ChannelData/RTP/RTCP/QUIC headers, and every first byte with every length. */
+ * turnutils_uclient's Allocate, Chromium's ICE check without its RFC 4571 frame,
+ * Chromium's QUIC Initial), hand-built DTLS/ChannelData/RTP/RTCP/QUIC headers, and every
+ * first byte with every length. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,7 +28,8 @@ static void demux(const uint8_t *p, size_t n)
     assert_true(out.ufrag_len <= UFRAG_MAX);
     assert_int_equal(out.ufrag[out.ufrag_len], '\0');
     assert_true((out.kind == UDP_OTHER) == (out.side == UDP_SIDE_NONE && out.why != NULL) ||
-                (out.kind == UDP_STUN && out.side == UDP_SIDE_NONE));
+                ((out.kind == UDP_STUN || out.kind == UDP_QUIC) && out.side == UDP_SIDE_NONE));
+    assert_true(out.side != UDP_SIDE_QUIC || (out.kind == UDP_QUIC && n >= QUIC_INITIAL_MIN));
 }
 
 static void test_stun_vectors(void **state)
@@ -160,7 +162,7 @@ static void test_other_protocols(void **state)
     uint8_t chan[] = {0x40, 0x01, 0x00, 0x04, 1, 2, 3, 4};
     static const uint8_t rtp[12] = {0x80, 0x6f, 0x12, 0x34};
     static const uint8_t rtcp[8] = {0x81, 0xc9, 0x00, 0x01};
-    static const uint8_t quic[8] = {0xc3, 0x00, 0x00, 0x00, 0x01, 8};
+    static const uint8_t quic[8] = {0xc3, 0x00, 0x00, 0x00, 0x01, 0, 0, 0x55};
 
     demux(dtls, sizeof(dtls));
     assert_int_equal(out.kind, UDP_DTLS);
@@ -187,12 +189,55 @@ static void test_other_protocols(void **state)
     assert_int_equal(out.rtcp, 1);
     demux(rtp, 8); /* an RTP header cut at 8 bytes */
     assert_int_equal(out.kind, UDP_OTHER);
-    demux(quic, sizeof(quic));
+    demux(quic, sizeof(quic)); /* a long header, too short to be a client's Initial */
     assert_int_equal(out.kind, UDP_QUIC);
     assert_int_equal(out.quic_version, 1);
-    assert_int_equal(out.side, UDP_SIDE_QUIC);
+    assert_int_equal(out.side, UDP_SIDE_NONE);
+    demux(quic, 6); /* the SCID length byte is missing */
+    assert_int_equal(out.kind, UDP_OTHER);
     demux(NULL, 0);
     assert_string_equal(out.why, "empty datagram");
+}
+
+/* Chromium's first QUIC datagram (tests/vectors): a v1 Initial padded to 1250 bytes opens
+ * a QUIC flow; the same header in shapes no client sends first does not. */
+static void test_quic_initial(void **state)
+{
+    size_t n;
+    uint8_t *p = tu_load("chromium-quic-initial-udp.bin", &n);
+
+    assert_int_equal(n, 1250);
+    demux(p, n);
+    assert_int_equal(out.kind, UDP_QUIC);
+    assert_int_equal(out.side, UDP_SIDE_QUIC);
+    assert_int_equal(out.quic_version, 1);
+    assert_int_equal(out.quic_dcid_len, p[5]);
+    assert_null(out.why);
+    demux(p, QUIC_INITIAL_MIN - 1); /* not padded to 1200: not a client's Initial */
+    assert_int_equal(out.kind, UDP_QUIC);
+    assert_int_equal(out.side, UDP_SIDE_NONE);
+    assert_non_null(out.why);
+    demux(p, QUIC_INITIAL_MIN);
+    assert_int_equal(out.side, UDP_SIDE_QUIC);
+    p[0] = (uint8_t)((p[0] & 0xcf) | 0x20); /* v1 Handshake */
+    demux(p, n);
+    assert_int_equal(out.side, UDP_SIDE_NONE);
+    p[1] = 0x6b, p[2] = 0x33, p[3] = 0x43, p[4] = 0xcf; /* v2 (RFC 9369): type 1 is Initial */
+    p[0] = (uint8_t)((p[0] & 0xcf) | 0x10);
+    demux(p, n);
+    assert_int_equal(out.side, UDP_SIDE_QUIC);
+    assert_int_equal(out.quic_version, 0x6b3343cf);
+    p[1] = p[2] = p[3] = p[4] = 0; /* Version Negotiation: only servers send it */
+    demux(p, n);
+    assert_int_equal(out.side, UDP_SIDE_NONE);
+    p[4] = 0x2a; /* a version mux443 does not know: the backend negotiates */
+    demux(p, n);
+    assert_int_equal(out.side, UDP_SIDE_QUIC);
+    p[5] = 255; /* a DCID longer than the datagram's rest */
+    demux(p, 200);
+    assert_int_equal(out.kind, UDP_OTHER);
+    free(p);
+    (void)state;
 }
 
 /* Every first byte, every length up to 80 of a buffer that otherwise looks like STUN:
@@ -241,7 +286,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stun_vectors),     cmocka_unit_test(test_ice_check),
         cmocka_unit_test(test_username_edges),   cmocka_unit_test(test_other_protocols),
-        cmocka_unit_test(test_every_first_byte),
+        cmocka_unit_test(test_every_first_byte), cmocka_unit_test(test_quic_initial),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,7 +31,9 @@
 
 struct ufrag_entry;
 
-enum udp_up_side { UDP_UP_MEDIA, UDP_UP_TURN, UDP_UPS };
+/* UDP_UP_QUIC is the only side of a QUIC flow (f->kind UDP_QUIC): every datagram of
+ * that client socket goes there, whatever its first byte. */
+enum udp_up_side { UDP_UP_MEDIA, UDP_UP_TURN, UDP_UP_QUIC, UDP_UPS };
 
 /* Why a new flow was refused (metrics label), or UDPR_OK. */
 enum udp_refuse { UDPR_OK, UDPR_FULL, UDPR_PREFIX, UDPR_RATE, UDPR_FAMILY, UDPR_COUNT };

@@ -8,7 +8,7 @@
 
 #include "mux443/lib/probe.h"
 
-/* "tls", "http", "websocket", "stun", "ice-tcp", "sip", "mqtt", "ssh", "unknown",
+/* "tls", "http", "websocket", "stun", "ice-tcp", "sip", "mqtt", "ssh", "quic", "unknown",
  * "timeout"; "none" for
  * CLASS_NONE and out-of-range values. */
 const char *class_name(enum mux_class cls);
@@ -27,6 +27,7 @@ enum class_label {
     LABEL_SIP,
     LABEL_MQTT,
     LABEL_SSH,
+    LABEL_QUIC, /* never a TCP connection: the class exists for UDP routes */
     LABEL_UNKNOWN,
     LABEL_TIMEOUT,
     LABEL_HTTPS,

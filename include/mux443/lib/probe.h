@@ -29,6 +29,7 @@ enum mux_class {
     CLASS_SIP,       /* SIP request or response line (RFC 3261) */
     CLASS_MQTT,      /* MQTT 3.1 / 3.1.1 / 5.0 CONNECT packet */
     CLASS_SSH,       /* SSH identification string "SSH-2.0-" (RFC 4253) */
+    CLASS_QUIC,      /* QUIC over UDP only (a flow opened by a client Initial, RFC 9000) */
     CLASS_UNKNOWN,   /* no probe matched: routed by `default` */
     CLASS_TIMEOUT,   /* client silent or too slow: routed by `on_timeout` */
     CLASS_COUNT

@@ -31,7 +31,8 @@ enum udp_kind {
     UDP_DTLS,    /* 20..63: DTLS record (20..31 with version 0xfe..; 32..63 DTLS 1.3) */
     UDP_CHANNEL, /* 64..79: TURN ChannelData (RFC 8656 §12.4); also 80..127, the channels
                   * 0x5000..0x7fff of RFC 5766 that coturn's clients use (RFC 9443 gives
-                  * that range to QUIC short headers, which need a QUIC flow: next part) */
+                  * that range to QUIC short headers: inside a QUIC flow the relay never
+                  * looks at the first byte, so they need no class of their own) */
     UDP_RTP,     /* 128..191: RTP or RTCP version 2 (`rtcp` tells which, RFC 5761 §4) */
     UDP_QUIC,    /* 192..255: QUIC long header (RFC 9000 §17.2), fixed bit set */
 };
@@ -43,7 +44,8 @@ enum udp_side {
     UDP_SIDE_MEDIA, /* Binding request with USERNAME, DTLS, RTP/RTCP: the media server */
     UDP_SIDE_REPLY, /* a STUN response: back to whichever backend sent the request
                      * (by transaction id, udp_flow_tid_side); never opens a flow */
-    UDP_SIDE_QUIC,  /* QUIC: an HTTP/3 backend (routing beyond this: next part) */
+    UDP_SIDE_QUIC,  /* a client Initial that may open a QUIC flow (`quic` route); a
+                     * flow it opens sends every later datagram to the same backend */
 };
 
 /* STUN classes (RFC 8489 §5): C1 C0 bits. */
@@ -80,7 +82,11 @@ struct udp_first {
     uint8_t rtcp; /* 1: RTCP (packet type 192..223), 0: RTP */
     /* UDP_QUIC */
     uint32_t quic_version;
+    uint8_t quic_dcid_len; /* the Destination Connection ID's length */
 };
+
+/* RFC 9000 §14.1: a client pads every datagram that carries an Initial to 1200 bytes. */
+#define QUIC_INITIAL_MIN 1200
 
 /* Classifies the datagram p[0..n) (n may be 0). Always fills *out; never reads past n. */
 void udp_demux(const uint8_t *p, size_t n, struct udp_first *out);

@@ -6,8 +6,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
-/* A flow's class: the side its first datagram opened (TURN/STUN server or media). */
-enum mxu_class { MXU_STUN, MXU_ICE_UDP, MXU_CLASS_COUNT };
+/* A flow side's class: the TURN/STUN server, the media server, or a QUIC backend. */
+enum mxu_class { MXU_STUN, MXU_ICE_UDP, MXU_QUIC_UDP, MXU_CLASS_COUNT };
 
 /* Why a datagram from a client was not relayed. */
 enum mxu_drop {
@@ -17,7 +17,8 @@ enum mxu_drop {
     MXU_MALFORMED,  /* no protocol of RFC 9443's table, or a broken header */
     MXU_NOT_FIRST,  /* cannot open a flow or a side (DTLS, RTP, ChannelData, a response) */
     MXU_UNROUTABLE, /* no route, or no server owns the ufrag (none answered a fan-out) */
-    MXU_QUIC,       /* QUIC: classified, not routed yet */
+    MXU_QUIC,       /* a QUIC long header that opens nothing: not a client Initial of
+                     * 1200 bytes or more, or from a client socket in a STUN/media flow */
     MXU_BUDGET,     /* the unverified budget of a side is spent */
     MXU_TOO_BIG,    /* larger than the relay's datagram buffer */
     MXU_UPSTREAM,   /* the upstream socket could not be opened or refused the send */
