@@ -45,6 +45,21 @@ struct udp_relay {
     struct iovec iov[UDP_BATCH];
     struct sockaddr_storage from[UDP_BATCH];
     uint8_t buf[UDP_BATCH][UDP_DGRAM_MAX];
+    /* Replies to clients, gathered from every upstream that was readable in this loop
+     * iteration and sent with one sendmmsg on the listening socket (flush_cb, before the
+     * loop waits again; or when full, or for another listening socket). */
+    ev_prepare flush;
+    int out_lfd;
+    unsigned nout;
+    struct mmsghdr out_msg[UDP_BATCH];
+    struct iovec out_iov[UDP_BATCH];
+    struct sockaddr_storage out_to[UDP_BATCH];
+    struct {
+        struct udp_flow *f; /* counted if f is still flow `id` when sent */
+        uint64_t id;
+        int side;
+    } out_of[UDP_BATCH];
+    uint8_t out_buf[UDP_BATCH][UDP_DGRAM_MAX];
 };
 
 static uint64_t now_ms(const struct udp_relay *u)
@@ -686,50 +701,84 @@ static void note_backend_request(struct udp_flow *f, int side, const uint8_t *p,
         udp_flow_note_tid(f, (enum udp_up_side)side, d.tid);
 }
 
+/* Sends the gathered replies; each one the kernel took is counted on its flow's side
+ * (unless the flow ended meanwhile: then only in the totals). */
+static void flush_out(struct udp_relay *u)
+{
+    int sent = u->nout > 0 ? sendmmsg(u->out_lfd, u->out_msg, u->nout, MSG_DONTWAIT) : 0;
+
+    for (int i = 0; i < sent; i++) {
+        struct udp_flow *f = u->out_of[i].f;
+        size_t len = u->out_iov[i].iov_len;
+
+        if (f->used && f->id == u->out_of[i].id) {
+            f->up[u->out_of[i].side].dgrams_out++;
+            f->up[u->out_of[i].side].bytes_out += len;
+        }
+        MX_INC(mxu.dgrams_out);
+        MX_ADD(mxu.bytes_out, len);
+    }
+    u->nout = 0;
+}
+
+static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    flush_out(w->data);
+}
+
 /* Datagrams from a backend: each goes to the client, one for one (mux443 never sends a
- * client more than its backend sent). */
+ * client more than its backend sent), in the batch flush_out sends. */
 static void up_read_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct udp_up *up = (struct udp_up *)io;
     struct udp_flow *f = io->data;
     struct udp_relay *u = f->owner;
     int side = (int)(up - f->up);
-    int n, sent;
+    unsigned room, end;
+    int n;
     (void)loop;
     (void)revents;
 
-    for (int i = 0; i < UDP_BATCH; i++) {
-        u->iov[i] = (struct iovec){u->buf[i], UDP_DGRAM_MAX};
-        u->msg[i].msg_hdr = (struct msghdr){.msg_iov = &u->iov[i], .msg_iovlen = 1};
+    if (u->nout > 0 && (u->out_lfd != f->lfd || u->nout == UDP_BATCH))
+        flush_out(u);
+    u->out_lfd = f->lfd;
+    room = UDP_BATCH - u->nout;
+    for (unsigned i = u->nout; i < UDP_BATCH; i++) {
+        u->out_iov[i] = (struct iovec){u->out_buf[i], UDP_DGRAM_MAX};
+        u->out_msg[i].msg_hdr = (struct msghdr){.msg_iov = &u->out_iov[i], .msg_iovlen = 1};
     }
-    n = recvmmsg(up->fd, u->msg, UDP_BATCH, MSG_DONTWAIT, NULL);
+    n = recvmmsg(up->fd, u->out_msg + u->nout, room, MSG_DONTWAIT, NULL);
     if (n <= 0) /* ECONNREFUSED: the server's port is closed (ICMP); the flow idles out */
         return;
-    /* Compacted into the batch to send: truncated datagrams are left out. */
-    int k = 0;
-    for (int i = 0; i < n; i++) {
-        if (u->msg[i].msg_hdr.msg_flags & MSG_TRUNC)
+    /* Appended to the batch: truncated datagrams are left out. */
+    end = u->nout + (unsigned)n;
+    for (unsigned i = u->nout; i < end; i++) {
+        unsigned k = u->nout;
+        size_t len = u->out_msg[i].msg_len;
+
+        if (u->out_msg[i].msg_hdr.msg_flags & MSG_TRUNC)
             continue;
-        u->iov[k] = (struct iovec){u->buf[i], u->msg[i].msg_len};
-        u->msg[k].msg_hdr = (struct msghdr){.msg_name = &f->addr,
-                                            .msg_namelen = f->addr_len,
-                                            .msg_iov = &u->iov[k],
-                                            .msg_iovlen = 1};
+        if (k != i)
+            memcpy(u->out_buf[k], u->out_buf[i], len);
         if (side != UDP_UP_QUIC)
-            note_backend_request(f, side, u->buf[i], u->msg[i].msg_len);
-        k++;
+            note_backend_request(f, side, u->out_buf[k], len);
+        memcpy(&u->out_to[k], &f->addr, f->addr_len);
+        u->out_iov[k] = (struct iovec){u->out_buf[k], len};
+        u->out_msg[k].msg_hdr = (struct msghdr){.msg_name = &u->out_to[k],
+                                                .msg_namelen = f->addr_len,
+                                                .msg_iov = &u->out_iov[k],
+                                                .msg_iovlen = 1};
+        u->out_of[k].f = f;
+        u->out_of[k].id = f->id;
+        u->out_of[k].side = side;
+        u->nout++;
     }
     if (!up->verified) { /* the server answered: the flow gets its route's idle timeout */
         up->verified = true;
         if (route_idle_ms(up->route) > f->idle_ms)
             f->idle_ms = route_idle_ms(up->route);
-    }
-    sent = k > 0 ? sendmmsg(f->lfd, u->msg, (unsigned)k, MSG_DONTWAIT) : 0;
-    for (int i = 0; i < sent; i++) {
-        up->dgrams_out++;
-        up->bytes_out += u->iov[i].iov_len;
-        MX_INC(mxu.dgrams_out);
-        MX_ADD(mxu.bytes_out, u->iov[i].iov_len);
     }
     f->last_ms = now_ms(u);
 }
@@ -769,6 +818,9 @@ struct udp_relay *udp_relay_new(struct ev_loop *loop, unsigned worker, const str
     ev_timer_init(&u->sweep, sweep_cb, UDP_SWEEP, UDP_SWEEP);
     u->sweep.data = u;
     ev_timer_start(loop, &u->sweep);
+    ev_prepare_init(&u->flush, flush_cb);
+    u->flush.data = u;
+    ev_prepare_start(loop, &u->flush);
     return u;
 }
 
@@ -796,16 +848,20 @@ static void close_where(struct udp_relay *u, int lfd, const char *reason)
 
 void udp_relay_forget(struct udp_relay *u, int lfd)
 {
-    if (u != NULL)
-        close_where(u, lfd, "listener removed");
+    if (u == NULL)
+        return;
+    flush_out(u); /* replies gathered for lfd leave before it closes */
+    close_where(u, lfd, "listener removed");
 }
 
 void udp_relay_free(struct udp_relay *u, const char *reason)
 {
     if (u == NULL)
         return;
+    flush_out(u);
     close_where(u, -1, reason);
     ev_timer_stop(u->loop, &u->sweep);
+    ev_prepare_stop(u->loop, &u->flush);
     atomic_fetch_sub(&mxu.table_slots, u->t.lim.max_flows);
     udp_ftab_free(&u->t);
     free(u);
