@@ -91,7 +91,8 @@ const struct key_def cfg_keys[] = {
      "Send a UDP flow's datagrams to its servers from the client's own address and port "
      "(IP_TRANSPARENT: needs CAP_NET_ADMIN and policy routing for the replies, see README)."},
     {SEC_MAIN, "admin", K_ADDRS, M(admin), 0, 0, NULL, NULL,
-     "Admin HTTP listener (/healthz /metrics /routes /ufrags), e.g. 127.0.0.1:9443; off when "
+     "Admin HTTP listener (/ status page, /healthz /metrics /routes /ufrags), e.g. "
+     "127.0.0.1:9443; off when "
      "unset. Keep it on loopback, or set admin_token_file."},
     {SEC_MAIN, "admin_hosts", K_STRLIST, M(admin_hosts), 0, 0, NULL, NULL,
      "Host names the admin API answers to besides IP literals and localhost (DNS rebinding "

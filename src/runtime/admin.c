@@ -278,6 +278,7 @@ int admin_start(struct ev_loop *loop, const struct cfg_addr *addr)
     ev_io_init(&listen_io, admin_accept_cb, fd, EV_READ);
     ev_timer_init(&accept_pause, accept_resume_cb, 1.0, 0);
     ev_io_start(loop, &listen_io);
-    log_info("admin: listening on %s (/healthz /metrics /routes /ufrags)", addr->text);
+    log_info("admin: listening on %s (/ status page, /healthz /metrics /routes /ufrags)",
+             addr->text);
     return 0;
 }

@@ -24,7 +24,7 @@ static int feed(struct http_req *r, const char *buf, size_t n, const uint8_t *sp
     size_t have = 0;
     int res = 0;
     for (size_t k = 0; have < n; k++) {
-        size_t step = nsplits ? 1 + splits[k % nsplits] : n;
+        size_t step = nsplits ? (size_t)1 + splits[k % nsplits] : n;
         have = n - have < step ? n : have + step;
         /* A copy per call: the reader must cope with the buffer moving between calls. */
         char *copy = malloc(have ? have : 1);
