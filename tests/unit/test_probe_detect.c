@@ -105,8 +105,8 @@ static void test_random_input(void **state)
 
 static void test_class_names(void **state)
 {
-    static const char *const names[] = {"tls", "http", "websocket", "stun",    "ice-tcp",
-                                        "sip", "mqtt", "ssh",       "unknown", "timeout"};
+    static const char *const names[] = {"tls",  "http", "websocket", "stun",    "ice-tcp", "sip",
+                                        "mqtt", "ssh",  "quic",      "unknown", "timeout"};
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         enum mux_class c = class_from_name(names[i]);
