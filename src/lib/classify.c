@@ -92,11 +92,6 @@ void probe_state_init(struct probe_state *st)
         probe_init_one(st, (enum probe_id)i);
 }
 
-enum probe_result probe_once(enum probe_id id, const uint8_t *p, size_t n, struct probe_out *out)
-{
-    return probe_step_once(probes[id].step, probes[id].init, p, n, out);
-}
-
 enum probe_result probe_run(struct probe_state *st, enum probe_id id, const uint8_t *p, size_t n,
                             struct probe_out *out)
 {

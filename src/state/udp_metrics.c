@@ -14,11 +14,6 @@ const char *mxu_class_name(enum mxu_class c)
     return (unsigned)c < MXU_CLASS_COUNT ? class_names[c] : "?";
 }
 
-const char *mxu_drop_name(enum mxu_drop d)
-{
-    return (unsigned)d < MXU_DROP_COUNT ? drop_names[d] : "?";
-}
-
 #define LD(x) ((unsigned long long)atomic_load_explicit(&(x), memory_order_relaxed))
 
 static void head(FILE *out, const char *name, const char *type, const char *help)

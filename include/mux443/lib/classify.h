@@ -29,7 +29,4 @@ enum probe_result probe_detect(struct probe_state *st, const uint8_t *p, size_t 
 enum probe_result probe_run(struct probe_state *st, enum probe_id id, const uint8_t *p, size_t n,
                             struct probe_out *out);
 
-/* The stateless form of probe `id`: a fresh state and one call. */
-enum probe_result probe_once(enum probe_id id, const uint8_t *p, size_t n, struct probe_out *out);
-
 #endif

@@ -37,7 +37,6 @@ struct mx_udp {
 extern struct mx_udp mxu;
 
 const char *mxu_class_name(enum mxu_class c);
-const char *mxu_drop_name(enum mxu_drop d);
 
 /* Appends the UDP metrics to a Prometheus text rendering (metrics_render calls it). */
 void udp_metrics_render(FILE *out);
