@@ -98,14 +98,27 @@ static bool refuse(struct conn *c, enum mx_fanout_refuse reason, const char *fmt
     return false;
 }
 
-/* One more fan-out this second, unless fanout_rate already started: a window per
- * wall-clock second, shared by every worker. */
-bool fanout_rate_take(unsigned rate)
+/* One more fan-out this second, unless fanout_rate already started. */
+static bool rate_take(unsigned rate)
 {
     long now = (long)time(NULL), seen = atomic_load(&rate_second);
     if (seen != now && atomic_compare_exchange_strong(&rate_second, &seen, now))
         atomic_store(&rate_count, 0);
     return atomic_fetch_add(&rate_count, 1) < rate;
+}
+
+enum mx_fanout_refuse fanout_admit(const struct cfg *cfg, const uint8_t *key, bool keyed,
+                                   bool *log_it)
+{
+    *log_it = false;
+    if (keyed && !limits_client_acquire(LIMITS_FANOUTS, key, cfg->fanout_per_client, log_it))
+        return MXF_PER_CLIENT;
+    if (!rate_take(cfg->fanout_rate)) {
+        if (keyed)
+            limits_client_release(LIMITS_FANOUTS, key);
+        return MXF_RATE;
+    }
+    return MXF_COUNT;
 }
 
 bool fanout_prepare(struct conn *c, const struct probe_out *p)
@@ -123,16 +136,18 @@ bool fanout_prepare(struct conn *c, const struct probe_out *p)
                       p->why ? ": " : "", p->why ? p->why : "");
     if (!p->stun_integrity)
         return refuse(c, MXF_NO_INTEGRITY, "no MESSAGE-INTEGRITY");
-    if (c->keyed) {
-        if (!limits_client_acquire(LIMITS_FANOUTS, c->client_key, cfg->fanout_per_client,
-                                   &log_it)) {
-            if (log_it)
-                log_warnx("client %s: fanout_per_client (%u) fan-outs in progress: refusing "
-                          "its new ones (logged once per %ds)",
-                          c->peer_text, cfg->fanout_per_client, LIMITS_LOG_INTERVAL);
-            return refuse(c, MXF_PER_CLIENT, "fanout_per_client (%u) in progress for this client",
-                          cfg->fanout_per_client);
-        }
+    switch (fanout_admit(cfg, c->client_key, c->keyed, &log_it)) {
+    case MXF_PER_CLIENT:
+        if (log_it)
+            log_warnx("client %s: fanout_per_client (%u) fan-outs in progress: refusing "
+                      "its new ones (logged once per %ds)",
+                      c->peer_text, cfg->fanout_per_client, LIMITS_LOG_INTERVAL);
+        return refuse(c, MXF_PER_CLIENT, "fanout_per_client (%u) in progress for this client",
+                      cfg->fanout_per_client);
+    case MXF_RATE:
+        return refuse(c, MXF_RATE, "fanout_rate (%u per second) reached", cfg->fanout_rate);
+    default:
+        break;
     }
     size_t n = c->backend->servers.n;
     c->fanout = calloc(1, sizeof(*c->fanout) + n * sizeof(c->fanout->legs[0]));
@@ -145,8 +160,6 @@ bool fanout_prepare(struct conn *c, const struct probe_out *p)
     c->fanout->c = c;
     c->fanout->per_client = c->keyed;
     c->fanout->frame_len = p->consumed;
-    if (!fanout_rate_take(cfg->fanout_rate))
-        return refuse(c, MXF_RATE, "fanout_rate (%u per second) reached", cfg->fanout_rate);
     return true;
 }
 

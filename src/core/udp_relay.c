@@ -425,12 +425,13 @@ static bool fan_start(struct udp_relay *u, struct udp_flow *f, const struct cfg_
         return fan_refuse(MXF_NO_INTEGRITY, "no MESSAGE-INTEGRITY");
     keyed = limits_client_key((const struct sockaddr *)&f->addr, cfg->client_prefix_v4,
                               cfg->client_prefix_v6, key, NULL, 0);
-    if (keyed && !limits_client_acquire(LIMITS_FANOUTS, key, cfg->fanout_per_client, &log_it))
+    switch (fanout_admit(cfg, key, keyed, &log_it)) {
+    case MXF_PER_CLIENT:
         return fan_refuse(MXF_PER_CLIENT, "fanout_per_client fan-outs in progress");
-    if (!fanout_rate_take(cfg->fanout_rate)) {
-        if (keyed)
-            limits_client_release(LIMITS_FANOUTS, key);
+    case MXF_RATE:
         return fan_refuse(MXF_RATE, "fanout_rate reached");
+    default:
+        break;
     }
     if (atomic_fetch_add(&udp_fans_active, 1) >= cfg->fanout_max) {
         atomic_fetch_sub(&udp_fans_active, 1);

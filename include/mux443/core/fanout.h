@@ -14,9 +14,14 @@
  * two well-formed ufrags and a MESSAGE-INTEGRITY fans out, within fanout_per_client
  * for the client's prefix and fanout_rate per second. */
 bool fanout_prepare(struct conn *c, const struct probe_out *p);
-/* One more fan-out this second, ICE-TCP's or UDP's, unless fanout_rate already started
- * (a window per wall-clock second, shared by every worker). */
-bool fanout_rate_take(unsigned rate);
+/* The admission every fan-out passes, ICE-TCP's and UDP's: fewer than fanout_per_client
+ * in progress for the client keyed by `key` (keyed false: not counted per client), and
+ * one more this second under fanout_rate (a window per wall-clock second, shared by
+ * every worker). Returns MXF_COUNT when admitted — the per-client count is then held:
+ * limits_client_release(LIMITS_FANOUTS, key) when the fan-out ends — else the reason,
+ * with nothing held; *log_it says a per-client refusal should be logged. */
+enum mx_fanout_refuse fanout_admit(const struct cfg *cfg, const uint8_t *key, bool keyed,
+                                   bool *log_it);
 
 /* CONN_FANOUT: starts the candidates when entered; DONE once a server won (it is the
  * backend leg now, its answer waiting for the client, the first frame consumed); FAIL
