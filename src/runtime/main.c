@@ -112,7 +112,7 @@ int main(int argc, char **argv)
                    "routes)\n",
                    path, c->nlisteners, c->nbackends, c->nroutes);
         else
-            rc = udp                                       ? udp_explain_run(c, listener, stdin, stdout)
+            rc = udp ? udp_explain_run(c, listener, stdin, stdout)
                  : explain_run(c, listener, stdin, stdout) ? EXIT_USAGE
                                                            : 0;
         cfg_free(c);

@@ -283,8 +283,7 @@ static void test_listener_criterion(void **state)
     struct probe_out p = probe(CLASS_HTTP);
     assert_string_equal(route_select(c, cfg_listener_find(c, "side"), &p, VIA_PLAIN)->name,
                         "side-web");
-    assert_string_equal(route_select(c, cfg_listener_find(c, "main"), &p, VIA_PLAIN)->name,
-                        "http");
+    assert_string_equal(route_select(c, cfg_listener_find(c, "main"), &p, VIA_PLAIN)->name, "http");
     assert_string_equal(route_select(c, NULL, &p, VIA_PLAIN)->name, "http");
     cfg_free(c);
     expect_error("[mux443]\nlisten = 127.0.0.1:1\n[backend a]\nserver = 127.0.0.1:2\n"

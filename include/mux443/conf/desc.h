@@ -131,9 +131,9 @@ struct cfg {
     /* UDP flows (README "UDP on 443"): all workers together, each enforcing its share */
     double udp_idle_timeout;
     unsigned udp_max_flows, udp_per_prefix, udp_new_per_sec, udp_budget;
-    bool udp_transparent; /* upstream datagrams from the client's address (IP_TRANSPARENT) */
-    char *user, *group;               /* drop privileges to these after binding; NULL = stay */
-    struct cfg_addrlist admin;        /* 0 or 1 address */
+    bool udp_transparent;      /* upstream datagrams from the client's address (IP_TRANSPARENT) */
+    char *user, *group;        /* drop privileges to these after binding; NULL = stay */
+    struct cfg_addrlist admin; /* 0 or 1 address */
     struct cfg_strlist admin_hosts;   /* Host names the admin API answers besides IPs */
     struct cfg_strlist admin_origins; /* Origin values allowed; others are refused */
     char *admin_token;                /* read from admin_token_file; NULL = no token */

@@ -1,6 +1,7 @@
 /* Listening sockets: opened per worker with SO_REUSEPORT (the kernel spreads incoming
- * connections; for UDP, keeps each client address+port on one worker), and carried over from one snapshot to the next when the address stays,
- * so that a reload never closes a listener it keeps. */
+ * connections; for UDP, keeps each client address+port on one worker), and carried over from one
+ * snapshot to the next when the address stays, so that a reload never closes a listener it keeps.
+ */
 #ifndef MUX443_RUNTIME_LISTENERS_H
 #define MUX443_RUNTIME_LISTENERS_H
 
@@ -13,7 +14,7 @@
 struct lsock {
     ev_io io; /* the owner's watcher (io.data is the owner's) */
     int fd;
-    bool udp; /* a UDP socket (listener `udp = yes`), read by runtime/udp.c */
+    bool udp;                       /* a UDP socket (listener `udp = yes`), read by runtime/udp.c */
     const struct cfg_listener *lst; /* in the configuration the set was opened for */
     const struct cfg_addr *addr;
 };

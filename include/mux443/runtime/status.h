@@ -8,7 +8,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-
 /* Notes the start time (uptime). */
 void status_init(void);
 
