@@ -132,6 +132,9 @@ const struct key_def cfg_keys[] = {
      "Send a PROXY header with the client's address first (coturn --tcp-proxy-port: v2)."},
     {SEC_BACKEND, "connect_timeout", K_SECONDS, B(connect_timeout), 0.01, 300, NULL, NULL,
      "As in [mux443], for this backend."},
+    {SEC_BACKEND, "tcp_fastopen", K_BOOL, B(tcp_fastopen), 0, 0, NULL, "no",
+     "TCP Fast Open toward the servers: the client's first bytes ride on the SYN once the "
+     "kernel holds a cookie (the servers must enable TFO; README \"TCP Fast Open\")."},
     {SEC_BACKEND, "balance", K_ENUM, B(balance), 0, 0, "roundrobin|source|ufrag", "roundrobin",
      "roundrobin: each connection to the next server; source: by a hash of the client IP; "
      "ufrag: ICE-TCP to the server owning the ufrag (registered, prefix, or found by "

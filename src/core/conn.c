@@ -329,16 +329,26 @@ static enum step conn_route(struct conn *c, struct probe_out *p)
     return STEP_DONE;
 }
 
-/* The backend socket became writable: its first write (the PROXY header, else the
- * preread bytes) tells whether the connect succeeded, as getsockopt(SO_ERROR) would (a
- * refused connect fails it with ECONNREFUSED), without a system call of its own.
- * Returns NULL when connected, else why not; nothing of the preread is consumed then, so
- * the next server gets it whole. */
-static const char *conn_first_write(struct conn *c)
+/* What a backend socket's first write told. */
+enum first_write { FW_CONNECTED, FW_WAIT, FW_FAILED };
+
+/* The backend socket's first write (the PROXY header, else the preread bytes) also tells
+ * whether the connect succeeded, as getsockopt(SO_ERROR) would (a refused connect fails
+ * it with ECONNREFUSED), without a system call of its own. `eager`: tried right after
+ * connect(), before the socket said it is writable; EAGAIN then means "not connected
+ * yet" (FW_WAIT). On loopback and same-host servers the handshake is usually complete
+ * by then: the connection goes straight to the relay, and the backend socket is
+ * registered once, for reading. `deferred`: the connect was deferred by TCP Fast Open,
+ * the write carried the SYN and only writability will confirm it (FW_WAIT too). On
+ * FW_FAILED *why says why; nothing of the preread is consumed unless connected, so the
+ * next server gets it whole. */
+static enum first_write conn_first_write(struct conn *c, bool eager, bool deferred,
+                                         const char **why)
 {
     struct transport *t = &c->backend_leg.tp;
     struct buf *p = &c->client.pend;
     uint8_t hdr[PROXY_HDR_MAX];
+    const uint8_t *data = hdr;
     size_t n = 0;
     ssize_t w;
     int err;
@@ -347,18 +357,60 @@ static const char *conn_first_write(struct conn *c)
     if (c->backend->proxy_protocol)
         n = connect_proxy_header(c->backend, (struct sockaddr *)&c->peer_addr, conn_local_addr(c),
                                  hdr);
-    if (n) {
-        /* A fresh socket's send buffer is empty: a short header always goes in one send. */
-        if ((w = t->ops->write(t, hdr, n)) == (ssize_t)n)
-            return NULL;
-        return w < 0 ? strerror(errno) : "cannot send the PROXY header";
+    if (!n && (n = buf_unread(p)))
+        data = p->data + p->off;
+    if (!n) { /* nothing to send (a timeout route): ask the socket once it is writable */
+        if (eager)
+            return FW_WAIT;
+        if ((err = connect_result(t->fd))) {
+            *why = strerror(err);
+            return FW_FAILED;
+        }
+        return FW_CONNECTED;
     }
-    if (!buf_unread(p)) /* nothing to send (a timeout route): ask the socket */
-        return (err = connect_result(t->fd)) ? strerror(err) : NULL;
-    if ((w = t->ops->write(t, p->data + p->off, buf_unread(p))) < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? NULL : strerror(errno);
-    buf_consume(p, (size_t)w); /* the relay sends the rest, if any */
-    return NULL;
+    if ((w = t->ops->write(t, data, n)) < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS)
+            return eager ? FW_WAIT : FW_CONNECTED; /* writable yet full: the relay retries */
+        *why = strerror(errno);
+        return FW_FAILED;
+    }
+    /* A fresh socket's send buffer is empty: a short header always goes in one send. */
+    if (data == hdr && w != (ssize_t)n) {
+        *why = "cannot send the PROXY header";
+        return FW_FAILED;
+    }
+    if (deferred) {
+        c->tfo_unconfirmed = true;
+        c->tfo_sent = data == hdr ? 0 : (size_t)w;
+        return FW_WAIT;
+    }
+    if (data != hdr)
+        buf_consume(p, (size_t)w); /* the relay sends the rest, if any */
+    return FW_CONNECTED;
+}
+
+/* After a TFO write: the socket is writable, so the handshake is over; accepted or not
+ * (the bytes that rode on the SYN are then consumed). */
+static enum first_write conn_tfo_confirm(struct conn *c, const char **why)
+{
+    int err = connect_result(c->backend_leg.tp.fd);
+    if (err) {
+        *why = strerror(err);
+        return FW_FAILED;
+    }
+    buf_consume(&c->client.pend, c->tfo_sent);
+    return FW_CONNECTED;
+}
+
+/* Whether to try the first write right after connect(): while it finds the handshake
+ * complete (loopback, same host), it saves an epoll_ctl and a wakeup; toward a server
+ * where it keeps answering EAGAIN (a real network: one system call wasted), it is only
+ * tried now and then again. */
+#define EAGER_MISSES 4
+static bool conn_eager_worth(const struct conn *c, struct mx_server *sm)
+{
+    return atomic_load_explicit(&sm->eager_miss, memory_order_relaxed) < EAGER_MISSES ||
+           (c->id & 63) == 0;
 }
 
 /* CONN_CONNECT: tries the servers of the pool in order (skipping those out of service)
@@ -368,16 +420,21 @@ static enum step conn_connect(struct conn *c, int revents)
     struct leg *bl = &c->backend_leg;
     const struct cfg_backend *b = c->backend;
     const char *failure = NULL, *prev = c->server ? c->server->text : NULL;
+    enum first_write fw;
 
     if (bl->tp.fd >= 0) {
-        if (revents & EV_TIMER)
+        if (revents & EV_TIMER) {
             failure = "connect timeout";
-        else if (!(revents & EV_WRITE))
+            fw = FW_FAILED;
+        } else if (!(revents & EV_WRITE)) {
             return STEP_AGAIN;
-        else
-            failure = conn_first_write(c);
+        } else if (c->tfo_unconfirmed) {
+            fw = conn_tfo_confirm(c, &failure);
+        } else {
+            fw = conn_first_write(c, false, false, &failure);
+        }
         struct mx_server *sm = snap_server_mx(c->snap, b, (size_t)(c->server - b->servers.v));
-        if (!failure) {
+        if (fw == FW_CONNECTED) {
             MX_INC(sm->connects);
             conn_deadline(c, 0);
             return STEP_DONE;
@@ -395,14 +452,33 @@ static enum step conn_connect(struct conn *c, int revents)
             log_info("conn=%llu backend %s server %s: %s; trying %s", (unsigned long long)c->id,
                      b->name, prev, failure, a->text);
         c->server = a;
-        int fd = connect_start(a);
+        prev = a->text;
+        bool deferred;
+        int fd = connect_begin(a, CONNECT_NODELAY_LATER | (b->tcp_fastopen ? CONNECT_FASTOPEN : 0),
+                               &deferred);
         if (fd < 0) {
             failure = strerror(errno);
-            prev = a->text;
             MX_INC(sm->connect_failures);
             continue;
         }
         conn_backend_socket(c, fd);
+        bl->nagle_on = a->ss.ss_family == AF_INET || a->ss.ss_family == AF_INET6;
+        c->tfo_unconfirmed = false;
+        if (deferred || conn_eager_worth(c, sm)) {
+            fw = conn_first_write(c, true, deferred, &failure);
+            if (fw == FW_CONNECTED) {
+                atomic_store_explicit(&sm->eager_miss, 0, memory_order_relaxed);
+                MX_INC(sm->connects);
+                return STEP_DONE;
+            }
+            if (fw == FW_FAILED) { /* refused at once (loopback): the next server */
+                MX_INC(sm->connect_failures);
+                conn_backend_socket(c, -1);
+                continue;
+            }
+            if (!deferred)
+                atomic_fetch_add_explicit(&sm->eager_miss, 1, memory_order_relaxed);
+        }
         conn_deadline(c, b->connect_timeout);
         return STEP_AGAIN;
     }

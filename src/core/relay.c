@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mux443/core/connect.h"
 #include "mux443/core/relay.h"
 #include "mux443/lib/log.h"
 #include "mux443/state/metrics.h"
@@ -19,7 +20,11 @@ static const char *leg_name(const struct leg *l)
 int relay_interest(const struct leg *l)
 {
     int ev = 0;
-    if (!l->rd_eof && !leg_pending(l))
+    /* A leg at EOF keeps its read interest until it is reported readable once more: a
+     * socket at EOF stays readable, so the watcher must stop then, but stopping it at once
+     * costs an epoll_ctl (libev removes the descriptor when the kernel reports it again)
+     * that closing both legs first, the usual end of a short connection, makes needless. */
+    if ((!l->rd_eof || !l->eof_parked) && !leg_pending(l))
         ev |= EV_READ;
     if (leg_pending(l->peer))
         ev |= EV_WRITE;
@@ -81,6 +86,15 @@ static enum step flush_pipe(struct leg *from)
 
 /* ---- the copying path, and both together ------------------------------------------ */
 
+/* Before a write to `to` that may not be its first (see CONNECT_NODELAY_LATER). */
+static void before_write(struct leg *to)
+{
+    if (to->nagle_on) {
+        connect_nodelay(to->tp.fd);
+        to->nagle_on = false;
+    }
+}
+
 /* Writes what `from` has pending to its peer. */
 static enum step flush(struct leg *from)
 {
@@ -90,6 +104,8 @@ static enum step flush(struct leg *from)
 
     if (from->piped)
         return flush_pipe(from);
+    if (buf_unread(p))
+        before_write(to);
     while (buf_unread(p)) {
         ssize_t n = to->tp.ops->write(&to->tp, p->data + p->off, buf_unread(p));
         if (n < 0) {
@@ -164,6 +180,7 @@ static enum step forward(struct leg *from)
         return flush_pipe(from);
     }
     struct leg *to = from->peer;
+    before_write(to);
     ssize_t w = to->tp.ops->write(&to->tp, buf, (size_t)n);
     if (w < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -236,6 +253,8 @@ enum step relay_step(struct conn *c, struct leg *l, int revents)
             if ((st = forward(o)) != STEP_AGAIN)
                 return st;
     }
+    if ((revents & EV_READ) && l->rd_eof)
+        l->eof_parked = true; /* readable again at EOF: stop reading it (relay_interest) */
     if ((revents & EV_READ) || crossed) {
         /* Decrypted bytes already inside the transport raise no socket event: take them
          * now, as far as back-pressure allows. */

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -205,6 +207,85 @@ static void test_connect_failover(void **state)
     close(down);
 }
 
+/* On loopback the handshake is over when connect() returns: the first flight is written
+ * at once, without waiting for writability, and the backend socket is registered once,
+ * for reading. TCP_NODELAY waits for the second write (the first goes out at once). */
+static void test_connect_eager_write(void **state)
+{
+    static const char more[] = "more";
+    struct harness h;
+    unsigned pw;
+    int lw = h_listen(&pw), one = 0;
+    socklen_t sl = sizeof(one);
+    (void)state;
+
+    h_init(&h, MAIN WEB, pw);
+    int cl = h_client(&h, "main", 0);
+    h_send(cl, req, sizeof(req) - 1);
+    while (h_conn(&h)->phase == CONN_DETECT)
+        h_step(&h, EVRUN_ONCE);
+    struct conn *c = h_conn(&h);
+    assert_int_equal(c->phase, CONN_RELAY);
+    assert_int_equal(c->backend_leg.io.events & (EV_READ | EV_WRITE), EV_READ);
+    assert_true(c->backend_leg.nagle_on);
+    int be = h_accept(&h, lw);
+    char got[sizeof(req)];
+    h_read(&h, be, got, sizeof(req) - 1);
+    assert_memory_equal(got, req, sizeof(req) - 1);
+    h_pass(&h, cl, be, more, sizeof(more) - 1);
+    assert_false(c->backend_leg.nagle_on);
+    assert_int_equal(getsockopt(c->backend_leg.tp.fd, IPPROTO_TCP, TCP_NODELAY, &one, &sl), 0);
+    assert_int_not_equal(one, 0);
+    h_pass(&h, be, cl, reply, sizeof(reply) - 1);
+    close(be);
+    h_read_eof(&h, cl);
+    close(cl);
+    h_wait_closed(&h);
+    char *line = h_close_line(&h);
+    assert_has(line, "bytes_in=%zu bytes_out=%zu", sizeof(req) - 1 + sizeof(more) - 1,
+               sizeof(reply) - 1);
+    assert_has(line, "reason=\"done\"");
+    free(line);
+    h_fini(&h);
+    close(lw);
+}
+
+/* A server that drops the SYN (its accept queue is full): the write right after connect()
+ * answers EAGAIN, the connection waits, and the connect timeout fails it over to the next
+ * server, which gets the preread whole. */
+static void test_connect_eager_then_timeout(void **state)
+{
+    struct harness h;
+    unsigned pfull, pw;
+    int lw = h_listen(&pw), full = h_listen(&pfull);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)pfull)};
+    (void)state;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(listen(full, 0), 0); /* room for one queued connection: take it */
+    int filler = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(filler, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    h_init(&h,
+           MAIN "[backend web]\nserver = 127.0.0.1:%u, 127.0.0.1:%u\nconnect_timeout = 100ms\n"
+                "[route]\nhttp = web\n",
+           pfull, pw);
+    int cl = h_client(&h, "main", 0);
+    char *line = exchange(&h, cl, lw, NULL);
+    assert_has(line, "backend=web server=127.0.0.1:%u", pw);
+    free(line);
+    char *log = h_log(&h);
+    assert_has(log, "backend web server 127.0.0.1:%u: connect timeout; trying 127.0.0.1:%u", pfull,
+               pw);
+    free(log);
+    struct mx_server *sm = snap_server_mx(h.snap, &h.snap->cfg->backends[0], 0);
+    assert_int_equal(atomic_load(&sm->eager_miss), 1);
+    assert_int_equal(atomic_load(&sm->connect_failures), 1);
+    h_fini(&h);
+    close(filler);
+    close(full);
+    close(lw);
+}
+
 static void test_all_servers_down_closed(void **state)
 {
     struct harness h;
@@ -278,6 +359,8 @@ int main(void)
         cmocka_unit_test(test_peek_timeout_to_on_timeout),
         cmocka_unit_test(test_peek_timeout_without_route_closed),
         cmocka_unit_test(test_connect_failover),
+        cmocka_unit_test(test_connect_eager_write),
+        cmocka_unit_test(test_connect_eager_then_timeout),
         cmocka_unit_test(test_all_servers_down_closed),
         cmocka_unit_test(test_proxy_header_inbound),
         cmocka_unit_test(test_proxy_header_refused),

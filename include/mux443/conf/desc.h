@@ -60,6 +60,7 @@ struct cfg_backend {
     char **ufrag_prefix; /* per server: `ufrag_prefix=` option, or NULL */
     int proxy_protocol;  /* 0 = none, 1 = v1, 2 = v2 */
     double connect_timeout;
+    bool tcp_fastopen; /* TCP_FASTOPEN_CONNECT toward the servers */
     enum cfg_balance balance;
     int health; /* enum cfg_health */
     char *health_path;

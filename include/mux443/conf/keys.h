@@ -103,7 +103,7 @@ struct key_def {
     const char *help;
 };
 
-#define CFG_MAX_KEYS 80
+#define CFG_MAX_KEYS 96
 #define WORKERS_MAX  256 /* worker threads at most (`workers`) */
 extern const struct key_def cfg_keys[];
 extern const size_t cfg_nkeys;

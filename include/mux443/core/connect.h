@@ -4,6 +4,7 @@
 #ifndef MUX443_CORE_CONNECT_H
 #define MUX443_CORE_CONNECT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -15,6 +16,25 @@
  * messages). Returns the socket, connecting or connected (wait until it is writable),
  * or -1 with errno set when it failed at once (e.g. ECONNREFUSED, ENETUNREACH). */
 int connect_start(const struct cfg_addr *a);
+
+/* connect_begin's options. */
+enum {
+    /* TCP_NODELAY is left to the caller, who sets it (connect_nodelay) before the
+     * socket's second write: a first write on a fresh connection goes out at once with or
+     * without Nagle, and a short exchange then never pays the setsockopt. */
+    CONNECT_NODELAY_LATER = 1,
+    /* TCP Fast Open (TCP_FASTOPEN_CONNECT): the first write rides on the SYN when the
+     * kernel holds a cookie for the server; else an ordinary connect that asks for one. */
+    CONNECT_FASTOPEN = 2,
+};
+
+/* connect_start with options. *deferred: the kernel deferred the connect to the first
+ * write (TFO with a cookie): that write "succeeds" before the server has answered, so
+ * only the socket's later writability (connect_result) says whether it accepted. */
+int connect_begin(const struct cfg_addr *a, unsigned opts, bool *deferred);
+
+/* Sets TCP_NODELAY (see CONNECT_NODELAY_LATER). */
+void connect_nodelay(int fd);
 
 /* Once the socket is writable: 0 when connected, else the errno value of the failure. */
 int connect_result(int fd);

@@ -34,6 +34,8 @@ struct leg {
     uint64_t bytes;  /* bytes read from this leg */
     bool rd_eof;     /* this leg sent FIN */
     bool wr_shut;    /* our end of stream went out on this leg (FIN, after close_notify) */
+    bool eof_parked; /* at EOF and reported readable again: its watcher stops reading */
+    bool nagle_on;   /* TCP_NODELAY still to set before the next write (connect.h) */
 };
 
 /* The phases, in the order a connection usually goes through them. */
@@ -105,6 +107,8 @@ struct conn {
     struct fanout *fanout;              /* ICE-TCP fan-out in progress */
     unsigned nattempts;                 /* servers to try (1 when the ufrag names the server) */
     unsigned first, attempt;
+    bool tfo_unconfirmed;     /* the first write rode on a TFO SYN: not yet known accepted */
+    size_t tfo_sent;          /* preread bytes in that write, consumed once it is confirmed */
     bool refused;             /* refused by a limit after the PROXY header (metrics) */
     char *desc;               /* escaped ` sni="..." host="..."` fields for the close line */
     char *reason;             /* why the connection ends (STEP_END / STEP_FAIL) */

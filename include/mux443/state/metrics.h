@@ -85,6 +85,9 @@ struct mx_server {
     int streak;           /* health checker only: consecutive results against the state */
     char last_check[128]; /* health checker only (main thread): "ok" or why it failed */
     double last_check_at; /* its wall-clock time; 0 = never checked */
+    /* First writes in a row, right after connect(), that found the connect still going
+     * (conn.c: tried again only now and then). */
+    atomic_uint eager_miss;
     atomic_int live;
     struct mx_server *next;
 };
