@@ -4,6 +4,7 @@
 `tcp:NAME eof in=N in_sha256=HEX out=N` ...
 
 usage: tcp_echo.py NAME PORT [--bind ADDR] [--mode MODE] [--blast-bytes N] [--proxy] [--hello]
+                   [--fastopen]
   --mode echo            echo everything; on client EOF flush, SHUT_WR, close (default)
   --mode hash            read to EOF, then send `bytes=N sha256=HEX\\n` and close
   --mode halfclose-first echo the first chunk, SHUT_WR at once, then keep reading to
@@ -13,7 +14,8 @@ usage: tcp_echo.py NAME PORT [--bind ADDR] [--mode MODE] [--blast-bytes N] [--pr
                          logs `tcp:NAME blast sent=N sha256=HEX` once all is out and closed
   --proxy                expect a PROXY v1/v2 header first; log it and send it back to
                          the client as the first line `proxy: ...\\n`
-  --hello                send `tcp:NAME\\n` before the first echoed bytes"""
+  --hello                send `tcp:NAME\\n` before the first echoed bytes
+  --fastopen             accept TCP Fast Open (data in the SYN) on the listener"""
 
 import argparse
 import hashlib
@@ -35,6 +37,7 @@ def main():
     ap.add_argument("--blast-bytes", type=int, default=4 << 20)
     ap.add_argument("--proxy", action="store_true")
     ap.add_argument("--hello", action="store_true")
+    ap.add_argument("--fastopen", action="store_true")
     args = ap.parse_args()
     tag = f"tcp:{args.name}"
 
@@ -101,6 +104,8 @@ def main():
 
     exit_on_sigterm()
     ls = listen_socket(args.bind, args.port)
+    if args.fastopen:
+        ls.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, 16)
     say(f"ready {tag} on {fmt_addr((args.bind, args.port))} mode={args.mode}")
     while True:
         conn, peer = ls.accept()

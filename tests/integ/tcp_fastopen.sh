@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# TCP Fast Open toward backends (tcp_fastopen = yes): once the kernel holds a cookie for
+# the server, the client's first flight rides on the SYN (the kernel's TCPFastOpenActive
+# counter says so, and the server's TCPFastOpenPassive); the bytes arrive whole; a server
+# that refuses a SYN carrying data (nothing listens there, but the cookie is the host's)
+# is still failed over, with the next server getting the preread whole; and a backend
+# without the key never uses TFO.
+# shellcheck source=tests/integ/lib.sh
+source "$(dirname "$0")/lib.sh" "$@"
+
+# Client and server TFO in this case's own network namespace (the setting is per
+# namespace; the machine's own is left alone).
+if [[ -z ${MUX443_IN_NETNS:-} ]] || ! sysctl -qw net.ipv4.tcp_fastopen=3 2>/dev/null; then
+    log "SKIP: no network namespace of our own to enable TCP Fast Open in"
+    exit 77
+fi
+command -v nstat >/dev/null || { log "SKIP: nstat (iproute2) is not installed"; exit 77; }
+counter() { nstat -az "$1" | awk -v k="$1" '$1 == k {print $2}'; }
+
+PM=$(free_port)
+PE=$(free_port)
+DEAD=$(free_port) # nothing listens here: connects are refused
+start_bg echo "$PY" "$PEERS/tcp_echo.py" echo "$PE" --fastopen
+cat >"$T/mux.ini" <<INI
+[mux443]
+listen = 127.0.0.1:$PM
+workers = 1
+
+[backend tfo]
+server = 127.0.0.1:$DEAD, 127.0.0.1:$PE
+tcp_fastopen = yes
+
+[backend plain]
+server = 127.0.0.1:$PE
+
+[route plain]
+host = plain.test
+backend = plain
+
+[route]
+http = tfo
+INI
+wait_ready echo
+start_mux mux "$T/mux.ini"
+
+# exchange HOST: one request through mux443, asserts the echo.
+exchange() {
+    local req="GET /$1 HTTP/1.0\r\nHost: $1\r\n\r\n"
+    client 127.0.0.1 "$PM" --data "$req" --shut-wr >"$T/$1.out" 2>"$T/$1.err"
+    # shellcheck disable=SC2059 # the format holds the escapes
+    assert_eq "$(printf "$req")" "$(cat "$T/$1.out")" "echo of the request for $1"
+}
+
+log "1. no cookie yet: an ordinary connect (that asks for one), after the refused server"
+a0=$(counter TcpExtTCPFastOpenActive)
+exchange one.test
+wait_log mux "backend tfo server 127.0.0.1:$DEAD: Connection refused; trying 127.0.0.1:$PE"
+assert_eq "$a0" "$(counter TcpExtTCPFastOpenActive)" "no data in a SYN without a cookie"
+
+log "2. with the cookie: the first flight rides on the SYN"
+p0=$(counter TcpExtTCPFastOpenPassive)
+exchange two.test # round robin: the live server first this time
+assert_eq "$((a0 + 1))" "$(counter TcpExtTCPFastOpenActive)" "SYN data acknowledged (client side)"
+assert_eq "$((p0 + 1))" "$(counter TcpExtTCPFastOpenPassive)" "SYN data accepted (server side)"
+
+log "3. SYN data refused by the dead server: failed over, the preread whole"
+exchange three.test
+assert_eq 2 "$(grep -c "backend tfo server 127.0.0.1:$DEAD: Connection refused; trying" "$T/mux.log")" \
+    "second refusal logged"
+
+log "4. a backend without tcp_fastopen: no TFO"
+a1=$(counter TcpExtTCPFastOpenActive)
+exchange plain.test
+assert_eq "$a1" "$(counter TcpExtTCPFastOpenActive)" "no TFO without the key"
+
+stop_mux mux
