@@ -286,6 +286,45 @@ static void test_connect_eager_then_timeout(void **state)
     close(lw);
 }
 
+static bool client_parked(void *arg)
+{
+    return ((struct conn *)arg)->client.eof_parked;
+}
+
+/* A client that ended its direction keeps its read interest until its socket is reported
+ * readable once more, then stops reading (a socket at EOF stays readable: no busy loop);
+ * the backend's direction goes on (half-close). */
+static void test_eof_leg_parked(void **state)
+{
+    struct harness h;
+    unsigned pw;
+    int lw = h_listen(&pw);
+    char got[sizeof(req)];
+    (void)state;
+
+    h_init(&h, MAIN WEB, pw);
+    int cl = h_client(&h, "main", 0);
+    h_send(cl, req, sizeof(req) - 1);
+    int be = h_accept(&h, lw);
+    h_read(&h, be, got, sizeof(req) - 1);
+    struct conn *c = h_conn(&h);
+    assert_int_equal(shutdown(cl, SHUT_WR), 0);
+    h_read_eof(&h, be);
+    assert_true(c->client.rd_eof);
+    h_run(&h, client_parked, c, "client leg parked at EOF");
+    assert_false(ev_is_active(&c->client.io));
+    h_pass(&h, be, cl, reply, sizeof(reply) - 1);
+    close(be);
+    h_read_eof(&h, cl);
+    close(cl);
+    h_wait_closed(&h);
+    char *line = h_close_line(&h);
+    assert_has(line, "reason=\"done\"");
+    free(line);
+    h_fini(&h);
+    close(lw);
+}
+
 static void test_all_servers_down_closed(void **state)
 {
     struct harness h;
@@ -361,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_connect_failover),
         cmocka_unit_test(test_connect_eager_write),
         cmocka_unit_test(test_connect_eager_then_timeout),
+        cmocka_unit_test(test_eof_leg_parked),
         cmocka_unit_test(test_all_servers_down_closed),
         cmocka_unit_test(test_proxy_header_inbound),
         cmocka_unit_test(test_proxy_header_refused),
