@@ -68,19 +68,34 @@ static void accept_resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
         lsocks_start(w);
 }
 
+/* Accepts up to a batch per wakeup. The batch follows the load: as many as the last
+ * wakeup found pending (a batch that ends with accept4 answering EAGAIN costs that call,
+ * at low rates one per connection), doubled when a batch was used up and the listener
+ * was ready again at the very next loop iteration, up to 64 (bounded, so one busy
+ * listener does not starve the relays). */
+#define ACCEPT_BATCH_MAX 64
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     struct lsock *ls = (struct lsock *)io;
     struct worker *w = io->data;
+    unsigned iter = ev_iteration(loop) + 1; /* + 1: never 0 ("not full") */
     (void)revents;
 
-    /* A bounded batch per wakeup keeps one busy listener from starving the relays. */
-    for (int i = 0; i < 64; i++) {
+    if (!ls->accept_batch)
+        ls->accept_batch = 1;
+    else if (ls->full_at && ls->full_at + 1 == iter && ls->accept_batch < ACCEPT_BATCH_MAX)
+        ls->accept_batch *= 2;
+    ls->full_at = 0;
+    for (unsigned i = 0; i < ls->accept_batch; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         int fd = accept4(ls->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ls->accept_batch = i ? i : 1;
+                return;
+            }
+            if (errno == EINTR || errno == ECONNABORTED)
                 return;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* Out of descriptors: keep serving open connections, retry accepting in a
@@ -96,6 +111,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         }
         conn_accept(&w->pool, w->snap, ls->lst, fd, (struct sockaddr *)&ss, sl);
     }
+    ls->full_at = iter;
 }
 
 static void udp_read_cb(struct ev_loop *loop, ev_io *io, int revents)

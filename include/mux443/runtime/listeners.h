@@ -17,6 +17,9 @@ struct lsock {
     bool udp;                       /* a UDP socket (listener `udp = yes`), read by runtime/udp.c */
     const struct cfg_listener *lst; /* in the configuration the set was opened for */
     const struct cfg_addr *addr;
+    /* TCP, the owner's accept batching (workers.c): the most to accept per wakeup, and
+     * the loop iteration at which the last batch used all of it (0: it did not). */
+    unsigned accept_batch, full_at;
 };
 
 struct lsock_set {
