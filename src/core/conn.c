@@ -453,9 +453,11 @@ static enum step conn_connect(struct conn *c, int revents)
                      b->name, prev, failure, a->text);
         c->server = a;
         prev = a->text;
-        bool deferred;
-        int fd = connect_begin(a, CONNECT_NODELAY_LATER | (b->tcp_fastopen ? CONNECT_FASTOPEN : 0),
-                               &deferred);
+        /* TFO only with something to write: a deferred connect sends its SYN with the
+         * first write, and a silent client's route (on_timeout) may have a server that
+         * speaks first. */
+        bool deferred, tfo = b->tcp_fastopen && (b->proxy_protocol || buf_unread(&c->client.pend));
+        int fd = connect_begin(a, CONNECT_NODELAY_LATER | (tfo ? CONNECT_FASTOPEN : 0), &deferred);
         if (fd < 0) {
             failure = strerror(errno);
             MX_INC(sm->connect_failures);

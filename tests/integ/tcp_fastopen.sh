@@ -3,8 +3,9 @@
 # the server, the client's first flight rides on the SYN (the kernel's TCPFastOpenActive
 # counter says so, and the server's TCPFastOpenPassive); the bytes arrive whole; a server
 # that refuses a SYN carrying data (nothing listens there, but the cookie is the host's)
-# is still failed over, with the next server getting the preread whole; and a backend
-# without the key never uses TFO.
+# is still failed over, with the next server getting the preread whole; a silent
+# client's route (nothing to put in a SYN) connects as usual; and a backend without the
+# key never uses TFO.
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
 
@@ -19,12 +20,15 @@ counter() { nstat -az "$1" | awk -v k="$1" '$1 == k {print $2}'; }
 
 PM=$(free_port)
 PE=$(free_port)
+PB=$(free_port)
 DEAD=$(free_port) # nothing listens here: connects are refused
 start_bg echo "$PY" "$PEERS/tcp_echo.py" echo "$PE" --fastopen
+start_bg banner "$PY" "$PEERS/tcp_echo.py" banner "$PB" --fastopen --banner
 cat >"$T/mux.ini" <<INI
 [mux443]
 listen = 127.0.0.1:$PM
 workers = 1
+peek_timeout = 200ms
 
 [backend tfo]
 server = 127.0.0.1:$DEAD, 127.0.0.1:$PE
@@ -33,14 +37,20 @@ tcp_fastopen = yes
 [backend plain]
 server = 127.0.0.1:$PE
 
+[backend silent]
+server = 127.0.0.1:$PB
+tcp_fastopen = yes
+
 [route plain]
 host = plain.test
 backend = plain
 
 [route]
 http = tfo
+on_timeout = silent
 INI
 wait_ready echo
+wait_ready banner
 start_mux mux "$T/mux.ini"
 
 # exchange HOST: one request through mux443, asserts the echo.
@@ -68,7 +78,13 @@ exchange three.test
 assert_eq 2 "$(grep -c "backend tfo server 127.0.0.1:$DEAD: Connection refused; trying" "$T/mux.log")" \
     "second refusal logged"
 
-log "4. a backend without tcp_fastopen: no TFO"
+log "4. a silent client (on_timeout) to a server that speaks first: an ordinary connect"
+# (a deferred TFO connect would send its SYN only with a first write, which neither side
+# would make)
+client 127.0.0.1 "$PM" --timeout 2 >"$T/quiet.out" 2>"$T/quiet.err" || true
+assert_eq "tcp:banner" "$(cat "$T/quiet.out")" "the server's banner reached the silent client"
+
+log "5. a backend without tcp_fastopen: no TFO"
 a1=$(counter TcpExtTCPFastOpenActive)
 exchange plain.test
 assert_eq "$a1" "$(counter TcpExtTCPFastOpenActive)" "no TFO without the key"

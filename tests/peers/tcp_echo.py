@@ -4,7 +4,7 @@
 `tcp:NAME eof in=N in_sha256=HEX out=N` ...
 
 usage: tcp_echo.py NAME PORT [--bind ADDR] [--mode MODE] [--blast-bytes N] [--proxy] [--hello]
-                   [--fastopen]
+                   [--fastopen] [--banner]
   --mode echo            echo everything; on client EOF flush, SHUT_WR, close (default)
   --mode hash            read to EOF, then send `bytes=N sha256=HEX\\n` and close
   --mode halfclose-first echo the first chunk, SHUT_WR at once, then keep reading to
@@ -15,7 +15,8 @@ usage: tcp_echo.py NAME PORT [--bind ADDR] [--mode MODE] [--blast-bytes N] [--pr
   --proxy                expect a PROXY v1/v2 header first; log it and send it back to
                          the client as the first line `proxy: ...\\n`
   --hello                send `tcp:NAME\\n` before the first echoed bytes
-  --fastopen             accept TCP Fast Open (data in the SYN) on the listener"""
+  --fastopen             accept TCP Fast Open (data in the SYN) on the listener
+  --banner               send `tcp:NAME\\n` at once on accepting (a server that speaks first)"""
 
 import argparse
 import hashlib
@@ -38,6 +39,7 @@ def main():
     ap.add_argument("--proxy", action="store_true")
     ap.add_argument("--hello", action="store_true")
     ap.add_argument("--fastopen", action="store_true")
+    ap.add_argument("--banner", action="store_true")
     args = ap.parse_args()
     tag = f"tcp:{args.name}"
 
@@ -59,6 +61,8 @@ def main():
         with conn:
             say(f"{tag} open peer={fmt_addr(peer)}")
             try:
+                if args.banner:
+                    conn.sendall(f"{tag}\n".encode())
                 if args.proxy:
                     text, pending = read_proxy_header(conn)
                     say(f"{tag} proxy: {text}")
