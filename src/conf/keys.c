@@ -134,7 +134,8 @@ const struct key_def cfg_keys[] = {
      "As in [mux443], for this backend."},
     {SEC_BACKEND, "tcp_fastopen", K_BOOL, B(tcp_fastopen), 0, 0, NULL, "no",
      "TCP Fast Open toward the servers: the client's first bytes ride on the SYN once the "
-     "kernel holds a cookie (the servers must enable TFO; README \"TCP Fast Open\")."},
+     "kernel holds a cookie (the servers must enable TFO; caveats in README, configuration "
+     "walk-through)."},
     {SEC_BACKEND, "balance", K_ENUM, B(balance), 0, 0, "roundrobin|source|ufrag", "roundrobin",
      "roundrobin: each connection to the next server; source: by a hash of the client IP; "
      "ufrag: ICE-TCP to the server owning the ufrag (registered, prefix, or found by "
