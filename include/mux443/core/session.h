@@ -61,6 +61,11 @@ struct conn_pool {
     uint8_t *scratch; /* RELAY_BUF bytes: every relayed read lands here first */
     struct conn *conns;
     size_t nconns;
+    /* relay = kernel (krelay.c): the watchdog, the connections it watches, the
+     * unacknowledged bytes they held at its last tick */
+    ev_timer krelay_watch;
+    unsigned nkrelay;
+    int64_t krelay_backlog;
     /* Called after a connection closed (drain bookkeeping). */
     void (*on_close)(struct conn_pool *p);
     void *data;
@@ -69,6 +74,7 @@ struct conn_pool {
 struct fanout;
 struct probe_state;
 struct ufrag_entry;
+struct krelay;
 
 struct conn {
     uint64_t id;
@@ -103,6 +109,7 @@ struct conn {
     char *ufrag;                        /* ICE-TCP server ufrag (routing by ufrag), or NULL */
     struct ufrag_entry *ufrag_held;     /* the ufrag table entry this connection holds */
     struct fanout *fanout;              /* ICE-TCP fan-out in progress */
+    struct krelay *krelay;              /* relay = kernel: the kernel moves the bytes */
     unsigned nattempts;                 /* servers to try (1 when the ufrag names the server) */
     unsigned first, attempt;
     bool refused;             /* refused by a limit after the PROXY header (metrics) */
