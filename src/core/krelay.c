@@ -352,11 +352,27 @@ static bool watch_one(struct conn *c, ev_tstamp now)
     return true;
 }
 
+/* The connection of this worker whose kernel backlog is largest, or NULL. */
+static struct conn *worst_of(struct conn_pool *p, uint64_t *held)
+{
+    struct conn *worst = NULL;
+
+    *held = 0;
+    for (struct conn *c = p->conns; c; c = c->next) {
+        struct krelay *kr = c->krelay;
+        if (active(kr) && !kr->doomed && kr->backlog[0] + kr->backlog[1] > *held) {
+            *held = kr->backlog[0] + kr->backlog[1];
+            worst = c;
+        }
+    }
+    return worst;
+}
+
 static void watch_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     struct conn_pool *p = t->data;
-    struct conn *worst = NULL, *next;
-    uint64_t most = 0;
+    struct conn *next, *worst;
+    uint64_t held;
     int64_t total = 0;
     ev_tstamp now = ev_now(loop);
     (void)revents;
@@ -366,12 +382,7 @@ static void watch_cb(struct ev_loop *loop, ev_timer *t, int revents)
         struct krelay *kr = c->krelay;
         if (!active(kr) || kr->doomed || !watch_one(c, now))
             continue;
-        uint64_t held = kr->backlog[0] + kr->backlog[1];
-        total += (int64_t)held;
-        if (held > most) {
-            most = held;
-            worst = c;
-        }
+        total += (int64_t)(kr->backlog[0] + kr->backlog[1]);
         /* An end of stream waits for the peer socket to take the kernel's bytes: look
          * again (relay.c passes it on once they are). */
         if ((c->client.rd_eof && !c->backend_leg.wr_shut) ||
@@ -381,10 +392,16 @@ static void watch_cb(struct ev_loop *loop, ev_timer *t, int revents)
     int64_t all =
         atomic_fetch_add(&mx.krelay_backlog, total - p->krelay_backlog) + total - p->krelay_backlog;
     p->krelay_backlog = total;
-    if (worst && p->nkrelay && all > (int64_t)worst->cfg->krelay_budget) {
+    /* Over the budget of all workers: this worker closes its largest until the sum it
+     * knows of is back under (the others do the same on their ticks). */
+    while (all > 0 && (worst = worst_of(p, &held))) {
+        uint32_t budget = worst->cfg->krelay_budget;
+        if (all <= (int64_t)budget)
+            break;
         DOOM(worst,
              "kernel backlog: %llu bytes not acknowledged, the most of this worker, "
              "while all kernel-relayed connections hold %lld (kernel_relay_budget %u)",
-             (unsigned long long)most, (long long)all, worst->cfg->krelay_budget);
+             (unsigned long long)held, (long long)all, budget);
+        all -= (int64_t)held;
     }
 }

@@ -13,6 +13,8 @@
 #     route keeps working;
 #  6. fallback: mux443 started without CAP_BPF/CAP_NET_ADMIN/CAP_SYS_ADMIN says once that
 #     the kernel relay is unavailable and relays the same routes in user space;
+#  8. the budget of all connections: with a per-connection cap no connection reaches, a
+#     connection holding more than kernel_relay_budget is closed for it;
 #  7. least privilege: with user = nobody (no capability left, effective or permitted, but
 #     those for reloads), connections still enter the map: the program and maps were made
 #     at start, and updates through their descriptors need no capability.
@@ -215,7 +217,7 @@ while True:
 print(got.decode().strip(), flush=True)
 PYEOF
 coproc HC { "$PY" -u "$T/hc.py" "$PM" "$T/req-hash"; }
-read -r line <&"${HC[0]}"
+read -r _ <&"${HC[0]}"
 kernel_count 3
 echo go >&"${HC[1]}"
 read -r out <&"${HC[0]}"
@@ -250,7 +252,7 @@ assert s.recv(1) == b""
 print("reverse ok", flush=True)
 PYEOF
 coproc RC { "$PY" -u "$T/rc.py" "$PM"; }
-read -r line <&"${RC[0]}"
+read -r _ <&"${RC[0]}"
 kernel_count 4
 echo go >&"${RC[1]}"
 read -r out <&"${RC[0]}" || true
@@ -285,20 +287,28 @@ while time.time() < end:
 print(f"pingpong ok n={n}")
 PYEOF
 pp=$!
-"$PY" - "$PM" >"$T/flood.out" 2>&1 <<'PYEOF'
+cat >"$T/flood.py" <<'PYEOF'
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
 s.sendall(b"PUT /flood HTTP/1.1\r\nHost: sink.test\r\n\r\n")
+print("sent", flush=True)
+sys.stdin.readline()  # in the kernel now
 sent = 0
 chunk = b"f" * 65536
 end = time.time() + 20
 try:
     while time.time() < end:
         sent += s.send(chunk)
-    print(f"flood not stopped sent={sent}")
+    print(f"flood not stopped sent={sent}", flush=True)
 except OSError as e:
-    print(f"flood ended sent={sent} {e.__class__.__name__}")
+    print(f"flood ended sent={sent} {e.__class__.__name__}", flush=True)
 PYEOF
+coproc FC { "$PY" -u "$T/flood.py" "$PM"; }
+read -r _ <&"${FC[0]}"
+kernel_count 6
+echo go >&"${FC[1]}"
+read -r out <&"${FC[0]}" || true
+echo "$out" >"$T/flood.out"
 assert_grep 'flood ended' "$T/flood.out" "the flooding connection was closed"
 wait_close mux 'route=sink'
 assert_grep 'route=sink .*reason="kernel backlog' "$T/mux.log" "closed for its kernel backlog"
@@ -330,3 +340,30 @@ metrics "$PA" "$T/m7.prom"
 assert_eq 1 "$(mval "$T/m7.prom" 'mux443_kernel_relay_total{result="kernel"}')" "relayed by the kernel"
 assert_not_grep 'CapEff:.*[1-9a-f]' "/proc/$(pid_of muxuser)/status" "no capability effective"
 stop_mux muxuser
+
+log "8. kernel_relay_budget: the largest backlog is closed when all together pass it"
+sed -i -e '/^user = nobody$/d' -e 's/^kernel_relay_backlog = 2m$/kernel_relay_backlog = 64m\nkernel_relay_budget = 1m/' \
+    "$T/mux.ini"
+start_mux muxbudget "$T/mux.ini"
+cat >"$T/three.py" <<'PYEOF'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+s.sendall(b"PUT /three HTTP/1.1\r\nHost: sink.test\r\n\r\n")
+print("sent", flush=True)
+sys.stdin.readline()  # in the kernel now
+try:
+    s.sendall(b"t" * (3 << 20))  # then wait: the sink never reads
+    print("ended", s.recv(1), flush=True)
+except OSError as e:
+    print(f"ended {e.__class__.__name__}", flush=True)
+PYEOF
+coproc TC { "$PY" -u "$T/three.py" "$PM"; }
+read -r _ <&"${TC[0]}"
+kernel_count 1
+echo go >&"${TC[1]}"
+read -r out <&"${TC[0]}" || true
+assert_contains "$out" "ended" "the connection was closed"
+wait_close muxbudget 'route=sink'
+assert_grep 'route=sink .*reason="kernel backlog: .*kernel_relay_budget 1048576' "$T/muxbudget.log" \
+    "closed for the budget of all connections"
+stop_mux muxbudget
