@@ -205,6 +205,10 @@ static void insert(struct conn *c)
             return;
         }
         kr->acked[i ^ 1] = acked;
+        /* The kernel sends what it moves at once: no Nagle delay on small packets,
+         * whatever the connect phase chose. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
     for (int i = 0; i < 2; i++) {
         struct leg *l = leg_of(c, i);
