@@ -4,20 +4,24 @@
 #     arrive while the sockets enter the sockmap): the echo is byte-exact, the kernel
 #     relayed the connection (metric), the close line counts every byte both ways;
 #  2. ping-pong: 200 small messages, each sent at once after the previous answer;
-#  3. half-close, client first: the client sends 1 MB then SHUT_WR, a backend that
-#     answers only after EOF still gets all and answers;
-#  4. half-close, backend first: the backend shuts its write side after its first echo,
-#     the client sees EOF and the 256 KB it sends afterwards still reach the backend;
-#  5. back-pressure: a client floods a backend that never reads: the connection is closed
+#  3. half-close, client first: once the connection is in the kernel, the client sends
+#     1 MB and SHUT_WR at once; a backend that answers only after EOF gets every byte
+#     (its hash) and its answer comes back;
+#  4. half-close, backend first: the backend sends 1 MB and shuts its write side; the
+#     client gets all of it, then EOF, and the 256 KB it sends afterwards still reach the
+#     backend;
+#  5. the idle timeout counts the kernel's bytes: a connection whose bytes only the
+#     kernel moves outlives its 1 s idle_timeout while it is busy, and is closed once idle;
+#  6. back-pressure: a client floods a backend that never reads: the connection is closed
 #     for its kernel backlog (metric, close line) while a ping-pong connection on the same
 #     route keeps working;
-#  6. fallback: mux443 started without CAP_BPF/CAP_NET_ADMIN/CAP_SYS_ADMIN says once that
+#  7. fallback: mux443 started without CAP_BPF/CAP_NET_ADMIN/CAP_SYS_ADMIN says once that
 #     the kernel relay is unavailable and relays the same routes in user space;
-#  8. the budget of all connections: with a per-connection cap no connection reaches, a
-#     connection holding more than kernel_relay_budget is closed for it;
-#  7. least privilege: with user = nobody (no capability left, effective or permitted, but
+#  8. least privilege: with user = nobody (no capability left, effective or permitted, but
 #     those for reloads), connections still enter the map: the program and maps were made
-#     at start, and updates through their descriptors need no capability.
+#     at start, and updates through their descriptors need no capability;
+#  9. the budget of all connections: with a per-connection cap no connection reaches, a
+#     connection holding more than kernel_relay_budget is closed for it.
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
 # shellcheck source=tests/integ/ops_lib.sh
@@ -106,6 +110,12 @@ relay = kernel
 host = sink.test
 backend = sink
 relay = kernel
+
+[route idle]
+host = idle.test
+backend = echo
+relay = kernel
+idle_timeout = 1s
 
 [route echo]
 class = http
@@ -263,7 +273,40 @@ assert_grep "route=hcf .*bytes_in=$((262144 + 37 + 6)) bytes_out=$((37 + 6 + 104
     "close line of the backend-first half-close"
 assert_eq 0 "$(count_log mux 'kernel relay refused')" "no connection fell back"
 
-log "5. a receiver that does not read: closed for its kernel backlog, others go on"
+log "5. idle timeout: the kernel's bytes are activity"
+cat >"$T/idle.py" <<'PYEOF'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+req = b"GET /idle HTTP/1.1\r\nHost: idle.test\r\n\r\n"
+s.sendall(req)
+got = b""
+while len(got) < len(req):
+    got += s.recv(65536)
+print("echoed", flush=True)
+sys.stdin.readline()  # in the kernel now
+for i in range(15):  # 3 s of ping-pong, one every 0.2 s: three idle timeouts long
+    s.sendall(b"i" * 64)
+    got = b""
+    while len(got) < 64:
+        d = s.recv(65536)
+        assert d, f"closed while busy, at ping {i}"
+        got += d
+    time.sleep(0.2)
+s.settimeout(10)
+assert s.recv(1) == b"", "expected the idle connection to be closed"
+print("idle ok", flush=True)
+PYEOF
+coproc IC { "$PY" -u "$T/idle.py" "$PM"; }
+read -r _ <&"${IC[0]}"
+kernel_count 5
+echo go >&"${IC[1]}"
+read -r out <&"${IC[0]}" || true
+assert_eq "idle ok" "$out" "busy for three timeouts, then closed when idle"
+wait_close mux 'route=idle'
+assert_grep 'route=idle .*bytes_in=999 bytes_out=999 .*reason="idle timeout' "$T/mux.log" \
+    "closed for the idle timeout, every byte counted"
+
+log "6. a receiver that does not read: closed for its kernel backlog, others go on"
 "$PY" - "$PM" >"$T/pp-long.out" 2>&1 <<'PYEOF' &
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
@@ -305,7 +348,7 @@ except OSError as e:
 PYEOF
 coproc FC { "$PY" -u "$T/flood.py" "$PM"; }
 read -r _ <&"${FC[0]}"
-kernel_count 6
+kernel_count 7
 echo go >&"${FC[1]}"
 read -r out <&"${FC[0]}" || true
 echo "$out" >"$T/flood.out"
@@ -319,7 +362,7 @@ assert_eq 1 "$(mval "$T/m5.prom" 'mux443_kernel_relay_total{result="backlog_clos
     "one connection closed for its backlog"
 stop_mux mux
 
-log "6. without CAP_BPF / CAP_NET_ADMIN: one line, relayed in user space"
+log "7. without CAP_BPF / CAP_NET_ADMIN: one line, relayed in user space"
 start_bg muxnocap capsh --drop=cap_bpf,cap_net_admin,cap_sys_admin,cap_perfmon -- -c \
     "exec '$MUX443' -c '$T/mux.ini'"
 wait_log muxnocap 'ready:' 20
@@ -331,7 +374,7 @@ assert_eq 0 "$(mval "$T/m6.prom" 'mux443_kernel_relay_total{result="kernel"}')" 
 assert_eq 1 "$(count_log muxnocap 'kernel relay')" "still one line after connections"
 stop_mux muxnocap
 
-log "7. user = nobody: no capability kept for the kernel relay"
+log "8. user = nobody: no capability kept for the kernel relay"
 sed -i 's/^workers = 2$/workers = 2\nuser = nobody/' "$T/mux.ini"
 start_mux muxuser "$T/mux.ini"
 assert_grep 'running as user nobody' "$T/muxuser.log"
@@ -341,7 +384,7 @@ assert_eq 1 "$(mval "$T/m7.prom" 'mux443_kernel_relay_total{result="kernel"}')" 
 assert_not_grep 'CapEff:.*[1-9a-f]' "/proc/$(pid_of muxuser)/status" "no capability effective"
 stop_mux muxuser
 
-log "8. kernel_relay_budget: the largest backlog is closed when all together pass it"
+log "9. kernel_relay_budget: the largest backlog is closed when all together pass it"
 sed -i -e '/^user = nobody$/d' -e 's/^kernel_relay_backlog = 2m$/kernel_relay_backlog = 64m\nkernel_relay_budget = 1m/' \
     "$T/mux.ini"
 start_mux muxbudget "$T/mux.ini"
