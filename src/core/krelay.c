@@ -9,6 +9,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -34,6 +36,7 @@ struct krelay {
     uint64_t seen[2];    /* kernel bytes at the last tick */
     uint64_t backlog[2]; /* bytes for the peer of leg i not acknowledged, last tick */
     bool waiting;        /* not in the map yet: user space relays until it can be */
+    bool quiet_ok;       /* its sockets are in the pool's end-of-stream set */
     bool doomed;         /* closed by the watchdog, on the next wake */
 };
 
@@ -94,6 +97,19 @@ static bool tcp_counts(int fd, uint64_t *acked, uint64_t *written, uint8_t *stat
 }
 
 static void watch_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+/* The end-of-stream set: a leg whose socket ended (or failed) gets the read event its
+ * quiet watcher would have had. */
+static void ends_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct epoll_event evs[64];
+    (void)revents;
+    int n = epoll_wait(w->fd, evs, 64, 0);
+    for (int i = 0; i < n; i++) {
+        struct leg *l = evs[i].data.ptr;
+        ev_feed_event(loop, &l->io, EV_READ);
+    }
+}
 
 /* Ends the connection from the watchdog: the relay phase returns the failure on the wake
  * (connection teardown belongs to conn.c). */
@@ -235,6 +251,18 @@ static void insert(struct conn *c)
         ev_timer_init(&p->krelay_watch, watch_cb, WATCH_EVERY, WATCH_EVERY);
         p->krelay_watch.data = p;
         ev_timer_start(p->loop, &p->krelay_watch);
+        int ep = epoll_create1(EPOLL_CLOEXEC);
+        ev_io_init(&p->krelay_ends, ends_cb, ep, EV_READ);
+        p->krelay_ends.data = p;
+        if (ep >= 0)
+            ev_io_start(p->loop, &p->krelay_ends);
+    }
+    /* Armed, a socket's own watcher stops reading (krelay_quiet): every segment the
+     * kernel moves would wake this thread for nothing. This set reports only what
+     * matters then: the end of stream (EPOLLRDHUP) or an error, once. */
+    for (int i = 0; i < 2 && p->krelay_ends.fd >= 0; i++) {
+        struct epoll_event e = {.events = EPOLLRDHUP | EPOLLONESHOT, .data.ptr = leg_of(c, i)};
+        kr->quiet_ok = epoll_ctl(p->krelay_ends.fd, EPOLL_CTL_ADD, leg_of(c, i)->tp.fd, &e) == 0;
     }
 }
 
@@ -263,6 +291,17 @@ void krelay_after(struct conn *c)
 static uint64_t expected(const struct krelay *kr, const struct leg *l, int i)
 {
     return (uint64_t)(kr->base[i] + (int64_t)l->bytes) + sockmap_load(&kr->slot[i]->bytes);
+}
+
+bool krelay_quiet(const struct leg *l)
+{
+    const struct krelay *kr = l->conn->krelay;
+    if (!active(kr) || !kr->quiet_ok)
+        return false;
+    int i = l == &l->conn->backend_leg;
+    uint64_t read = l->bytes - kr->read0[i], passed = sockmap_load(&kr->slot[i]->passed);
+    /* Bytes passed to user space (not armed yet, or a redirect failed) must be read. */
+    return passed == read && sockmap_load(&kr->slot[i]->armed_at) == read;
 }
 
 bool krelay_doomed(const struct conn *c)
@@ -302,8 +341,15 @@ void krelay_stop(struct conn *c)
         int64_t held = (int64_t)(kr->backlog[0] + kr->backlog[1]);
         p->krelay_backlog -= held;
         atomic_fetch_sub(&mx.krelay_backlog, held);
-        if (!--p->nkrelay)
+        if (kr->quiet_ok) /* out of the set before the descriptor can be reused */
+            for (int i = 0; i < 2; i++)
+                epoll_ctl(p->krelay_ends.fd, EPOLL_CTL_DEL, leg_of(c, i)->tp.fd, NULL);
+        if (!--p->nkrelay) {
             ev_timer_stop(p->loop, &p->krelay_watch);
+            ev_io_stop(p->loop, &p->krelay_ends);
+            if (p->krelay_ends.fd >= 0)
+                close(p->krelay_ends.fd);
+        }
     }
     free(kr);
     c->krelay = NULL;
@@ -328,6 +374,8 @@ static bool watch_one(struct conn *c, ev_tstamp now)
                  i ? "client" : "backend", cap);
             return false;
         }
+        if (passed != read && kr->quiet_ok)
+            conn_wake(c); /* bytes were passed to user space: its watcher must read */
         if (moved == kr->seen[i] && !kr->backlog[i])
             continue; /* idle direction: nothing waits */
         if (moved != kr->seen[i])

@@ -20,7 +20,7 @@ static const char *leg_name(const struct leg *l)
 int relay_interest(const struct leg *l)
 {
     int ev = 0;
-    if (!l->rd_eof && !leg_pending(l))
+    if (!l->rd_eof && !leg_pending(l) && !krelay_quiet(l))
         ev |= EV_READ;
     if (leg_pending(l->peer))
         ev |= EV_WRITE;

@@ -26,6 +26,10 @@ void krelay_start(struct conn *c);
  * all it was given. */
 void krelay_after(struct conn *c);
 
+/* Leg l's socket needs no read interest: the kernel moves its bytes and an end of stream
+ * is reported apart. */
+bool krelay_quiet(const struct leg *l);
+
 /* The watchdog ended the connection (c->reason says why): the relay phase fails it. */
 bool krelay_doomed(const struct conn *c);
 

@@ -64,6 +64,7 @@ struct conn_pool {
     /* relay = kernel (krelay.c): the watchdog, the connections it watches, the
      * unacknowledged bytes they held at its last tick */
     ev_timer krelay_watch;
+    ev_io krelay_ends; /* an epoll set of their sockets that reports ends of stream only */
     unsigned nkrelay;
     int64_t krelay_backlog;
     /* Called after a connection closed (drain bookkeeping). */
