@@ -260,10 +260,12 @@ static void insert(struct conn *c)
     /* Armed, a socket's own watcher stops reading (krelay_quiet): every segment the
      * kernel moves would wake this thread for nothing. This set reports only what
      * matters then: the end of stream (EPOLLRDHUP) or an error, once. */
-    for (int i = 0; i < 2 && p->krelay_ends.fd >= 0; i++) {
+    kr->quiet_ok = p->krelay_ends.fd >= 0;
+    for (int i = 0; i < 2 && kr->quiet_ok; i++) {
         struct epoll_event e = {.events = EPOLLRDHUP | EPOLLONESHOT, .data.ptr = leg_of(c, i)};
         kr->quiet_ok = epoll_ctl(p->krelay_ends.fd, EPOLL_CTL_ADD, leg_of(c, i)->tp.fd, &e) == 0;
     }
+    /* Both or neither: one left in the set goes when its descriptor is closed. */
 }
 
 static bool active(const struct krelay *kr)
