@@ -54,6 +54,36 @@ static void read_exact(int fd, char *buf, size_t n)
     }
 }
 
+/* A relayed connection: client <-> c_near and b_near <-> backend, both near ends in the
+ * map as each other's peer, not armed, with this limit. */
+struct rig {
+    int client, c_near, backend, b_near;
+    uint64_t ck, bk;
+    struct sockmap_slot *cs, *bs;
+};
+
+static void rig_open(struct rig *r, uint64_t limit, const char *early)
+{
+    tcp_pair(&r->client, &r->c_near);
+    tcp_pair(&r->backend, &r->b_near);
+    if (early) /* arrives before the socket enters the map */
+        assert_int_equal(send(r->client, early, strlen(early), 0), (ssize_t)strlen(early));
+    r->ck = sockmap_cookie(r->c_near);
+    r->bk = sockmap_cookie(r->b_near);
+    assert_true(r->ck && r->bk && r->ck != r->bk);
+    r->cs = sockmap_add(sm, r->c_near, r->ck, r->bk, limit);
+    r->bs = sockmap_add(sm, r->b_near, r->bk, r->ck, limit);
+    assert_non_null(r->cs);
+    assert_non_null(r->bs);
+}
+
+static void rig_close(struct rig *r)
+{
+    sockmap_remove(sm, r->ck, r->cs);
+    sockmap_remove(sm, r->bk, r->bs);
+    close(r->client), close(r->c_near), close(r->backend), close(r->b_near);
+}
+
 static int setup(void **state)
 {
     char err[256];
@@ -74,17 +104,10 @@ static void test_pass_arm_move_fin(void **state)
     (void)state;
     if (!sm)
         skip();
-    int client, c_near, backend, b_near;
-    tcp_pair(&client, &c_near);
-    tcp_pair(&backend, &b_near);
-    /* Bytes that arrive before the socket enters the map reach user space too. */
-    assert_int_equal(send(client, "early", 5, 0), 5);
-    uint64_t ck = sockmap_cookie(c_near), bk = sockmap_cookie(b_near);
-    assert_true(ck && bk && ck != bk);
-    struct sockmap_slot *cs = sockmap_add(sm, c_near, ck, bk, 1 << 20);
-    struct sockmap_slot *bs = sockmap_add(sm, b_near, bk, ck, 1 << 20);
-    assert_non_null(cs);
-    assert_non_null(bs);
+    struct rig r;
+    rig_open(&r, 1 << 20, "early");
+    struct sockmap_slot *cs = r.cs;
+    int client = r.client, c_near = r.c_near, backend = r.backend, b_near = r.b_near;
 
     /* Not armed: passed to user space, counted, nothing moved. */
     assert_int_equal(send(client, "hello", 5, 0), 5);
@@ -109,10 +132,7 @@ static void test_pass_arm_move_fin(void **state)
     assert_true(readable(c_near, 5000));
     assert_int_equal(recv(c_near, buf, sizeof(buf), MSG_DONTWAIT), 0);
     assert_false(readable(backend, 100));
-
-    sockmap_remove(sm, ck, cs);
-    sockmap_remove(sm, bk, bs);
-    close(client), close(c_near), close(backend), close(b_near);
+    rig_close(&r);
 }
 
 static void test_limit_drops_and_flags(void **state)
@@ -120,14 +140,10 @@ static void test_limit_drops_and_flags(void **state)
     (void)state;
     if (!sm)
         skip();
-    int client, c_near, backend, b_near;
-    tcp_pair(&client, &c_near);
-    tcp_pair(&backend, &b_near);
-    uint64_t ck = sockmap_cookie(c_near), bk = sockmap_cookie(b_near);
-    struct sockmap_slot *cs = sockmap_add(sm, c_near, ck, bk, 8);
-    struct sockmap_slot *bs = sockmap_add(sm, b_near, bk, ck, 8);
-    assert_non_null(cs);
-    assert_non_null(bs);
+    struct rig r;
+    rig_open(&r, 8, NULL);
+    struct sockmap_slot *cs = r.cs;
+    int client = r.client, c_near = r.c_near, backend = r.backend;
     assert_true(sockmap_arm(cs, 0));
     char buf[64];
     assert_int_equal(send(client, "12345678", 8, 0), 8);
@@ -141,9 +157,7 @@ static void test_limit_drops_and_flags(void **state)
     assert_int_equal(sockmap_load(&cs->bytes), 8);
     assert_false(readable(backend, 0));
     assert_false(readable(c_near, 0));
-    sockmap_remove(sm, ck, cs);
-    sockmap_remove(sm, bk, bs);
-    close(client), close(c_near), close(backend), close(b_near);
+    rig_close(&r);
 }
 
 /* A socket whose peer already sent its FIN (CLOSE_WAIT) cannot enter the map. */
