@@ -124,8 +124,14 @@ static void ends_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void fallback(struct conn *c, const char *why, int err)
 {
     MX_INC(mx.krelay_fallback);
-    log_info("conn=%llu kernel relay refused (%s: %s): relaying in user space",
-             (unsigned long long)c->id, why, strerror(err));
+    /* A side that ended first is how short exchanges end (a request and its FIN in one
+     * flight): not worth a line per connection but at debug. */
+    if (err == ESHUTDOWN)
+        log_debug("conn=%llu kernel relay: %s: relaying in user space", (unsigned long long)c->id,
+                  why);
+    else
+        log_info("conn=%llu kernel relay refused (%s: %s): relaying in user space",
+                 (unsigned long long)c->id, why, strerror(err));
 }
 
 void krelay_start(struct conn *c)
@@ -174,7 +180,7 @@ static bool drain(struct conn *c, struct leg *l)
                 l->rd_eof = true;
             give_up(c,
                     n == 0 ? "a side ended before the sockets could enter the map" : "read error",
-                    n == 0 ? EOPNOTSUPP : errno);
+                    n == 0 ? ESHUTDOWN : errno);
             conn_wake(c);
             return false;
         }
@@ -205,7 +211,7 @@ static void insert(struct conn *c)
     uint8_t state;
 
     if (c->client.rd_eof || c->backend_leg.rd_eof) {
-        give_up(c, "a side ended before the sockets could enter the map", EOPNOTSUPP);
+        give_up(c, "a side ended before the sockets could enter the map", ESHUTDOWN);
         return;
     }
     if (leg_pending(&c->client) || leg_pending(&c->backend_leg))
@@ -217,7 +223,7 @@ static void insert(struct conn *c)
         /* Only an ESTABLISHED socket can enter the map (EOPNOTSUPP otherwise). */
         if (!tcp_counts(fd, &acked, &written[i], &state) || state != 1 /* TCP_ESTABLISHED */ ||
             !(kr->cookie[i] = sockmap_cookie(fd))) {
-            give_up(c, "socket not established", errno ? errno : EOPNOTSUPP);
+            give_up(c, "socket not ESTABLISHED", EOPNOTSUPP);
             return;
         }
         kr->acked[i ^ 1] = acked;
