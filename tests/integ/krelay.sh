@@ -10,17 +10,19 @@
 #  4. half-close, backend first: the backend sends 1 MB and shuts its write side; the
 #     client gets all of it, then EOF, and the 256 KB it sends afterwards still reach the
 #     backend;
-#  5. the idle timeout counts the kernel's bytes: a connection whose bytes only the
+#  5. TLS passthrough: the handshake and 200 TLS echoes cross the kernel relay (the
+#     ClientHello is the preread; everything after it goes through the map);
+#  6. the idle timeout counts the kernel's bytes: a connection whose bytes only the
 #     kernel moves outlives its 1 s idle_timeout while it is busy, and is closed once idle;
-#  6. back-pressure: a client floods a backend that never reads: the connection is closed
+#  7. back-pressure: a client floods a backend that never reads: the connection is closed
 #     for its kernel backlog (metric, close line) while a ping-pong connection on the same
 #     route keeps working;
-#  7. fallback: mux443 started without CAP_BPF/CAP_NET_ADMIN/CAP_SYS_ADMIN says once that
+#  8. fallback: mux443 started without CAP_BPF/CAP_NET_ADMIN/CAP_SYS_ADMIN says once that
 #     the kernel relay is unavailable and relays the same routes in user space;
-#  8. least privilege: with user = nobody (no capability left, effective or permitted, but
+#  9. least privilege: with user = nobody (no capability left, effective or permitted, but
 #     those for reloads), connections still enter the map: the program and maps were made
 #     at start, and updates through their descriptors need no capability;
-#  9. the budget of all connections: with a per-connection cap no connection reaches, a
+#  10. the budget of all connections: with a per-connection cap no connection reaches, a
 #     connection holding more than kernel_relay_budget is closed for it.
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
@@ -75,6 +77,27 @@ while True:
     c, _ = ls.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 ' "$PF"
+# A TLS echo server: TLS passthrough through the kernel relay (the handshake crosses it).
+PT=$(free_port)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=tls.test" -keyout "$T/tls.key" -out "$T/tls.crt" 2>/dev/null
+start_bg tlsecho "$PY" -c '
+import socket, ssl, sys, threading
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+ls = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+print("ready tlsecho", flush=True)
+def serve(c):
+    with ctx.wrap_socket(c, server_side=True) as t:
+        while True:
+            d = t.recv(65536)
+            if not d:
+                break
+            t.sendall(d)
+while True:
+    c, _ = ls.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+' "$PT" "$T/tls.crt" "$T/tls.key"
 mux_conf() { # FILE: a relay = kernel route per backend
     cat >"$1" <<INI
 [mux443]
@@ -95,6 +118,15 @@ server = 127.0.0.1:$PF
 
 [backend sink]
 server = 127.0.0.1:$PS
+
+[backend tlsecho]
+server = 127.0.0.1:$PT
+
+[route tls]
+class = tls
+sni = tls.test
+backend = tlsecho
+relay = kernel
 
 [route hash]
 host = hash.test
@@ -124,7 +156,7 @@ relay = kernel
 INI
 }
 mux_conf "$T/mux.ini"
-for p in echo hash hcf sink; do wait_ready "$p"; done
+for p in echo hash hcf sink tlsecho; do wait_ready "$p"; done
 start_mux mux "$T/mux.ini"
 assert_grep 'kernel relay ready' "$T/mux.log" "the program loaded"
 
@@ -273,7 +305,31 @@ assert_grep "route=hcf .*bytes_in=$((262144 + 37 + 6)) bytes_out=$((37 + 6 + 104
     "close line of the backend-first half-close"
 assert_eq 0 "$(count_log mux 'kernel relay refused')" "no connection fell back"
 
-log "5. idle timeout: the kernel's bytes are activity"
+log "5. TLS passthrough through the kernel relay"
+"$PY" - "$PM" >"$T/tls.out" 2>&1 <<'PYEOF' || fail "TLS client: $(cat "$T/tls.out")"
+import socket, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname="tls.test") as t:
+        assert t.getpeercert(binary_form=True), "no certificate"
+        for i in range(200):
+            msg = (b"%04d" % i) * 16
+            t.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                got += t.recv(65536)
+            assert got == msg, (i, got)
+print("tls ok")
+PYEOF
+assert_grep 'tls ok' "$T/tls.out"
+wait_close mux 'route=tls'
+kernel_count 5
+metrics "$PA" "$T/m10.prom"
+assert_eq 0 "$(mval "$T/m10.prom" 'mux443_kernel_relay_total{result="fallback"}')" "no fallback"
+
+log "6. idle timeout: the kernel's bytes are activity"
 cat >"$T/idle.py" <<'PYEOF'
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
@@ -298,7 +354,7 @@ print("idle ok", flush=True)
 PYEOF
 coproc IC { "$PY" -u "$T/idle.py" "$PM"; }
 read -r _ <&"${IC[0]}"
-kernel_count 5
+kernel_count 6
 echo go >&"${IC[1]}"
 read -r out <&"${IC[0]}" || true
 assert_eq "idle ok" "$out" "busy for three timeouts, then closed when idle"
@@ -306,7 +362,7 @@ wait_close mux 'route=idle'
 assert_grep 'route=idle .*bytes_in=999 bytes_out=999 .*reason="idle timeout' "$T/mux.log" \
     "closed for the idle timeout, every byte counted"
 
-log "6. a receiver that does not read: closed for its kernel backlog, others go on"
+log "7. a receiver that does not read: closed for its kernel backlog, others go on"
 "$PY" - "$PM" >"$T/pp-long.out" 2>&1 <<'PYEOF' &
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
@@ -348,7 +404,7 @@ except OSError as e:
 PYEOF
 coproc FC { "$PY" -u "$T/flood.py" "$PM"; }
 read -r _ <&"${FC[0]}"
-kernel_count 7
+kernel_count 8
 echo go >&"${FC[1]}"
 read -r out <&"${FC[0]}" || true
 echo "$out" >"$T/flood.out"
@@ -362,7 +418,7 @@ assert_eq 1 "$(mval "$T/m5.prom" 'mux443_kernel_relay_total{result="backlog_clos
     "one connection closed for its backlog"
 stop_mux mux
 
-log "7. without CAP_BPF / CAP_NET_ADMIN: one line, relayed in user space"
+log "8. without CAP_BPF / CAP_NET_ADMIN: one line, relayed in user space"
 start_bg muxnocap capsh --drop=cap_bpf,cap_net_admin,cap_sys_admin,cap_perfmon -- -c \
     "exec '$MUX443' -c '$T/mux.ini'"
 wait_log muxnocap 'ready:' 20
@@ -374,7 +430,7 @@ assert_eq 0 "$(mval "$T/m6.prom" 'mux443_kernel_relay_total{result="kernel"}')" 
 assert_eq 1 "$(count_log muxnocap 'kernel relay')" "still one line after connections"
 stop_mux muxnocap
 
-log "8. user = nobody: no capability kept for the kernel relay"
+log "9. user = nobody: no capability kept for the kernel relay"
 sed -i 's/^workers = 2$/workers = 2\nuser = nobody/' "$T/mux.ini"
 start_mux muxuser "$T/mux.ini"
 assert_grep 'running as user nobody' "$T/muxuser.log"
@@ -384,7 +440,7 @@ assert_eq 1 "$(mval "$T/m7.prom" 'mux443_kernel_relay_total{result="kernel"}')" 
 assert_not_grep 'CapEff:.*[1-9a-f]' "/proc/$(pid_of muxuser)/status" "no capability effective"
 stop_mux muxuser
 
-log "9. kernel_relay_budget: the largest backlog is closed when all together pass it"
+log "10. kernel_relay_budget: the largest backlog is closed when all together pass it"
 sed -i -e '/^user = nobody$/d' -e 's/^kernel_relay_backlog = 2m$/kernel_relay_backlog = 64m\nkernel_relay_budget = 1m/' \
     "$T/mux.ini"
 start_mux muxbudget "$T/mux.ini"
