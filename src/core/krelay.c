@@ -220,9 +220,12 @@ static void insert(struct conn *c)
         return;
     for (int i = 0; i < 2; i++) {
         int fd = leg_of(c, i)->tp.fd;
-        /* Only an ESTABLISHED socket can enter the map (EOPNOTSUPP otherwise). */
-        if (!tcp_counts(fd, &acked, &written[i], &state) || state != 1 /* TCP_ESTABLISHED */ ||
-            !(kr->cookie[i] = sockmap_cookie(fd))) {
+        /* Only an ESTABLISHED socket can enter the map (EOPNOTSUPP otherwise); one still
+         * connecting (TCP Fast Open sends the preread with the SYN) may later. */
+        state = 0;
+        if (tcp_counts(fd, &acked, &written[i], &state) && (state == 2 || state == 3))
+            return; /* TCP_SYN_SENT, TCP_SYN_RECV: after the next step */
+        if (state != 1 /* TCP_ESTABLISHED */ || !(kr->cookie[i] = sockmap_cookie(fd))) {
             give_up(c, "socket not ESTABLISHED", EOPNOTSUPP);
             return;
         }
