@@ -43,6 +43,14 @@ const struct key_def cfg_keys[] = {
      "Time allowed to connect to a backend server before trying the next (backend default)."},
     {SEC_MAIN, "idle_timeout", K_SECONDS, M(idle_timeout), 1, 604800, NULL, "1h",
      "Close a relayed connection after this long without a byte either way (route default)."},
+    {SEC_MAIN, "kernel_relay_backlog", K_SIZE, M(krelay_backlog), 65536, 1073741824, NULL, "1m",
+     "Routes with relay = kernel: bytes the kernel may hold for one direction of a connection "
+     "that its receiver has not acknowledged; past it the connection is closed (reason "
+     "kernel backlog). 1m is seconds of any media stream."},
+    {SEC_MAIN, "kernel_relay_budget", K_SIZE, M(krelay_budget), 1048576, 4294967295.0, NULL, "64m",
+     "Routes with relay = kernel: unacknowledged bytes all kernel-relayed connections may "
+     "hold together; past it the connection holding most is closed, one per worker and "
+     "watchdog tick."},
     {SEC_MAIN, "drain_timeout", K_SECONDS, M(drain_timeout), 0, 86400, NULL, "30s",
      "On SIGTERM/SIGINT, how long open connections may finish before they are closed."},
     {SEC_MAIN, "max_connections", K_MAXCONN, M(max_connections), 0, 10000000, NULL, "auto",
@@ -206,6 +214,11 @@ const struct key_def cfg_keys[] = {
      "class rule routes it."},
     {SEC_RULE, "idle_timeout", K_SECONDS, R(r.idle_timeout), 1, 604800, NULL, NULL,
      "As in [mux443], for this route; also the idle timeout of its UDP flows."},
+    {SEC_RULE, "relay", K_ENUM, R(r.relay), 0, 0, "user|kernel", "user",
+     "kernel: once both legs are plain TCP (not TLS-terminated), the kernel moves the bytes "
+     "(sockmap; lowest latency for small packets, e.g. ICE-TCP or TURN/TCP media; not for "
+     "bulk), bounded by kernel_relay_backlog; falls back to user when unavailable. README "
+     "\"Kernel relay\"."},
 
     {SEC_TLS, "cert", K_PATHS, T(certs), 0, 0, NULL, NULL,
      "PEM certificate chain files, leaf first (required); repeat for RSA + ECDSA."},

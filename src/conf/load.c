@@ -564,6 +564,8 @@ static struct cfg *build(struct parse *ps)
     c->udp_new_per_sec = m->udp_new_per_sec;
     c->udp_budget = m->udp_budget;
     c->udp_transparent = m->udp_transparent;
+    c->krelay_backlog = m->krelay_backlog;
+    c->krelay_budget = m->krelay_budget;
     build_main(ps, c);
 
     for (size_t i = 0; i < ps->nsecs; i++) {

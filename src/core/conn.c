@@ -14,6 +14,7 @@
 #include "mux443/core/connect.h"
 #include "mux443/core/detect.h"
 #include "mux443/core/fanout.h"
+#include "mux443/core/krelay.h"
 #include "mux443/core/relay.h"
 #include "mux443/core/route.h"
 #include "mux443/lib/ice.h"
@@ -652,6 +653,7 @@ void conn_close(struct conn *c, bool failure, const char *fmt, ...)
     char reason[512], esc[600];
     va_list ap;
 
+    krelay_stop(c); /* first: the close line counts the kernel's bytes too */
     /* Formatting is skipped when the level would drop the line (benchmarks, log_level =
      * warn and a successful connection). */
     if (log_get_level() >= (failure ? LOG_LVL_WARN : LOG_LVL_INFO)) {

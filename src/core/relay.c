@@ -8,6 +8,7 @@
 
 #include "mux443/core/connect.h"
 #include "mux443/core/relay.h"
+#include "mux443/core/krelay.h"
 #include "mux443/lib/log.h"
 #include "mux443/state/metrics.h"
 #include "mux443/tls/tls_conn.h"
@@ -24,7 +25,7 @@ int relay_interest(const struct leg *l)
      * socket at EOF stays readable, so the watcher must stop then, but stopping it at once
      * costs an epoll_ctl (libev removes the descriptor when the kernel reports it again)
      * that closing both legs first, the usual end of a short connection, makes needless. */
-    if ((!l->rd_eof || !l->eof_parked) && !leg_pending(l))
+    if ((!l->rd_eof || !l->eof_parked) && !leg_pending(l) && !krelay_quiet(l))
         ev |= EV_READ;
     if (leg_pending(l->peer))
         ev |= EV_WRITE;
@@ -50,8 +51,9 @@ void relay_release_pipe(struct leg *l)
 
 static void maybe_pipe(struct leg *from)
 {
+    /* splice(2) reads the socket's own queue, past what the kernel relay passes us. */
     if (from->pipe[0] >= 0 || from->bytes < SPLICE_AFTER || leg_pending(from) ||
-        !from->tp.ops->raw || !from->peer->tp.ops->raw)
+        !from->tp.ops->raw || !from->peer->tp.ops->raw || from->conn->krelay)
         return;
     /* Out of descriptors is not an error: the copying path goes on. */
     if (pipe2(from->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
@@ -126,6 +128,10 @@ static enum step propagate_eof(struct leg *from)
 {
     struct leg *to = from->peer;
     if (!from->rd_eof || to->wr_shut || leg_pending(from))
+        return STEP_AGAIN;
+    /* Kernel relay: shutting down before the peer socket took every byte the kernel moved
+     * for it would lose them (its watchdog wakes us to look again). */
+    if (!krelay_fin_ready(from))
         return STEP_AGAIN;
     /* Both directions are over on a plain socket: close() (next, in conn_close) sends the
      * FIN anyway. */
@@ -207,6 +213,7 @@ void relay_arm(struct conn *c)
     ev_timer_stop(loop, &c->timer);
     c->timer.repeat = c->route->idle_timeout;
     ev_timer_again(loop, &c->timer);
+    krelay_start(c);
 }
 
 static enum step idle(struct conn *c)
@@ -223,16 +230,22 @@ static enum step idle(struct conn *c)
     return STEP_AGAIN;
 }
 
-enum step relay_step(struct conn *c, struct leg *l, int revents)
+static enum step relay_run(struct conn *c, struct leg *l, int revents)
 {
     enum step st;
 
     if (revents & EV_TIMER)
         return idle(c);
+    if (krelay_doomed(c))
+        return STEP_FAIL;
+    if (revents & EV_CUSTOM) /* conn_wake: look at everything */
+        l = NULL;
     if (!l) {
         /* What waits goes out first: the preread first flight, byte-exact, and a fan-out
-         * winner's answer. */
-        if ((st = flush(&c->client)) != STEP_AGAIN || (st = flush(&c->backend_leg)) != STEP_AGAIN)
+         * winner's answer; then an end of stream that had to wait (kernel relay). */
+        if ((st = flush(&c->client)) != STEP_AGAIN || (st = flush(&c->backend_leg)) != STEP_AGAIN ||
+            (st = propagate_eof(&c->client)) != STEP_AGAIN ||
+            (st = propagate_eof(&c->backend_leg)) != STEP_AGAIN)
             return st;
         /* Records read ahead with the first flight (TLS) are already inside the
          * transport: no socket event will announce them. */
@@ -266,4 +279,12 @@ enum step relay_step(struct conn *c, struct leg *l, int revents)
         } while (l->tp.ops->pending(&l->tp));
     }
     return finished(c) ? conn_end(c, "done") : STEP_AGAIN;
+}
+
+enum step relay_step(struct conn *c, struct leg *l, int revents)
+{
+    enum step st = relay_run(c, l, revents);
+    if (st == STEP_AGAIN && c->krelay)
+        krelay_after(c);
+    return st;
 }

@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "mux443/core/krelay.h"
 #include "mux443/lib/log.h"
 #include "mux443/runtime/admin.h"
 #include "mux443/runtime/daemon.h"
@@ -79,6 +80,7 @@ int daemon_run(struct snap *s, const char *path)
         snap_unref(s);
         return 3;
     }
+    krelay_init(s->cfg); /* loading a BPF program needs the privileges dropped next */
     privileges_drop(s->cfg);
 
     signal(SIGPIPE, SIG_IGN);
@@ -114,5 +116,6 @@ int daemon_run(struct snap *s, const char *path)
     ev_timer_stop(loop, &sweep);
     health_configure(loop, NULL);
     reload_fini();
+    krelay_fini();
     return 0;
 }

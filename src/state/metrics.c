@@ -159,6 +159,17 @@ void metrics_render(FILE *out)
     head(out, "mux443_tls_truncated_total", "counter",
          "Terminated TLS clients whose stream ended without close_notify.");
     fprintf(out, "mux443_tls_truncated_total %llu\n", LD(mx.tls_truncated));
+    head(out, "mux443_kernel_relay_total", "counter",
+         "Connections of relay = kernel routes: relayed by the kernel, left to user space "
+         "(fallback), closed for their kernel backlog.");
+    fprintf(out, "mux443_kernel_relay_total{result=\"kernel\"} %llu\n", LD(mx.krelay_started));
+    fprintf(out, "mux443_kernel_relay_total{result=\"fallback\"} %llu\n", LD(mx.krelay_fallback));
+    fprintf(out, "mux443_kernel_relay_total{result=\"backlog_closed\"} %llu\n",
+            LD(mx.krelay_backlog_closed));
+    head(out, "mux443_kernel_relay_backlog_bytes", "gauge",
+         "Bytes the kernel relay holds that receivers have not acknowledged.");
+    fprintf(out, "mux443_kernel_relay_backlog_bytes %lld\n",
+            (long long)atomic_load(&mx.krelay_backlog));
     head(out, "mux443_reloads_total", "counter", "Configuration reloads (SIGHUP).");
     fprintf(out, "mux443_reloads_total{result=\"ok\"} %llu\n", LD(mx.reloads_ok));
     fprintf(out, "mux443_reloads_total{result=\"failed\"} %llu\n", LD(mx.reloads_failed));

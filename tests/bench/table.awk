@@ -122,6 +122,9 @@ END {
                    med("S6", ps[i], "p99_us") - med("S6", "direct", "p99_us"))
         print ""; print ""
     }
+    if (med("S6", "mux443k", "p50_us") != "" && med("S6", "direct-xcore", "p50_us") != "")
+        printf("Kernel relay: mux443k p50 %.1f µs, direct-xcore %.1f µs (target: below direct-xcore), mux443 (user space) %s µs.\n\n",
+               med("S6", "mux443k", "p50_us"), med("S6", "direct-xcore", "p50_us"), fmt(med("S6", "mux443", "p50_us")))
     table("S7", "S7 STUN/TURN-over-TCP detection (Binding request, response, close; 64 concurrent)",
           "rate:conn/s:1:r;p99_us:p99 µs:0;proxy_us_per:proxy CPU µs/conn:0:r;machine_us_per:machine CPU µs/conn:0:r;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
     table("S8", "S8 ICE-TCP detection + ufrag routing (RFC 4571 Binding request, two ufrags, two backends)",

@@ -162,6 +162,35 @@ static void test_out_of_range(void **state)
                  "none|v1|v2)");
 }
 
+/* relay = and the kernel relay's caps: defaults, values, errors with file:line:key. */
+static void test_kernel_relay_keys(void **state)
+{
+    (void)state;
+    struct cfg *c = load("[mux443]\nlisten = 127.0.0.1:1\n[backend w]\nserver = 127.0.0.1:2\n"
+                         "[route k]\nclass = stun\nbackend = w\nrelay = kernel\n"
+                         "[route u]\nclass = http\nbackend = w\n[route]\nssh = w\n");
+    assert_non_null(c);
+    assert_int_equal(c->routes[0].relay, RELAY_KERNEL);
+    assert_int_equal(c->routes[1].relay, RELAY_USER); /* the default */
+    assert_int_equal(c->routes[2].relay, RELAY_USER); /* class map entries */
+    assert_int_equal(c->krelay_backlog, 1u << 20);
+    assert_int_equal(c->krelay_budget, 64u << 20);
+    cfg_free(c);
+    c = load("[mux443]\nlisten = 127.0.0.1:1\nkernel_relay_backlog = 256k\n"
+             "kernel_relay_budget = 512m\n[backend w]\nserver = 127.0.0.1:2\n[route]\nhttp = w\n");
+    assert_non_null(c);
+    assert_int_equal(c->krelay_backlog, 256u << 10);
+    assert_int_equal(c->krelay_budget, 512u << 20);
+    cfg_free(c);
+    expect_error("[mux443]\nlisten = 127.0.0.1:1\n[backend w]\nserver = 127.0.0.1:2\n"
+                 "[route k]\nclass = stun\nbackend = w\nrelay = sockmap\n",
+                 "t.ini:8: [route k] relay: unknown value (got 'sockmap', expected one of "
+                 "user|kernel)");
+    expect_error("[mux443]\nlisten = 127.0.0.1:1\nkernel_relay_backlog = 1k\n[backend w]\n"
+                 "server = 127.0.0.1:2\n[route]\nhttp = w\n",
+                 "t.ini:3: [mux443] kernel_relay_backlog: out of range or not a number (got '1k'");
+}
+
 static void test_syntax_and_long_lines(void **state)
 {
     (void)state;
@@ -382,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_defaults_and_values),
         cmocka_unit_test(test_unknown_section_and_key),
         cmocka_unit_test(test_bad_address),
+        cmocka_unit_test(test_kernel_relay_keys),
         cmocka_unit_test(test_unknown_backend_and_duplicates),
         cmocka_unit_test(test_out_of_range),
         cmocka_unit_test(test_syntax_and_long_lines),

@@ -77,6 +77,9 @@ struct cfg_strlist {
  * first relays the TLS bytes untouched, the second terminates with mux443's certificate
  * and sends whatever is inside that no other rule routes by class to this rule's
  * backend. */
+/* A route's relay = : user space, or the kernel (sockmap) when both legs are plain. */
+enum cfg_relay { RELAY_USER = 0, RELAY_KERNEL };
+
 enum cfg_tls_match { TLSM_ANY = 0, TLSM_YES, TLSM_NO, TLSM_PASSTHROUGH, TLSM_TERMINATE };
 
 /* A [tls] or [tls NAME] section: certificate chains + keys (RSA and/or ECDSA) served for
@@ -109,6 +112,7 @@ struct cfg_route {
                             what terminated TLS carried that nothing else routes */
     const struct cfg_backend *backend;
     double idle_timeout;
+    int relay;               /* enum cfg_relay */
     double udp_idle_timeout; /* the route's idle_timeout when set, else [mux443]'s udp_ one */
 };
 
@@ -132,6 +136,8 @@ struct cfg {
     /* UDP flows (README "UDP on 443"): all workers together, each enforcing its share */
     double udp_idle_timeout;
     unsigned udp_max_flows, udp_per_prefix, udp_new_per_sec, udp_budget;
+    unsigned krelay_backlog;   /* relay = kernel: unacknowledged bytes per direction */
+    unsigned krelay_budget;    /* ... all connections together */
     bool udp_transparent;      /* upstream datagrams from the client's address (IP_TRANSPARENT) */
     char *user, *group;        /* drop privileges to these after binding; NULL = stay */
     struct cfg_addrlist admin; /* 0 or 1 address */

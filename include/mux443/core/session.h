@@ -63,6 +63,12 @@ struct conn_pool {
     uint8_t *scratch; /* RELAY_BUF bytes: every relayed read lands here first */
     struct conn *conns;
     size_t nconns;
+    /* relay = kernel (krelay.c): the watchdog, the connections it watches, the
+     * unacknowledged bytes they held at its last tick */
+    ev_timer krelay_watch;
+    ev_io krelay_ends; /* an epoll set of their sockets that reports ends of stream only */
+    unsigned nkrelay;
+    int64_t krelay_backlog;
     /* Called after a connection closed (drain bookkeeping). */
     void (*on_close)(struct conn_pool *p);
     void *data;
@@ -71,6 +77,7 @@ struct conn_pool {
 struct fanout;
 struct probe_state;
 struct ufrag_entry;
+struct krelay;
 
 struct conn {
     uint64_t id;
@@ -105,6 +112,7 @@ struct conn {
     char *ufrag;                        /* ICE-TCP server ufrag (routing by ufrag), or NULL */
     struct ufrag_entry *ufrag_held;     /* the ufrag table entry this connection holds */
     struct fanout *fanout;              /* ICE-TCP fan-out in progress */
+    struct krelay *krelay;              /* relay = kernel: the kernel moves the bytes */
     unsigned nattempts;                 /* servers to try (1 when the ufrag names the server) */
     unsigned first, attempt;
     bool tfo_unconfirmed;     /* the first write rode on a TFO SYN: not yet known accepted */

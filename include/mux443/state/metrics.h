@@ -111,6 +111,11 @@ struct mx_global {
     atomic_ullong reloads_ok, reloads_failed;
     atomic_ullong ufrag_hits, ufrag_misses, fanouts, fanout_failures, fanout_refused[MXF_COUNT];
     atomic_llong ufrag_entries;
+    /* relay = kernel: connections the kernel relayed, those left in user space (sockmap
+     * unavailable or refused the sockets), those closed for their kernel backlog; the
+     * unacknowledged bytes the kernel holds now (as of each worker's last watchdog tick) */
+    atomic_ullong krelay_started, krelay_fallback, krelay_backlog_closed;
+    atomic_llong krelay_backlog;
     atomic_int ready; /* listeners are up (healthz) */
 };
 
