@@ -4,7 +4,8 @@
 # Only calls apt-get when something is missing; needs root (or sudo) then.
 set -eu
 
-build="build-essential cmake pkg-config libssl-dev libev-dev libhttp-parser-dev libinih-dev"
+build="build-essential cmake pkg-config libssl-dev libev-dev libhttp-parser-dev libinih-dev
+       liburing-dev"
 demo="coturn python3 python3-websockets openssl curl"
 test="clang libclang-rt-dev libcmocka-dev procps iproute2 util-linux chromium libnss3-tools
       prometheus debhelper dpkg-dev lintian systemd python3-yaml shellcheck groff-base janus

@@ -564,6 +564,7 @@ static struct cfg *build(struct parse *ps)
     c->udp_new_per_sec = m->udp_new_per_sec;
     c->udp_budget = m->udp_budget;
     c->udp_transparent = m->udp_transparent;
+    c->udp_io = m->udp_io;
     build_main(ps, c);
 
     for (size_t i = 0; i < ps->nsecs; i++) {

@@ -64,6 +64,7 @@ struct raw_main {
     double udp_idle_timeout;
     unsigned udp_max_flows, udp_per_prefix, udp_new_per_sec, udp_budget;
     bool udp_transparent;
+    int udp_io;
     char *user, *group;
     struct cfg_addrlist admin;
     struct cfg_strlist admin_hosts, admin_origins;
@@ -103,7 +104,7 @@ struct key_def {
     const char *help;
 };
 
-#define CFG_MAX_KEYS 80
+#define CFG_MAX_KEYS 96
 #define WORKERS_MAX  256 /* worker threads at most (`workers`) */
 extern const struct key_def cfg_keys[];
 extern const size_t cfg_nkeys;
