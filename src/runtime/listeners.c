@@ -11,6 +11,9 @@
 #include "mux443/lib/log.h"
 #include "mux443/runtime/listeners.h"
 
+/* Receive and send buffer of a UDP listening socket (one per worker and address). */
+#define UDP_SOCKBUF (4 << 20)
+
 static int open_listen_socket(const struct cfg_addr *a, bool udp)
 {
     int one = 1;
@@ -29,7 +32,18 @@ static int open_listen_socket(const struct cfg_addr *a, bool udp)
     if (a->ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     /* UDP: one socket per worker in the address's SO_REUSEPORT group; the kernel keeps a
-     * client address+port on one of them (README "UDP on 443"). */
+     * client address+port on one of them (README "UDP on 443"). Media arrives in bursts
+     * (a video frame is tens of datagrams; RTCP and ICE checks of many calls line up) and
+     * the default receive buffer (rmem_default, ~208 KiB, ~200 datagrams of any size once
+     * the kernel's own overhead is counted) overflows on them: ask for UDP_SOCKBUF, past
+     * net.core.rmem_max/wmem_max when started with CAP_NET_ADMIN (the *FORCE options),
+     * else up to those limits. */
+    if (udp)
+        for (int i = 0; i < 2; i++) {
+            int size = UDP_SOCKBUF, force = i ? SO_SNDBUFFORCE : SO_RCVBUFFORCE;
+            if (setsockopt(fd, SOL_SOCKET, force, &size, sizeof(size)) < 0)
+                setsockopt(fd, SOL_SOCKET, i ? SO_SNDBUF : SO_RCVBUF, &size, sizeof(size));
+        }
     if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || (!udp && listen(fd, 1024) < 0))
         goto fail;
     return fd;

@@ -8,6 +8,7 @@
  *       stun      answer a STUN request with a Binding success response (client closes)
  *       ice:TAG   the same inside RFC 4571 framing; TAG (one letter) in a SOFTWARE attribute
  *       tls-rs:N  bare OpenSSL server: TLS handshake, then rs:N on the plain text
+ *       udpecho   UDP: every datagram back to its sender (recvmmsg/sendmmsg)
  *
  *   loadgen SCENARIO --port P [options]          one measurement, prints key=value on stdout
  *       bulk   --proto ch|tls --conns C --bytes B       MB/s (ch: ClientHello then plain bytes)
@@ -22,6 +23,12 @@
  *              a B/4 flight so for S s): proxy CPU per KiB of first flight, trickled / at
  *              once, and how it grows with the flight's size
  *       stat                                             RSS and descriptors of --pids
+ *       udp    --conns F --secs S [--gap MS]              F UDP flows (connected sockets),
+ *              each opened by a STUN Binding request with USERNAME "bnch0000:cli" (routed
+ *              by ufrag), then 200-byte RTP-like datagrams through a udpecho backend: one
+ *              in flight per flow (closed loop: datagrams relayed per second, and per
+ *              second of proxy CPU), or with --gap the next one MS after each answer
+ *              (paced: round-trip p50/p99)
  *   common: --host 127.0.0.1 --sni NAME --pids P1,P2 (proxy tree: CPU and RSS read from /proc)
  *           --bpids P (backends: CPU) --expect N (reply bytes) --warm S
  */
@@ -291,7 +298,7 @@ static const char http_post[] =
  * backends
  * ====================================================================================== */
 
-enum smode { S_SINK, S_ECHO, S_REPLY, S_RS, S_STUN, S_ICE, S_TLS_RS };
+enum smode { S_SINK, S_ECHO, S_REPLY, S_RS, S_STUN, S_ICE, S_TLS_RS, S_UDP_ECHO };
 
 struct lsn {
     int fd;
@@ -409,8 +416,37 @@ static bool put_all(struct sconn *c, const void *buf, size_t n)
     return true;
 }
 
+/* udpecho: every datagram goes back to its sender unchanged, in batches. */
+static void udp_echo(int fd)
+{
+    enum { B = 64 };
+    static uint8_t buf[B][2048];
+    static struct sockaddr_in6 from[B];
+    struct mmsghdr m[B];
+    struct iovec iov[B];
+    for (;;) {
+        for (int i = 0; i < B; i++) {
+            iov[i] = (struct iovec){buf[i], sizeof(buf[i])};
+            m[i].msg_hdr = (struct msghdr){.msg_name = &from[i],
+                                           .msg_namelen = sizeof(from[i]),
+                                           .msg_iov = &iov[i],
+                                           .msg_iovlen = 1};
+        }
+        int n = recvmmsg(fd, m, B, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+            return;
+        for (int i = 0; i < n; i++)
+            iov[i].iov_len = m[i].msg_len;
+        sendmmsg(fd, m, (unsigned)n, 0);
+    }
+}
+
 static void serve_event(struct ref *r, uint32_t ev)
 {
+    if (r->kind == 0 && ((struct lsn *)r->p)->mode == S_UDP_ECHO) {
+        udp_echo(((struct lsn *)r->p)->fd);
+        return;
+    }
     if (r->kind == 0) {
         struct lsn *l = r->p;
         for (int i = 0; i < 128; i++) {
@@ -523,6 +559,8 @@ static void serve_event(struct ref *r, uint32_t ev)
         c->l = &sink_after_reply;
         return;
     }
+    case S_UDP_ECHO: /* a datagram socket is a listener, never a connection */
+        return;
     case S_RS:
     case S_TLS_RS:
         if (!c->replied) {
@@ -584,6 +622,19 @@ static int listen_on(int port)
     return fd;
 }
 
+static int udp_bind(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), big = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        fprintf(stderr, "udp port %d: ", port);
+        die("bind");
+    }
+    return fd;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     const char *cert = NULL, *key = NULL;
@@ -637,6 +688,8 @@ static int cmd_serve(int argc, char **argv)
             l->mode = S_ICE;
         else if (!strcmp(m, "tls-rs"))
             l->mode = S_TLS_RS;
+        else if (!strcmp(m, "udpecho"))
+            l->mode = S_UDP_ECHO;
         else {
             fprintf(stderr, "bad mode %s\n", m);
             return 2;
@@ -649,7 +702,7 @@ static int cmd_serve(int argc, char **argv)
         if (l->arg > (int)sizeof(replybuf))
             l->arg = sizeof(replybuf);
         l->tag = arg[0] ? arg[0] : 'S';
-        l->fd = listen_on(port);
+        l->fd = l->mode == S_UDP_ECHO ? udp_bind(port) : listen_on(port);
         struct ref *r = malloc(sizeof(*r));
         r->kind = 0;
         r->p = l;
@@ -1422,6 +1475,134 @@ static int cmd_trickle(void)
 }
 
 /* stat: RSS and open descriptors of the --pids tree (soak baseline and end). */
+/* udp: F flows, each a connected socket; see the comment at the top. "rate" counts
+ * datagrams the proxy relayed (each round trip is two), "per_core" the same per second of
+ * proxy CPU: with the proxy pinned to a core that the generator does not saturate, the
+ * rate alone would measure the generator. */
+/* CLOCK_REALTIME in ns: the clock of SO_TIMESTAMPNS. */
+static uint64_t real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int cmd_udp(double gap_ms)
+{
+    int flows = o.conns;
+    uint64_t gap = (uint64_t)(gap_ms * 1e6);
+    uint64_t *due = calloc((size_t)flows, sizeof(uint64_t)); /* paced: next send, 0 = none */
+    uint64_t *sent = calloc((size_t)flows, sizeof(uint64_t));
+    uint8_t *open = calloc((size_t)flows, 1); /* the flow's STUN opener was answered */
+    int *fd = calloc((size_t)flows, sizeof(int));
+    uint8_t stun[64], rtp[200] = {0x80, 0x6f}, in[2048];
+    char ctl[CMSG_SPACE(sizeof(struct timespec))];
+    struct iovec iov = {in, sizeof(in)};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    uint64_t rounds = 0, resent = 0;
+    size_t stun_len = 20;
+
+    memset(stun, 0, 20);
+    stun[1] = 0x01;
+    memcpy(stun + 4, cookie, 4);
+    put_attr(stun, &stun_len, 0x0006, "bnch0000:cli", 12); /* USERNAME */
+    put_attr(stun, &stun_len, 0x8022, "bnch", 4);          /* SOFTWARE */
+    stun[2] = (uint8_t)((stun_len - 20) >> 8);
+    stun[3] = (uint8_t)(stun_len - 20);
+    caplat = 1 << 22;
+    lat = malloc(caplat * sizeof(*lat));
+    for (int i = 0; i < flows; i++) {
+        fd[i] = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd[i] < 0 || connect(fd[i], (struct sockaddr *)&dst, sizeof(dst)) < 0)
+            die("udp socket");
+        /* The kernel stamps each answer when it arrives: the round trip then does not
+         * include the time the answer waited for this loop to come round. */
+        int one = 1;
+        setsockopt(fd[i], SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
+        ep_set(fd[i], EPOLLIN, (void *)(intptr_t)i, EPOLL_CTL_ADD);
+        memcpy(stun + 8, &i, sizeof(i)); /* transaction id */
+        send(fd[i], stun, stun_len, 0);
+    }
+    uint64_t t0 = real_ns();
+    for (int i = 0; i < flows; i++)
+        sent[i] = t0;
+    double start = now_s(), t_meas = start + o.warm, pcpu0 = 0, bcpu0 = 0, gcpu0 = 0;
+    uint64_t rounds0 = 0;
+    t_stop = t_meas + o.secs;
+    struct epoll_event evs[256];
+    for (;;) {
+        double ts = now_s();
+        if (!measuring && ts >= t_meas) {
+            measuring = true;
+            pcpu0 = cpu_of(pids, npids);
+            bcpu0 = cpu_of(bpids, nbpids);
+            gcpu0 = self_cpu();
+            machine_mark();
+            t_meas = ts;
+            rounds0 = rounds;
+        }
+        if (ts >= t_stop)
+            break;
+        int n = epoll_wait(ep, evs, 256, gap ? 1 : 100);
+        uint64_t t = real_ns();
+        for (int i = 0; gap && i < flows; i++) /* paced: the next datagram gap after its answer */
+            if (due[i] && t >= due[i]) {
+                sent[i] = real_ns(); /* before: loopback delivers inside send() */
+                send(fd[i], rtp, sizeof(rtp), 0);
+                due[i] = 0;
+            }
+        if (n == 0 || gap) /* a datagram lost: send again on a flow silent for 100 ms */
+            for (int i = 0; i < flows; i++)
+                if (!due[i] && t > sent[i] + 100000000u) {
+                    memcpy(stun + 8, &i, sizeof(i));
+                    /* before its opener was answered a proxy cannot route the flow */
+                    if (open[i])
+                        send(fd[i], rtp, sizeof(rtp), 0);
+                    else
+                        send(fd[i], stun, stun_len, 0);
+                    sent[i] = t;
+                    resent += measuring;
+                }
+        for (int k = 0; k < n; k++) {
+            int i = (int)(intptr_t)evs[k].data.ptr;
+            for (;;) {
+                mh.msg_control = ctl;
+                mh.msg_controllen = sizeof(ctl);
+                if (recvmsg(fd[i], &mh, 0) <= 0)
+                    break;
+                t = real_ns();
+                struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+                if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+                    struct timespec ts;
+                    memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+                    t = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+                }
+                open[i] = 1;
+                if (measuring && nlat < caplat)
+                    lat[nlat++] = (double)(t - sent[i]) / 1e9;
+                t = real_ns();
+                rounds++;
+                if (gap) {
+                    due[i] = t + gap;
+                    continue;
+                }
+                sent[i] = real_ns();
+                send(fd[i], rtp, sizeof(rtp), 0);
+            }
+        }
+    }
+    double el = now_s() - t_meas, dgrams = 2.0 * (double)(rounds - rounds0);
+    double pc = cpu_of(pids, npids) - pcpu0;
+    qsort(lat, nlat, sizeof(*lat), cmpd);
+    printf("flows=%d rate=%.0f p50_us=%.0f p99_us=%.0f resent=%llu", flows, dgrams / el, pct(0.5),
+           pct(0.99), (unsigned long long)resent);
+    printf(" proxy_us_per=%.3f per_core=%.0f", dgrams > 0 ? pc * 1e6 / dgrams : 0,
+           pc > 0 ? dgrams / pc : 0);
+    print_cpu(el, pcpu0, bcpu0, gcpu0, "machine_us_per", dgrams, 1e6);
+    printf("\n");
+    return 0;
+}
+
 static int cmd_stat(void)
 {
     printf("rss_kib=%ld fds=%ld\n", rss_kib(), nfds());
@@ -1445,8 +1626,9 @@ int main(int argc, char **argv)
         {"conns", 1, 0, 'c'},  {"secs", 1, 0, 't'},   {"warm", 1, 0, 'w'}, {"bytes", 1, 0, 'b'},
         {"expect", 1, 0, 'e'}, {"count", 1, 0, 'n'},  {"size", 1, 0, 'z'}, {"pids", 1, 0, 'i'},
         {"bpids", 1, 0, 'j'},  {"ufrags", 1, 0, 'u'}, {"hold", 1, 0, 'H'}, {"seg", 1, 0, 'S'},
-        {"rate", 1, 0, 'R'},   {"raw", 0, 0, 'W'},    {0, 0, 0, 0}};
+        {"rate", 1, 0, 'R'},   {"raw", 0, 0, 'W'},    {"gap", 1, 0, 'G'},  {0, 0, 0, 0}};
     int ch;
+    double gap_ms = 0;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -1508,6 +1690,9 @@ int main(int argc, char **argv)
         case 'R':
             o.rate = atof(optarg);
             break;
+        case 'G':
+            gap_ms = atof(optarg);
+            break;
         default:
             return 2;
         }
@@ -1539,6 +1724,8 @@ int main(int argc, char **argv)
         return cmd_stat();
     if (!strcmp(cmd, "trickle"))
         return cmd_trickle();
+    if (!strcmp(cmd, "udp"))
+        return cmd_udp(gap_ms);
     fprintf(stderr, "unknown command %s\n", cmd);
     return 2;
 }

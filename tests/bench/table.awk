@@ -126,6 +126,10 @@ END {
           "rate:conn/s:1:r;p99_us:p99 µs:0;proxy_us_per:proxy CPU µs/conn:0:r;machine_us_per:machine CPU µs/conn:0:r;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
     table("S8", "S8 ICE-TCP detection + ufrag routing (RFC 4571 Binding request, two ufrags, two backends)",
           "rate:conn/s:1:r;p99_us:p99 µs:0;proxy_us_per:proxy CPU µs/conn:0:r;machine_us_per:machine CPU µs/conn:0:r;badroute:misrouted:0;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0;err:errors:0")
+    table("S11", "S11 UDP relay: 200-byte datagrams over 1,000 flows, one in flight per flow (closed loop)",
+          "rate:datagrams/s:1;per_core:datagrams per proxy CPU second:1:r;proxy_us_per:proxy CPU µs/datagram:0:r;machine_us_per:machine CPU µs/datagram:0:r;p50_us:p50 µs:0;p99_us:p99 µs:0;gen_core:generator core %:0;proxy_core:proxy core %:0;other_cpu:other CPU %:0")
+    table("S11p", "S11 paced: each flow sends its next datagram 100 ms after the answer (20,000 datagrams/s)",
+          "p50_us:p50 µs:0:r;p99_us:p99 µs:0:r;machine_us_per:machine CPU µs/datagram:0:r;resent:resent:0;other_cpu:other CPU %:0")
     table("S9", "S9 mux443 two workers (cores 0+1) vs one (core 0): S2 workload",
           "rate:conn/s:1;proxy_us_per:proxy CPU µs/conn:0;machine_us_per:machine CPU µs/conn:0;gen_core:generator core %:0;proxy_core:proxy cores %:0;other_cpu:other CPU %:0")
     table("S9t", "S9 mux443 two workers vs one: S3 workload (TLS handshakes)",

@@ -68,6 +68,10 @@ wait_ready media_a
 wait_ready media_b
 wait_ready turn
 start_mux mux "$T/mux.ini"
+# each worker's UDP socket has a 4 MiB receive buffer (the kernel reports it doubled),
+# not the ~208 KiB default that bursts of media overflow
+rb=$(ss -Hulmn "sport = :$PM" | grep -o 'rb[0-9]*' | sort -u | paste -sd' ')
+assert_eq "rb8388608" "$rb" "receive buffer of the UDP listening sockets"
 
 rc=0
 timeout 40 "$PY" "$PEERS/udp_flows.py" scenario "$PM" "$(pid_of mux)" "$T/mux.log" \
