@@ -5,7 +5,7 @@
 set -eu
 
 build="build-essential cmake pkg-config libssl-dev libev-dev libhttp-parser-dev libinih-dev
-       libbpf-dev clang"
+       libbpf-dev clang liburing-dev"
 demo="coturn python3 python3-websockets openssl curl"
 test="clang libclang-rt-dev libcmocka-dev procps iproute2 util-linux chromium libnss3-tools
       prometheus debhelper dpkg-dev lintian systemd python3-yaml shellcheck groff-base janus

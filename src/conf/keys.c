@@ -98,6 +98,11 @@ const struct key_def cfg_keys[] = {
     {SEC_MAIN, "udp_transparent", K_BOOL, M(udp_transparent), 0, 0, NULL, "no",
      "Send a UDP flow's datagrams to its servers from the client's own address and port "
      "(IP_TRANSPARENT: needs CAP_NET_ADMIN and policy routing for the replies, see README)."},
+    {SEC_MAIN, "udp_io", K_ENUM, M(udp_io), 0, 0, "auto|epoll|uring", "auto",
+     "How workers do UDP I/O: uring = io_uring (one system call per loop turn for every "
+     "upstream send and receive), epoll = a send and a recv per datagram; auto = io_uring "
+     "when the kernel allows it (Linux 6.0, not disabled by kernel.io_uring_disabled or a "
+     "seccomp filter), else epoll. uring falls back to epoll too, with a warning."},
     {SEC_MAIN, "admin", K_ADDRS, M(admin), 0, 0, NULL, NULL,
      "Admin HTTP listener (/ status page, /healthz /metrics /routes /ufrags), e.g. "
      "127.0.0.1:9443; off when "

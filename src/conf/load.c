@@ -566,6 +566,7 @@ static struct cfg *build(struct parse *ps)
     c->udp_transparent = m->udp_transparent;
     c->krelay_backlog = m->krelay_backlog;
     c->krelay_budget = m->krelay_budget;
+    c->udp_io = m->udp_io;
     build_main(ps, c);
 
     for (size_t i = 0; i < ps->nsecs; i++) {

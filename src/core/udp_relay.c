@@ -19,6 +19,7 @@
 #include "mux443/core/udp_relay.h"
 #include "mux443/lib/log.h"
 #include "mux443/lib/udp_demux.h"
+#include "mux443/lib/uring.h"
 #include "mux443/state/limits.h"
 #include "mux443/lib/ice.h"
 #include "mux443/state/ufrag.h"
@@ -31,6 +32,10 @@
 /* A flow none of whose servers has answered yet ends after this (or the route's idle
  * timeout, when shorter): spoofed sources cannot hold slots for the full idle timeout. */
 #define UDP_UNVERIFIED_IDLE_MS 30000u
+/* io_uring receive buffers: one more byte than a datagram may have, so a longer one is
+ * seen as such (cut short). As many as the CQEs of a few loop turns at full speed. */
+#define UDP_RING_BUFS   1024
+#define UDP_RING_BUFLEN (UDP_DGRAM_MAX + 1)
 
 struct udp_relay {
     struct ev_loop *loop;
@@ -41,6 +46,11 @@ struct udp_relay {
     uint64_t next_id;
     uint32_t budget;
     bool transparent; /* udp_transparent */
+    /* udp_io: with io_uring (ring != NULL), upstream sends are queued on the ring and
+     * issued once per batch read from a listening socket, and every upstream socket has a
+     * multishot receive whose datagrams ring_cb reaps; else each has its ev_io. */
+    struct uring *ring;
+    ev_io ring_io;
     struct mmsghdr msg[UDP_BATCH];
     struct iovec iov[UDP_BATCH];
     struct sockaddr_storage from[UDP_BATCH];
@@ -70,6 +80,30 @@ static uint64_t now_ms(const struct udp_relay *u)
 static void drop(enum mxu_drop why)
 {
     MX_INC(mxu.drops[why]);
+}
+
+/* An io_uring tag names a side of a flow: its slot (24 bits), the side (2), a datagram
+ * length (13: a failed send's, to uncount it) and the low 23 bits of the flow's id (a
+ * completion for a flow that ended, its slot reused, is recognised and ignored). */
+#define TAG_ID_BITS 23
+static uint64_t side_tag(const struct udp_relay *u, const struct udp_flow *f, int side, size_t len)
+{
+    return (f->id & ((UINT64_C(1) << TAG_ID_BITS) - 1)) << 39 | (uint64_t)len << 26 |
+           (uint64_t)(f - u->t.flows) << 2 | (uint64_t)side;
+}
+
+/* The flow whose side the tag names, if that side is still open; else NULL. */
+static struct udp_flow *tag_flow(struct udp_relay *u, uint64_t tag, int *side, size_t *len)
+{
+    uint64_t idx = (tag >> 2) & 0xffffff;
+    struct udp_flow *f = idx < u->t.lim.max_flows ? &u->t.flows[idx] : NULL;
+
+    *side = (int)(tag & 3);
+    *len = (size_t)(tag >> 26) & 0x1fff;
+    if (f == NULL || !f->used || *side >= UDP_UPS || f->up[*side].fd < 0 ||
+        (f->id & ((UINT64_C(1) << TAG_ID_BITS) - 1)) != tag >> 39)
+        return NULL;
+    return f;
 }
 
 static uint32_t share(unsigned total, unsigned n)
@@ -118,6 +152,8 @@ static void side_close(struct udp_relay *u, struct udp_flow *f, int side, const 
     MX_ADD(snap_route_mx(s, r)->bytes_out, up->bytes_out);
     atomic_fetch_sub(&mxu.flows_open[side_class(side)], 1);
     ev_io_stop(u->loop, &up->io);
+    if (u->ring != NULL) /* its receive holds the socket until the cancellation is issued */
+        uring_cancel(u->ring, side_tag(u, f, side, 0));
     close(up->fd);
     up->fd = -1;
     ufrag_release(up->ufrag_held);
@@ -174,6 +210,18 @@ const struct cfg_route *udp_route(const struct cfg *c, const struct cfg_listener
 }
 
 static void up_read_cb(struct ev_loop *loop, ev_io *io, int revents);
+
+/* Starts reading the open side `side` of f: a multishot receive on the ring, or (no
+ * ring, !ring_ok, or no receive could be queued) its watcher. */
+static void up_start(struct udp_relay *u, struct udp_flow *f, int side, bool ring_ok)
+{
+    struct udp_up *up = &f->up[side];
+
+    ev_io_init(&up->io, up_read_cb, up->fd, EV_READ);
+    up->io.data = f;
+    if (u->ring == NULL || !ring_ok || !uring_recv(u->ring, up->fd, side_tag(u, f, side, 0)))
+        ev_io_start(u->loop, &up->io);
+}
 
 static uint32_t route_idle_ms(const struct cfg_route *r)
 {
@@ -321,10 +369,10 @@ static void fan_win(struct udp_relay *u, struct udp_fan *fan, struct udp_leg *w)
     log_debug("udp flow=%llu fan-out: %s owns ufrag '%s'", (unsigned long long)f->id,
               r->backend->servers.v[w->server].text, f->ufrag);
     fan_free(u, f);
-    ev_io_init(&up->io, up_read_cb, up->fd, EV_READ);
-    up->io.data = f;
-    ev_io_start(u->loop, &up->io);
-    up_read_cb(u->loop, &up->io, EV_READ);
+    up_start(u, f, UDP_UP_MEDIA, true);
+    if (u->ring == NULL)
+        up_read_cb(u->loop, &up->io, EV_READ);
+    /* else the multishot receive reads it */
 }
 
 /* What a leg's server sent: peeked, judged against the requests relayed; a datagram
@@ -522,9 +570,7 @@ static enum side_opened side_open(struct udp_relay *u, struct udp_flow *f, int s
     up->server = (uint32_t)idx;
     up->route = r;
     up->ufrag_held = held;
-    ev_io_init(&up->io, up_read_cb, fd, EV_READ);
-    up->io.data = f;
-    ev_io_start(u->loop, &up->io);
+    up_start(u, f, side, true);
     if (side == UDP_UP_MEDIA) {
         memcpy(f->ufrag, d->ufrag, d->ufrag_len);
         f->ufrag[d->ufrag_len] = '\0';
@@ -650,7 +696,9 @@ static void client_datagram(struct udp_relay *u, struct snap *s, const struct cf
         drop(MXU_BUDGET);
         return;
     }
-    if (send(up->fd, p, n, 0) < 0) {
+    /* With io_uring, a send that fails is uncounted when its completion says so. */
+    if (u->ring != NULL ? !uring_send(u->ring, up->fd, p, n, side_tag(u, f, side, n))
+                        : send(up->fd, p, n, 0) < 0) {
         drop(MXU_UPSTREAM);
         return;
     }
@@ -684,6 +732,8 @@ void udp_relay_read(struct udp_relay *u, struct snap *s, const struct cfg_listen
             client_datagram(u, s, lst, lfd, (const struct sockaddr *)&u->from[i],
                             u->msg[i].msg_hdr.msg_namelen, u->buf[i], u->msg[i].msg_len);
         }
+        if (u->ring != NULL) /* the sends queued read u->buf: issued before it is reused */
+            uring_submit(u->ring);
         if (n < UDP_BATCH)
             return;
     }
@@ -722,11 +772,61 @@ static void flush_out(struct udp_relay *u)
     u->nout = 0;
 }
 
+static void ring_event(void *arg, const struct uring_event *ev);
+
+/* Before the loop waits: what the ring completed joins the batch, the batch leaves, and
+ * what was queued on the ring meanwhile (rearmed receives, cancellations) is issued. */
 static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
+    struct udp_relay *u = w->data;
     (void)loop;
     (void)revents;
-    flush_out(w->data);
+
+    if (u->ring != NULL)
+        uring_reap(u->ring, ring_event, u);
+    flush_out(u);
+    if (u->ring != NULL)
+        uring_submit(u->ring);
+}
+
+/* Appends the datagram of len bytes in u->out_buf[u->nout], from side `side` of f, to
+ * the batch for f's client. */
+static void out_add(struct udp_relay *u, struct udp_flow *f, int side, size_t len)
+{
+    unsigned k = u->nout;
+
+    if (side != UDP_UP_QUIC)
+        note_backend_request(f, side, u->out_buf[k], len);
+    memcpy(&u->out_to[k], &f->addr, f->addr_len);
+    u->out_iov[k] = (struct iovec){u->out_buf[k], len};
+    u->out_msg[k].msg_hdr = (struct msghdr){.msg_name = &u->out_to[k],
+                                            .msg_namelen = f->addr_len,
+                                            .msg_iov = &u->out_iov[k],
+                                            .msg_iovlen = 1};
+    u->out_of[k].f = f;
+    u->out_of[k].id = f->id;
+    u->out_of[k].side = side;
+    u->nout++;
+}
+
+/* Room in the batch for a datagram to f's client: the batch leaves first when full or
+ * gathered for another listening socket. */
+static void out_room(struct udp_relay *u, const struct udp_flow *f)
+{
+    if (u->nout > 0 && (u->out_lfd != f->lfd || u->nout == UDP_BATCH))
+        flush_out(u);
+    u->out_lfd = f->lfd;
+}
+
+/* Side up of f has answered. */
+static void up_answered(struct udp_relay *u, struct udp_flow *f, struct udp_up *up)
+{
+    if (!up->verified) { /* the server answered: the flow gets its route's idle timeout */
+        up->verified = true;
+        if (route_idle_ms(up->route) > f->idle_ms)
+            f->idle_ms = route_idle_ms(up->route);
+    }
+    f->last_ms = now_ms(u);
 }
 
 /* Datagrams from a backend: each goes to the client, one for one (mux443 never sends a
@@ -742,9 +842,7 @@ static void up_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     (void)loop;
     (void)revents;
 
-    if (u->nout > 0 && (u->out_lfd != f->lfd || u->nout == UDP_BATCH))
-        flush_out(u);
-    u->out_lfd = f->lfd;
+    out_room(u, f);
     room = UDP_BATCH - u->nout;
     for (unsigned i = u->nout; i < UDP_BATCH; i++) {
         u->out_iov[i] = (struct iovec){u->out_buf[i], UDP_DGRAM_MAX};
@@ -756,32 +854,58 @@ static void up_read_cb(struct ev_loop *loop, ev_io *io, int revents)
     /* Appended to the batch: truncated datagrams are left out. */
     end = u->nout + (unsigned)n;
     for (unsigned i = u->nout; i < end; i++) {
-        unsigned k = u->nout;
         size_t len = u->out_msg[i].msg_len;
 
         if (u->out_msg[i].msg_hdr.msg_flags & MSG_TRUNC)
             continue;
-        if (k != i)
-            memcpy(u->out_buf[k], u->out_buf[i], len);
-        if (side != UDP_UP_QUIC)
-            note_backend_request(f, side, u->out_buf[k], len);
-        memcpy(&u->out_to[k], &f->addr, f->addr_len);
-        u->out_iov[k] = (struct iovec){u->out_buf[k], len};
-        u->out_msg[k].msg_hdr = (struct msghdr){.msg_name = &u->out_to[k],
-                                                .msg_namelen = f->addr_len,
-                                                .msg_iov = &u->out_iov[k],
-                                                .msg_iovlen = 1};
-        u->out_of[k].f = f;
-        u->out_of[k].id = f->id;
-        u->out_of[k].side = side;
-        u->nout++;
+        if (u->nout != i)
+            memcpy(u->out_buf[u->nout], u->out_buf[i], len);
+        out_add(u, f, side, len);
     }
-    if (!up->verified) { /* the server answered: the flow gets its route's idle timeout */
-        up->verified = true;
-        if (route_idle_ms(up->route) > f->idle_ms)
-            f->idle_ms = route_idle_ms(up->route);
+    up_answered(u, f, up);
+}
+
+/* A completion on the ring: a datagram from a backend (as up_read_cb, truncated ones
+ * left out), a receive that ended (rearmed while its side is open: it ends when the
+ * ring ran out of buffers, or on an error such as ECONNREFUSED), or a send that failed
+ * (counted as a drop, no longer as relayed). */
+static void ring_event(void *arg, const struct uring_event *ev)
+{
+    struct udp_relay *u = arg;
+    size_t len;
+    int side;
+    struct udp_flow *f = tag_flow(u, ev->tag, &side, &len);
+
+    if (!ev->recv) {
+        drop(MXU_UPSTREAM);
+        if (f != NULL) {
+            f->up[side].dgrams_in--;
+            f->up[side].bytes_in -= len;
+        }
+        atomic_fetch_sub_explicit(&mxu.dgrams_in, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&mxu.bytes_in, len, memory_order_relaxed);
+        return;
     }
-    f->last_ms = now_ms(u);
+    if (f == NULL) /* its side closed: the receive was cancelled */
+        return;
+    if (ev->data != NULL && ev->res > 0 && ev->res <= UDP_DGRAM_MAX) {
+        out_room(u, f);
+        memcpy(u->out_buf[u->nout], ev->data, (size_t)ev->res);
+        out_add(u, f, side, (size_t)ev->res);
+        up_answered(u, f, &f->up[side]);
+    }
+    /* Rearmed on the ring after the usual ends; after an unexpected error, read with
+     * the side's watcher instead (a receive failing at once must not spin). */
+    if (!ev->more)
+        up_start(u, f, side, ev->res >= 0 || ev->res == -ENOBUFS || ev->res == -ECONNREFUSED);
+}
+
+static void ring_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct udp_relay *u = w->data;
+    (void)loop;
+    (void)revents;
+    uring_reap(u->ring, ring_event, u);
 }
 
 static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -797,6 +921,31 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
         for (size_t i = 0; i < n; i++)
             flow_close(u, v[i], "idle timeout");
     } while (n == 64);
+}
+
+/* udp_io: the ring, when wanted and the kernel allows it. Said once per process (every
+ * worker decides alike). */
+static void ring_open(struct udp_relay *u, int mode)
+{
+    static atomic_flag said = ATOMIC_FLAG_INIT;
+    char why[160];
+
+    if (mode == UDP_IO_EPOLL)
+        return;
+    if ((u->ring = uring_new(UDP_RING_BUFS, UDP_RING_BUFLEN, why, sizeof(why))) == NULL) {
+        if (atomic_flag_test_and_set(&said))
+            return;
+        if (mode == UDP_IO_URING)
+            log_warn("udp: io_uring unavailable (%s): relaying with epoll", why);
+        else
+            log_info("udp: io_uring unavailable (%s): relaying with epoll", why);
+        return;
+    }
+    if (!atomic_flag_test_and_set(&said))
+        log_info("udp: relaying with io_uring");
+    ev_io_init(&u->ring_io, ring_cb, uring_fd(u->ring), EV_READ);
+    u->ring_io.data = u;
+    ev_io_start(u->loop, &u->ring_io);
 }
 
 struct udp_relay *udp_relay_new(struct ev_loop *loop, unsigned worker, const struct cfg *c,
@@ -822,6 +971,7 @@ struct udp_relay *udp_relay_new(struct ev_loop *loop, unsigned worker, const str
     ev_prepare_init(&u->flush, flush_cb);
     u->flush.data = u;
     ev_prepare_start(loop, &u->flush);
+    ring_open(u, c->udp_io);
     return u;
 }
 
@@ -863,6 +1013,10 @@ void udp_relay_free(struct udp_relay *u, const char *reason)
     close_where(u, -1, reason);
     ev_timer_stop(u->loop, &u->sweep);
     ev_prepare_stop(u->loop, &u->flush);
+    if (u->ring != NULL) {
+        ev_io_stop(u->loop, &u->ring_io);
+        uring_free(u->ring);
+    }
     atomic_fetch_sub(&mxu.table_slots, u->t.lim.max_flows);
     udp_ftab_free(&u->t);
     free(u);

@@ -266,6 +266,19 @@ assert_not_grep() {
     fi
 }
 
+# assert_udp_io NAME: mux443 NAME relayed UDP with the I/O that udp_io = ${UDP_IO:-auto}
+# asks for (the UDP tests registered twice run once with UDP_IO=epoll): epoll says nothing;
+# auto says once per process whether io_uring was available.
+assert_udp_io() {
+    if [[ ${UDP_IO:-auto} == epoll ]]; then
+        assert_not_grep 'udp: relaying with io_uring|io_uring unavailable' "$T/$1.log"
+        return
+    fi
+    assert_grep 'udp: (relaying with io_uring$|io_uring unavailable .*: relaying with epoll)' \
+        "$T/$1.log"
+    assert_eq 1 "$(count_log "$1" 'relaying with')" "udp_io said once, not per worker"
+}
+
 # client ARGS...: the raw client peer (tests/peers/client.py).
 client() { "$PY" "$PEERS/client.py" "$@"; }
 

@@ -22,6 +22,7 @@ cat >"$T/mux.ini" <<INI
 [mux443]
 listen = 127.0.0.1:$PM
 udp = yes
+udp_io = ${UDP_IO:-auto}
 workers = 2
 admin = 127.0.0.1:$PA
 fanout_max = 1
@@ -99,4 +100,5 @@ assert_grep '^binding FanB:cli2 foreign' "$T/ice_a.log"
 assert_grep '^binding FanA:cli1 foreign' "$T/ice_b.log"
 assert_not_grep '^binding FanA:cli3' "$T/ice_b.log"
 stop_mux mux
+assert_udp_io mux
 assert_grep 'class=ice-udp ufrag=FanB route=ice-tcp backend=media server=127\.0\.0\.1:'"$P2"' dgrams_in=2 ' "$T/mux.log"

@@ -27,6 +27,7 @@ conf() {
 [mux443]
 listen = 127.0.0.1:$PM
 udp = yes
+udp_io = ${UDP_IO:-auto}
 workers = 2
 admin = 127.0.0.1:$PA
 udp_max_flows = 40
@@ -129,6 +130,7 @@ assert_grep '^mux443_udp_dropped_total\{reason="unroutable"\} [1-9]' "$T/metrics
     "an ICE check for a ufrag nobody owns"
 assert_grep '^mux443_ufrag_fanout_refused_total\{reason="no_integrity"\} [1-9]' "$T/metrics2.txt"
 stop_mux mux
+assert_udp_io mux
 # the media flow of socket A: one close line per side, with its ufrag and server
 assert_grep 'udp flow=[0-9]+ client=127\.0\.0\.1:[0-9]+ listener=main class=ice-udp ufrag=dptA1234 route=ice-tcp backend=media server=127\.0\.0\.1:'"$PMA"' dgrams_in=[4-9] .*reason="shutdown"' "$T/mux.log"
 assert_grep 'class=ice-udp ufrag=dptC5678 route=ice-tcp backend=media server=127\.0\.0\.1:'"$PMB" "$T/mux.log"

@@ -74,7 +74,7 @@ log "COPY sources present and not ignored"
 expect() { grep -qE "$1" "$T/instr" || fail "Dockerfile: no line matching /$1/"; }
 expect '^FROM \$\{DEBIAN\} AS build$'
 expect '^ARG DEBIAN=debian:12-slim$'
-expect 'apt-get install -y --no-install-recommends libev4 libssl3 libhttp-parser2.9 libinih1 libcap2-bin &&'
+expect 'apt-get install -y --no-install-recommends libev4 libssl3 libhttp-parser2.9 libinih1 liburing2 libcap2-bin &&'
 expect 'setcap cap_net_bind_service=\+ep /usr/sbin/mux443'
 expect '^USER [1-9][0-9]*:[1-9][0-9]*$'
 expect '^STOPSIGNAL SIGTERM$'

@@ -50,6 +50,7 @@ struct cfg_listener {
     bool udp;                       /* also UDP on the same addresses (README "UDP on 443") */
 };
 
+enum cfg_udp_io { UDP_IO_AUTO = 0, UDP_IO_EPOLL, UDP_IO_URING };
 enum cfg_balance { BALANCE_ROUNDROBIN = 0, BALANCE_SOURCE, BALANCE_UFRAG };
 enum cfg_health { HEALTH_NONE = 0, HEALTH_TCP, HEALTH_STUN, HEALTH_HTTP };
 
@@ -139,6 +140,7 @@ struct cfg {
     unsigned krelay_backlog;   /* relay = kernel: unacknowledged bytes per direction */
     unsigned krelay_budget;    /* ... all connections together */
     bool udp_transparent;      /* upstream datagrams from the client's address (IP_TRANSPARENT) */
+    int udp_io;                /* enum cfg_udp_io */
     char *user, *group;        /* drop privileges to these after binding; NULL = stay */
     struct cfg_addrlist admin; /* 0 or 1 address */
     struct cfg_strlist admin_hosts;   /* Host names the admin API answers besides IPs */

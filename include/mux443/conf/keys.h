@@ -65,6 +65,7 @@ struct raw_main {
     double udp_idle_timeout;
     unsigned udp_max_flows, udp_per_prefix, udp_new_per_sec, udp_budget;
     bool udp_transparent;
+    int udp_io;
     char *user, *group;
     struct cfg_addrlist admin;
     struct cfg_strlist admin_hosts, admin_origins;
