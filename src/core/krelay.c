@@ -186,18 +186,15 @@ static bool drain(struct conn *c, struct leg *l)
         }
         l->bytes += (uint64_t)n;
         c->last_io = ev_now(c->pool->loop);
-        ssize_t w = l->peer->tp.ops->write(&l->peer->tp, buf, (size_t)n);
-        if (w < 0)
-            w = 0; /* full, or an error the relay phase meets on its next write */
-        if (w < n) {
-            if (!buf_reserve(&l->pend, (size_t)(n - w), RELAY_BUF)) {
-                give_up(c, "out of memory", ENOMEM);
-                conn_wake(c);
-                return false;
-            }
-            buf_put(&l->pend, buf + w, (size_t)(n - w));
+        if (leg_pass_on(l, buf, (size_t)n) != STEP_AGAIN) {
+            /* A write error or no memory (the reason is set): the relay phase fails the
+             * connection on the wake (krelay_doomed), as it would have itself. */
+            c->krelay->doomed = true;
+            conn_wake(c);
             return false;
         }
+        if (leg_pending(l)) /* the peer is full: on after the next step */
+            return false;
     }
     return false;
 }

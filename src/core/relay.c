@@ -6,17 +6,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mux443/core/connect.h"
 #include "mux443/core/relay.h"
 #include "mux443/core/krelay.h"
 #include "mux443/lib/log.h"
 #include "mux443/state/metrics.h"
 #include "mux443/tls/tls_conn.h"
-
-static const char *leg_name(const struct leg *l)
-{
-    return l == &l->conn->client ? "client" : "backend";
-}
 
 int relay_interest(const struct leg *l)
 {
@@ -88,15 +82,6 @@ static enum step flush_pipe(struct leg *from)
 
 /* ---- the copying path, and both together ------------------------------------------ */
 
-/* Before a write to `to` that may not be its first (see CONNECT_NODELAY_LATER). */
-static void before_write(struct leg *to)
-{
-    if (to->nagle_on) {
-        connect_nodelay(to->tp.fd);
-        to->nagle_on = false;
-    }
-}
-
 /* Writes what `from` has pending to its peer. */
 static enum step flush(struct leg *from)
 {
@@ -107,7 +92,7 @@ static enum step flush(struct leg *from)
     if (from->piped)
         return flush_pipe(from);
     if (buf_unread(p))
-        before_write(to);
+        leg_before_write(to);
     while (buf_unread(p)) {
         ssize_t n = to->tp.ops->write(&to->tp, p->data + p->off, buf_unread(p));
         if (n < 0) {
@@ -185,20 +170,7 @@ static enum step forward(struct leg *from)
         from->piped = (uint32_t)n;
         return flush_pipe(from);
     }
-    struct leg *to = from->peer;
-    before_write(to);
-    ssize_t w = to->tp.ops->write(&to->tp, buf, (size_t)n);
-    if (w < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return conn_fail(c, "%s write error: %s", leg_name(to), strerror(errno));
-        w = 0;
-    }
-    if (w < n) {
-        if (!buf_reserve(&from->pend, (size_t)(n - w), RELAY_BUF))
-            return conn_fail(c, "out of memory");
-        buf_put(&from->pend, buf + w, (size_t)(n - w));
-    }
-    return STEP_AGAIN;
+    return leg_pass_on(from, buf, (size_t)n);
 }
 
 static bool finished(const struct conn *c)

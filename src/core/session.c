@@ -4,8 +4,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "mux443/core/connect.h"
 #include "mux443/core/session.h"
 #include "mux443/lib/log.h"
 #include "mux443/state/limits.h"
@@ -99,4 +101,36 @@ const struct sockaddr *conn_local_addr(struct conn *c)
 void conn_wake(struct conn *c)
 {
     ev_feed_event(c->pool->loop, &c->backend_leg.io, EV_CUSTOM);
+}
+
+const char *leg_name(const struct leg *l)
+{
+    return l == &l->conn->client ? "client" : "backend";
+}
+
+void leg_before_write(struct leg *to)
+{
+    if (to->nagle_on) {
+        connect_nodelay(to->tp.fd);
+        to->nagle_on = false;
+    }
+}
+
+enum step leg_pass_on(struct leg *from, const uint8_t *buf, size_t n)
+{
+    struct leg *to = from->peer;
+
+    leg_before_write(to);
+    ssize_t w = to->tp.ops->write(&to->tp, buf, n);
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return conn_fail(from->conn, "%s write error: %s", leg_name(to), strerror(errno));
+        w = 0;
+    }
+    if ((size_t)w < n) {
+        if (!buf_reserve(&from->pend, n - (size_t)w, RELAY_BUF))
+            return conn_fail(from->conn, "out of memory");
+        buf_put(&from->pend, buf + w, n - (size_t)w);
+    }
+    return STEP_AGAIN;
 }

@@ -30,7 +30,8 @@ void krelay_after(struct conn *c);
  * is reported apart. */
 bool krelay_quiet(const struct leg *l);
 
-/* The watchdog ended the connection (c->reason says why): the relay phase fails it. */
+/* The kernel relay ended the connection (its watchdog, or a write error while it drained
+ * the sockets before insertion; c->reason says why): the relay phase fails it. */
 bool krelay_doomed(const struct conn *c);
 
 /* May from's end of stream go to its peer: has the peer socket taken every byte the

@@ -148,6 +148,19 @@ void conn_wake(struct conn *c);
 /* The address the client connected to (from the PROXY header, else getsockname). */
 const struct sockaddr *conn_local_addr(struct conn *c);
 
+/* "client" or "backend", for reasons and log lines. */
+const char *leg_name(const struct leg *l);
+
+/* Before a write to `to` that may not be its first: turns Nagle off if connect left it on
+ * (CONNECT_NODELAY_LATER, core/connect.h). */
+void leg_before_write(struct leg *to);
+
+/* Passes n bytes just read from `from` (already counted) on to its peer; what the peer
+ * cannot take now is kept in from->pend, which stops reading `from` until it drained.
+ * STEP_AGAIN, or FAIL (the reason set) on a write error or without memory. The relay
+ * phase and the kernel relay's drain before insertion share it. */
+enum step leg_pass_on(struct leg *from, const uint8_t *buf, size_t n);
+
 /* Bytes read from l that its peer has not taken yet (buffered or in the pipe). */
 static inline bool leg_pending(const struct leg *l)
 {
