@@ -379,7 +379,7 @@ static bool watch_one(struct conn *c, ev_tstamp now)
             DOOM(c,
                  "kernel backlog: the %s does not read (twice kernel_relay_backlog %u "
                  "waited for it): bytes dropped",
-                 i ? "client" : "backend", cap);
+                 leg_name(l->peer), cap);
             return false;
         }
         if (passed != read && kr->quiet_ok)
@@ -401,7 +401,7 @@ static bool watch_one(struct conn *c, ev_tstamp now)
             DOOM(c,
                  "kernel backlog: %llu bytes not acknowledged by the %s "
                  "(kernel_relay_backlog %u)",
-                 (unsigned long long)backlog, i ? "client" : "backend", cap);
+                 (unsigned long long)backlog, leg_name(l->peer), cap);
             return false;
         }
         kr->backlog[i] = backlog;
