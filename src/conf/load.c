@@ -523,6 +523,8 @@ static void build_main(struct parse *ps, struct cfg *c)
     m->admin_hosts = (struct cfg_strlist){0};
     c->admin_origins = m->admin_origins;
     m->admin_origins = (struct cfg_strlist){0};
+    c->krelay_devices = m->krelay_devices;
+    m->krelay_devices = (struct cfg_strlist){0};
     if (m->admin_token_file) {
         const char *why = NULL;
         c->admin_token = read_token(m->admin_token_file, &why);
@@ -744,6 +746,9 @@ static void parse_free(struct parse *ps)
     for (size_t i = 0; i < ps->main->admin_origins.n; i++)
         free(ps->main->admin_origins.v[i]);
     free(ps->main->admin_origins.v);
+    for (size_t i = 0; i < ps->main->krelay_devices.n; i++)
+        free(ps->main->krelay_devices.v[i]);
+    free(ps->main->krelay_devices.v);
     free(ps->main->admin_token_file);
     free(ps->main->user);
     free(ps->main->group);
