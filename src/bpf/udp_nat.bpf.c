@@ -26,8 +26,15 @@ struct un_key {
 struct un_nat {
     __u32 saddr, daddr;
     __u16 sport, dport;
-    __u32 slot; /* slot index + 1; 0: no such side */
+    __u32 slot;    /* slot index + 1; 0: no such side */
+    __u32 ifindex; /* daddr is reached out of this device; 0: daddr is local */
+    __u32 flags;   /* UN_LO_OK */
 };
+
+/* A local daddr may be reached from another device through lo's input: lo accepts our own
+ * source address there (accept_local), and 127/8 (route_localnet) if either address is in
+ * it. User space sets it when lo's settings allow, else such datagrams stay its own. */
+#define UN_LO_OK 1
 
 #define UN_FWD 0 /* client -> listener: nat[] by side (media, TURN, QUIC) */
 #define UN_REV 1 /* server -> upstream socket: nat[0] */
@@ -83,32 +90,18 @@ static __always_inline int side_of(__u8 b)
 /* How the rewritten datagram reaches n->daddr. */
 enum way { WAY_NONE, WAY_HERE, WAY_LO, WAY_OUT };
 
-/* WAY_HERE: this host's input delivers it where it is; WAY_LO: into lo's input (a
- * loopback destination reached from another device); WAY_OUT: out of device *out, whose
- * neighbour the kernel resolves; WAY_NONE: no way, the datagram is left alone. */
-static __always_inline enum way route(struct __sk_buff *skb, const struct un_nat *n, __u16 tot_len,
-                                      __u32 *out)
+/* WAY_HERE: a local destination, and the datagram came in on lo, whose route (kept from
+ * the sender's output) delivers it here; WAY_LO: a local destination reached from another
+ * device, through lo's input; WAY_OUT: out of n->ifindex, whose neighbour the kernel
+ * resolves; WAY_NONE: no way, the datagram is left alone. User space looked the route up
+ * (bpf_fib_lookup would want forwarding enabled on the device it came in on). */
+static __always_inline enum way route(const struct __sk_buff *skb, const struct un_nat *n)
 {
-    struct bpf_fib_lookup fib = {};
-    int rc;
-
-    if ((bpf_ntohl(n->daddr) >> 24) == 127)
-        return skb->ingress_ifindex == LOOPBACK_IFINDEX ? WAY_HERE : WAY_LO;
-    fib.family = 2; /* AF_INET */
-    fib.l4_protocol = IPPROTO_UDP;
-    fib.sport = n->sport;
-    fib.dport = n->dport;
-    fib.tot_len = tot_len;
-    fib.ipv4_src = n->saddr;
-    fib.ipv4_dst = n->daddr;
-    fib.ifindex = skb->ingress_ifindex;
-    rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-    if (rc == BPF_FIB_LKUP_RET_NOT_FWDED)
-        return WAY_HERE; /* a local address */
-    if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
-        return WAY_NONE; /* unreachable, or too big for the route's MTU */
-    *out = fib.ifindex;
-    return WAY_OUT;
+    if (n->ifindex != 0)
+        return WAY_OUT;
+    if (skb->ingress_ifindex == LOOPBACK_IFINDEX)
+        return WAY_HERE;
+    return (n->flags & UN_LO_OK) ? WAY_LO : WAY_NONE;
 }
 
 static __always_inline void rewrite(struct __sk_buff *skb, const struct un_key *k,
@@ -143,7 +136,6 @@ int un_ingress(struct __sk_buff *skb)
     struct un_slot *s;
     __u32 slot, len;
     __u64 now;
-    __u32 out = 0;
     enum way way;
     int side, dir, rc;
     __u8 first;
@@ -209,7 +201,7 @@ int un_ingress(struct __sk_buff *skb)
     if (now > s->deadline_ns)
         return TC_ACT_UNSPEC;
 
-    way = route(skb, n, bpf_ntohs(ip->tot_len), &out);
+    way = route(skb, n);
     if (way == WAY_NONE)
         return TC_ACT_UNSPEC;
     rewrite(skb, &k, n);
@@ -219,7 +211,7 @@ int un_ingress(struct __sk_buff *skb)
         bpf_skb_store_bytes(skb, 0, zero, sizeof(zero), 0);
         rc = bpf_redirect(LOOPBACK_IFINDEX, BPF_F_INGRESS);
     } else if (way == WAY_OUT) {
-        rc = bpf_redirect_neigh(out, NULL, 0, 0);
+        rc = bpf_redirect_neigh(n->ifindex, NULL, 0, 0);
     } else {
         rc = TC_ACT_OK;
     }

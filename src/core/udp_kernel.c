@@ -199,11 +199,19 @@ void udp_kernel_enter(struct udp_flow *f, int side, uint32_t index, bool transpa
     memset(&rev, 0, sizeof(rev));
     rev.dir = UDPNAT_REV;
     rev.quic = f->kind == UDP_QUIC;
-    rev.nat[0] = (struct udpnat_nat){f->k_listen, f->k_client, f->k_lport, f->k_cport, slot + 1};
+    rev.nat[0] = (struct udpnat_nat){.saddr = f->k_listen,
+                                     .daddr = f->k_client,
+                                     .sport = f->k_lport,
+                                     .dport = f->k_cport,
+                                     .slot = slot + 1};
+    up->knat = (struct udpnat_nat){
+        .saddr = local, .daddr = server, .sport = lport, .dport = sport, .slot = slot + 1};
+    why = "no route to the client or the server";
+    if (!udpnat_route(nat, &rev.nat[0]) || !udpnat_route(nat, &up->knat))
+        goto fallback;
     why = "the map refused the entry";
     if (udpnat_put(nat, &up->krev, &rev) != 0)
         goto fallback;
-    up->knat = (struct udpnat_nat){local, server, lport, sport, slot + 1};
     up->kslot = slot + 1;
     fwd_entry(f, &fwd);
     fk = fwd_key(f);

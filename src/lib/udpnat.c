@@ -1,6 +1,9 @@
 /* The UDP kernel path's BPF side: the embedded tc program, its two maps (the NAT entries,
  * and the slots mapped into our memory), and its tcx links, one per device. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <stdio.h>
@@ -46,6 +49,7 @@ struct udpnat {
     uint32_t nslots;
     int links[LINKS_MAX];
     size_t nlinks;
+    bool accept_local, route_localnet; /* lo's, at start */
     char attached[TEXT_MAX], skipped[TEXT_MAX];
 };
 
@@ -157,6 +161,24 @@ static void attach_all(struct udpnat *n, int prog_fd, const char *list)
         if_freenameindex(ifs);
 }
 
+/* A boolean sysctl of lo's (or of all devices: either one set counts, as for the kernel). */
+static bool lo_conf(const char *key)
+{
+    bool on = false;
+
+    for (int i = 0; i < 2 && !on; i++) {
+        char path[96], c = '0';
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/%s", i ? "all" : "lo", key);
+        if ((f = fopen(path, "re")) != NULL) {
+            on = fread(&c, 1, 1, f) == 1 && c == '1';
+            fclose(f);
+        }
+    }
+    return on;
+}
+
 struct udpnat *udpnat_open(const char *devices, uint32_t slots, uint32_t entries, char *err,
                            size_t cap)
 {
@@ -195,6 +217,8 @@ struct udpnat *udpnat_open(const char *devices, uint32_t slots, uint32_t entries
         n->slots = NULL;
         goto fail;
     }
+    n->accept_local = lo_conf("accept_local");
+    n->route_localnet = lo_conf("route_localnet");
     attach_all(n, prog_fd, devices);
     if (n->nlinks == 0) {
         snprintf(err, cap,
@@ -247,6 +271,66 @@ void udpnat_del(struct udpnat *n, const struct udpnat_key *k)
     bpf_map_delete_elem(n->flows_fd, k);
 }
 
+static bool loopback(uint32_t ip)
+{
+    return (ntohl(ip) >> 24) == 127;
+}
+
+bool udpnat_route(const struct udpnat *n, struct udpnat_nat *nat)
+{
+    struct {
+        struct nlmsghdr h;
+        struct rtmsg r;
+        struct rtattr a;
+        uint32_t dst;
+    } req;
+    union {
+        struct nlmsghdr h;
+        char buf[1024];
+    } ans;
+    struct rtmsg *rt;
+    struct rtattr *a;
+    int fd, len, attr_len;
+    bool found = false;
+
+    memset(&req, 0, sizeof(req));
+    req.h.nlmsg_len = sizeof(req);
+    req.h.nlmsg_type = RTM_GETROUTE;
+    req.h.nlmsg_flags = NLM_F_REQUEST;
+    req.r.rtm_family = AF_INET;
+    req.r.rtm_dst_len = 32;
+    req.a.rta_type = RTA_DST;
+    req.a.rta_len = RTA_LENGTH(sizeof(req.dst));
+    req.dst = nat->daddr;
+    if ((fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)) < 0)
+        return false;
+    len = send(fd, &req, sizeof(req), 0) == (ssize_t)sizeof(req)
+              ? (int)recv(fd, &ans, sizeof(ans), 0)
+              : -1;
+    close(fd);
+    if (len < (int)NLMSG_LENGTH(sizeof(*rt)) || !NLMSG_OK(&ans.h, (unsigned)len) ||
+        ans.h.nlmsg_type != RTM_NEWROUTE)
+        return false; /* NLMSG_ERROR: no route */
+    rt = NLMSG_DATA(&ans.h);
+    nat->ifindex = 0;
+    nat->flags = 0;
+    attr_len = (int)RTM_PAYLOAD(&ans.h);
+    for (a = RTM_RTA(rt); RTA_OK(a, attr_len); a = RTA_NEXT(a, attr_len)) {
+        if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) >= sizeof(uint32_t)) {
+            memcpy(&nat->ifindex, RTA_DATA(a), sizeof(uint32_t));
+            found = true;
+        }
+    }
+    if (rt->rtm_type == RTN_LOCAL) {
+        nat->ifindex = 0;
+        if (n->accept_local &&
+            (n->route_localnet || (!loopback(nat->saddr) && !loopback(nat->daddr))))
+            nat->flags |= UDPNAT_LO_OK;
+        return true;
+    }
+    return rt->rtm_type == RTN_UNICAST && found;
+}
+
 #else /* built without libbpf */
 
 struct udpnat *udpnat_open(const char *devices, uint32_t slots, uint32_t entries, char *err,
@@ -290,6 +374,12 @@ int udpnat_put(struct udpnat *n, const struct udpnat_key *k, const struct udpnat
 void udpnat_del(struct udpnat *n, const struct udpnat_key *k)
 {
     (void)n, (void)k;
+}
+
+bool udpnat_route(const struct udpnat *n, struct udpnat_nat *nat)
+{
+    (void)n, (void)nat;
+    return false;
 }
 
 #endif

@@ -17,12 +17,18 @@ struct udpnat_key {
     uint16_t sport, dport;
 };
 
-/* The rewrite: the datagram's new source and destination, and its side's slot + 1. */
+/* The rewrite: the datagram's new source and destination, its side's slot + 1, and how
+ * daddr is reached (udpnat_route). */
 struct udpnat_nat {
     uint32_t saddr, daddr;
     uint16_t sport, dport;
     uint32_t slot;
+    uint32_t ifindex; /* out of this device; 0: daddr is local */
+    uint32_t flags;   /* UDPNAT_LO_OK */
 };
+
+/* A local daddr may be reached from another device through lo's input (see udpnat_route). */
+#define UDPNAT_LO_OK 1u
 
 enum { UDPNAT_FWD, UDPNAT_REV };
 
@@ -67,6 +73,13 @@ struct udpnat_slot *udpnat_slot(struct udpnat *n, uint32_t i);
 
 /* Adds or replaces the entry for k: 0, or -1 with errno (E2BIG: the map is full). */
 int udpnat_put(struct udpnat *n, const struct udpnat_key *k, const struct udpnat_entry *e);
+
+/* How to reach daddr from saddr (network order): fills n's ifindex and flags from the
+ * kernel's routing table (RTM_GETROUTE). A local daddr gets UDPNAT_LO_OK when lo's
+ * settings let a datagram from saddr to daddr enter there from another device:
+ * accept_local (the source is this host's own address), and route_localnet when either
+ * address is in 127/8 (read at udpnat_open). False when there is no route. */
+bool udpnat_route(const struct udpnat *n, struct udpnat_nat *nat);
 
 /* Removes the entry for k (absent is fine). */
 void udpnat_del(struct udpnat *n, const struct udpnat_key *k);
