@@ -25,15 +25,23 @@ static struct udpnat *nat;
 static uint32_t nslots;
 static atomic_bool told; /* the one line for a reload that adds a kernel route */
 
+/* A UDP listener and a relay = kernel route that UDP flows can take (class ice-tcp, stun
+ * or quic, or any class): a TCP-only kernel route loads no tc program, which would see
+ * every packet of the devices for nothing. */
 static bool wants_kernel(const struct cfg *cfg)
 {
+    const unsigned udp_classes = 1u << CLASS_ICE_TCP | 1u << CLASS_STUN | 1u << CLASS_QUIC;
     bool udp = false;
 
     for (size_t i = 0; i < cfg->nlisteners; i++)
         udp |= cfg->listeners[i].udp;
-    for (size_t i = 0; udp && i < cfg->nroutes; i++)
-        if (cfg->routes[i].relay == RELAY_KERNEL)
+    for (size_t i = 0; udp && i < cfg->nroutes; i++) {
+        const struct cfg_route *r = &cfg->routes[i];
+
+        if (r->relay == RELAY_KERNEL && (r->classes == 0 || (r->classes & udp_classes)) &&
+            (r->tls == TLSM_ANY || r->tls == TLSM_NO))
             return true;
+    }
     return false;
 }
 
