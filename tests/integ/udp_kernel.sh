@@ -17,7 +17,9 @@
 #     datagrams go through user space, and nothing is lost;
 #  4. fallback: started without CAP_BPF/CAP_NET_ADMIN, one line says why, the flows are
 #     relayed in user space, counted as fallback;
-#  5. user = nobody: no capability left, the flows still enter the kernel.
+#  5. user = nobody: no capability left, the flows still enter the kernel; with
+#     kernel_relay_devices = lo the program is on lo only.
+#  And mux443 -t names the line of a kernel_relay_devices item that is no device name.
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
 # shellcheck source=tests/integ/ops_lib.sh
@@ -92,6 +94,13 @@ close_counts() {
         sed -E 's/.* dgrams_in=([0-9]+) .* dgrams_out=([0-9]+) .*/\1 \2/'
 }
 
+printf '[mux443]\nlisten = 127.0.0.1:%s\nudp = yes\nkernel_relay_devices = lo, %s\n[backend b]\nserver = 127.0.0.1:%s\n[route]\nstun = b\n' \
+    "$PM" averyveryverylongname0 "$PTS" >"$T/bad.ini"
+rc=0
+"$MUX443" -t -c "$T/bad.ini" >"$T/bad.out" 2>&1 || rc=$?
+assert_eq 1 "$rc" "mux443 -t refuses a device name that cannot be one"
+assert_grep ':4: \[mux443\] kernel_relay_devices: not a device name' "$T/bad.out"
+
 log "1. loopback client: the kernel carries both ways"
 start_mux mux "$T/mux.ini"
 assert_grep 'udp kernel path ready on .*lo' "$T/mux.log" "the program is on lo"
@@ -141,8 +150,9 @@ assert_eq 1 "$(count_log muxnocap 'udp kernel path')" "still one line after the 
 stop_mux muxnocap
 
 log "5. user = nobody: the flows still enter the kernel"
-sed -i 's/^workers = 2$/workers = 2\nuser = nobody/' "$T/mux.ini"
+sed -i 's/^workers = 2$/workers = 2\nuser = nobody\nkernel_relay_devices = lo/' "$T/mux.ini"
 start_mux muxuser "$T/mux.ini"
+assert_grep 'udp kernel path ready on lo:' "$T/muxuser.log" "the program on lo only"
 assert_grep 'running as user nobody' "$T/muxuser.log"
 assert_not_grep 'CapEff:.*[1-9a-f]' "/proc/$(pid_of muxuser)/status" "no capability effective"
 scenario nobody 127.0.0.1 kernel
