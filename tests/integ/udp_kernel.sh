@@ -9,6 +9,8 @@
 #     space) and the answer goes back to it by transaction id; the idle timeout ends the
 #     flow and takes its entries out (the next RTP is not relayed: no flow), a Binding
 #     opens a new flow; the close lines count every datagram, the kernel's included;
+#     a QUIC flow (route class quic): short headers, greased ones starting in STUN's range
+#     too, cross the kernel both ways;
 #  2. a remote client in another network namespace, through a veth pair: the answers
 #     leave by the device the route names (bpf_redirect_neigh); with lo's accept_local and
 #     route_localnet its datagrams to the 127.0.0.1 servers enter through lo's input, so
@@ -32,6 +34,7 @@ PM=$(free_port)
 PA=$(free_port)
 PMS=$(free_port)
 PTS=$(free_port)
+PQS=$(free_port)
 
 # The client's namespace, joined to ours by a veth pair, set up before mux443 starts
 # (kernel_relay_devices = auto takes the devices up at start).
@@ -49,6 +52,7 @@ nsenter -t "$CHILD" -n sh -c 'ip link set lo up; ip addr add 10.231.0.2/24 dev m
 
 start_bg media "$PY" "$PEERS/udp_kernel.py" backend 127.0.0.1 "$PMS"
 start_bg turn "$PY" "$PEERS/udp_kernel.py" backend 127.0.0.1 "$PTS"
+start_bg quic "$PY" "$PEERS/udp_kernel.py" backend 127.0.0.1 "$PQS"
 cat >"$T/mux.ini" <<INI
 [mux443]
 listen = 0.0.0.0:$PM
@@ -73,9 +77,18 @@ class = stun
 backend = turn
 relay = kernel
 idle_timeout = 2s
+
+[backend quic]
+server = 127.0.0.1:$PQS
+
+[route h3]
+class = quic
+backend = quic
+relay = kernel
 INI
 wait_ready media
 wait_ready turn
+wait_ready quic
 
 # scenario NAME HOST EXPECT [nsenter...]: the client side (udp_kernel.py client).
 scenario() {
@@ -116,6 +129,12 @@ assert_eq 3 "$(mval "$T/m1.prom" 'mux443_udp_kernel_total{result="kernel"}')" "t
 # the kernel's: media N + 16 RTP and the DTLS in, their echoes and RESP-OK out; TURN N each way
 assert_eq "$((4 * N + 35))" "$(mval "$T/m1.prom" mux443_udp_kernel_datagrams_total)" \
     "datagrams the kernel carried"
+rc=0
+timeout 30 "$PY" "$PEERS/udp_kernel.py" quic 127.0.0.1 "$PM" "127.0.0.1:$PA" \
+    "$VECTORS/chromium-quic-initial-udp.bin" >"$T/quic.log" 2>&1 || rc=$?
+cat "$T/quic.log" >&2
+assert_eq 0 "$rc" "quic: client exit status"
+assert_grep '^quic done' "$T/quic.log"
 stop_mux mux
 
 log "2. remote client through a veth pair, lo accepting our own source address"

@@ -11,7 +11,10 @@ client HOST PORT N ADMIN EXPECT: the client side, see client() below. ADMIN is t
     ways, user space relays none of it), `half` (the sides enter the kernel, but user space
     may relay one way: a remote client while lo refuses our own source address from
     elsewhere), `user` (nothing enters the kernel). Prints one line per step and exits
-    non-zero at the first that fails."""
+    non-zero at the first that fails.
+quic HOST PORT ADMIN INITIAL: a QUIC flow (opened by the client Initial in file INITIAL):
+    short headers, and greased ones whose first byte is in STUN's range, cross the kernel
+    both ways."""
 
 import os
 import re
@@ -189,5 +192,27 @@ def client(host, port, n, admin, expect):
     say("client done")
 
 
+def quic(host, port, admin, initial):
+    mux = (host, int(port))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 0))
+    kernel = metrics(admin).get("mux443_udp_kernel_flows")
+    with open(initial, "rb") as f:
+        first = f.read()
+    s.sendto(first, mux)
+    if recv(s, "initial") != first:
+        fail("initial: not echoed")
+    wait_metric(admin, "mux443_udp_kernel_flows", kernel + 1)
+    before = user_counts(admin)
+    stream(s, mux, 100, lambda i: bytes([0x40 | (i & 0x3F)]) + struct.pack("!I", i) + b"q" * 60,
+           "quic-short")
+    # RFC 9287 greases the fixed bit: a short header may start with 0-3, STUN's first
+    # byte, which only a QUIC flow's entry relays
+    stream(s, mux, 16, lambda i: b"\x02\x00" + struct.pack("!I", i) + b"g" * 40, "quic-greased")
+    if user_counts(admin) != before:
+        fail("user space relayed QUIC: %r -> %r" % (before, user_counts(admin)))
+    say("quic done")
+
+
 if __name__ == "__main__":
-    {"backend": backend, "client": client}[sys.argv[1]](*sys.argv[2:])
+    {"backend": backend, "client": client, "quic": quic}[sys.argv[1]](*sys.argv[2:])
