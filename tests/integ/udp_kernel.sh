@@ -10,7 +10,9 @@
 #     flow and takes its entries out (the next RTP is not relayed: no flow), a Binding
 #     opens a new flow; the close lines count every datagram, the kernel's included;
 #     a QUIC flow (route class quic): short headers, greased ones starting in STUN's range
-#     too, cross the kernel both ways;
+#     too, cross the kernel both ways; the safety net: with mux443 stopped (SIGSTOP) the
+#     kernel relays until the entry's deadline (which the idle sweep pushes on) passes,
+#     then datagrams wait for user space, which relays them once it runs again;
 #  2. a remote client in another network namespace, through a veth pair: the answers
 #     leave by the device the route names (bpf_redirect_neigh); with lo's accept_local and
 #     route_localnet its datagrams to the 127.0.0.1 servers enter through lo's input, so
@@ -90,6 +92,13 @@ wait_ready media
 wait_ready turn
 wait_ready quic
 
+# start_mux's 'ready:' also matches the TCP kernel relay's "kernel relay ready:" line,
+# printed earlier: wait for the listening line itself.
+start_mux_ready() { # NAME CONF
+    start_mux "$1" "$2"
+    wait_log "$1" 'ready: listening on' 20
+}
+
 # scenario NAME HOST EXPECT [nsenter...]: the client side (udp_kernel.py client).
 scenario() {
     local name=$1 host=$2 expect=$3 rc=0
@@ -115,7 +124,7 @@ assert_eq 1 "$rc" "mux443 -t refuses a device name that cannot be one"
 assert_grep ':4: \[mux443\] kernel_relay_devices: not a device name' "$T/bad.out"
 
 log "1. loopback client: the kernel carries both ways"
-start_mux mux "$T/mux.ini"
+start_mux_ready mux "$T/mux.ini"
 assert_grep 'udp kernel path ready on .*lo' "$T/mux.log" "the program is on lo"
 assert_grep 'udp kernel path ready on .*mk0' "$T/mux.log" "the program is on the veth"
 scenario loop 127.0.0.1 kernel
@@ -135,11 +144,17 @@ timeout 30 "$PY" "$PEERS/udp_kernel.py" quic 127.0.0.1 "$PM" "127.0.0.1:$PA" \
 cat "$T/quic.log" >&2
 assert_eq 0 "$rc" "quic: client exit status"
 assert_grep '^quic done' "$T/quic.log"
+rc=0
+timeout 40 "$PY" "$PEERS/udp_kernel.py" hang 127.0.0.1 "$PM" "127.0.0.1:$PA" "$(pid_of mux)" \
+    >"$T/hang.log" 2>&1 || rc=$?
+cat "$T/hang.log" >&2
+assert_eq 0 "$rc" "hang: client exit status"
+assert_grep '^hang done' "$T/hang.log"
 stop_mux mux
 
 log "2. remote client through a veth pair, lo accepting our own source address"
 sysctl -qw net.ipv4.conf.lo.accept_local=1 net.ipv4.conf.lo.route_localnet=1
-start_mux muxr "$T/mux.ini"
+start_mux_ready muxr "$T/mux.ini"
 scenario remote 10.231.0.1 kernel nsenter -t "$CHILD" -n
 assert_eq "$((N + 19)) $((N + 20))" "$(close_counts muxr ice-udp media)" "media close line counts"
 metrics "$PA" "$T/m2.prom"
@@ -149,7 +164,7 @@ stop_mux muxr
 
 log "3. remote client, lo's defaults: the client's datagrams through user space"
 sysctl -qw net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0
-start_mux muxh "$T/mux.ini"
+start_mux_ready muxh "$T/mux.ini"
 scenario half 10.231.0.1 half nsenter -t "$CHILD" -n
 metrics "$PA" "$T/m3.prom"
 assert_eq "$((2 * N + 18))" "$(mval "$T/m3.prom" mux443_udp_kernel_datagrams_total)" \
@@ -159,7 +174,7 @@ stop_mux muxh
 log "4. without CAP_BPF / CAP_NET_ADMIN: one line, user space"
 start_bg muxnocap capsh --drop=cap_bpf,cap_net_admin,cap_sys_admin,cap_perfmon -- -c \
     "exec '$MUX443' -c '$T/mux.ini'"
-wait_log muxnocap 'ready:' 20
+wait_log muxnocap 'ready: listening on' 20
 assert_eq 1 "$(count_log muxnocap 'udp kernel path unavailable')" "one line says why"
 scenario nocap 127.0.0.1 user
 metrics "$PA" "$T/m4.prom"
@@ -170,7 +185,7 @@ stop_mux muxnocap
 
 log "5. user = nobody: the flows still enter the kernel"
 sed -i 's/^workers = 2$/workers = 2\nuser = nobody\nkernel_relay_devices = lo/' "$T/mux.ini"
-start_mux muxuser "$T/mux.ini"
+start_mux_ready muxuser "$T/mux.ini"
 assert_grep 'udp kernel path ready on lo:' "$T/muxuser.log" "the program on lo only"
 assert_grep 'running as user nobody' "$T/muxuser.log"
 assert_not_grep 'CapEff:.*[1-9a-f]' "/proc/$(pid_of muxuser)/status" "no capability effective"

@@ -12,6 +12,9 @@ client HOST PORT N ADMIN EXPECT: the client side, see client() below. ADMIN is t
     may relay one way: a remote client while lo refuses our own source address from
     elsewhere), `user` (nothing enters the kernel). Prints one line per step and exits
     non-zero at the first that fails.
+hang HOST PORT ADMIN PID: the safety net. With a flow in the kernel, mux443 (PID) is
+    stopped (SIGSTOP): the kernel relays until the flow's deadline passes, then a datagram
+    goes unanswered (it waits in mux443's socket); after SIGCONT it is answered.
 quic HOST PORT ADMIN INITIAL: a QUIC flow (opened by the client Initial in file INITIAL):
     short headers, and greased ones whose first byte is in STUN's range, cross the kernel
     both ways."""
@@ -19,6 +22,7 @@ quic HOST PORT ADMIN INITIAL: a QUIC flow (opened by the client Initial in file 
 import os
 import re
 import select
+import signal
 import socket
 import struct
 import sys
@@ -192,6 +196,38 @@ def client(host, port, n, admin, expect):
     say("client done")
 
 
+def hang(host, port, admin, pid):
+    mux = (host, int(port))
+    pid = int(pid)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 0))
+    kernel = metrics(admin).get("mux443_udp_kernel_flows")
+    s.sendto(binding("kmed:hang"), mux)
+    recv(s, "binding")
+    wait_metric(admin, "mux443_udp_kernel_flows", kernel + 1)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 20
+        i = 0
+        while True:
+            d = rtp(i)
+            s.sendto(d, mux)
+            r, _, _ = select.select([s], [], [], 0.3)
+            if not r:
+                break
+            if s.recv(65535) != d:
+                fail("hang: a wrong echo")
+            if time.monotonic() > deadline:
+                fail("hang: the kernel still relays 20 s after mux443 stopped")
+            i += 1
+        say("ok the kernel relayed %d datagrams while mux443 was stopped, then stopped" % i)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    if recv(s, "after SIGCONT", 10) != d:
+        fail("hang: the waiting datagram was not relayed after SIGCONT")
+    say("hang done")
+
+
 def quic(host, port, admin, initial):
     mux = (host, int(port))
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -215,4 +251,4 @@ def quic(host, port, admin, initial):
 
 
 if __name__ == "__main__":
-    {"backend": backend, "client": client, "quic": quic}[sys.argv[1]](*sys.argv[2:])
+    {"backend": backend, "client": client, "quic": quic, "hang": hang}[sys.argv[1]](*sys.argv[2:])
