@@ -17,7 +17,9 @@
 #     leave by the device the route names (bpf_redirect_neigh); with lo's accept_local and
 #     route_localnet its datagrams to the 127.0.0.1 servers enter through lo's input, so
 #     the kernel carries both ways;
-#  3. the same without those settings: the answers still cross the kernel, the client's
+#     and a loopback client whose media server is in the other namespace: its datagrams
+#     leave by the veth, the answers come into lo's input;
+#  3. the remote client without lo's settings: the answers still cross the kernel, the client's
 #     datagrams go through user space, and nothing is lost;
 #  4. fallback: started without CAP_BPF/CAP_NET_ADMIN, one line says why, the flows are
 #     relayed in user space, counted as fallback;
@@ -161,6 +163,17 @@ metrics "$PA" "$T/m2.prom"
 assert_eq "$((4 * N + 35))" "$(mval "$T/m2.prom" mux443_udp_kernel_datagrams_total)" \
     "datagrams the kernel carried"
 stop_mux muxr
+
+log "2b. loopback client, media server in the other namespace"
+PRS=$(free_port)
+start_bg rmedia nsenter -t "$CHILD" -n "$PY" "$PEERS/udp_kernel.py" backend 10.231.0.2 "$PRS"
+wait_ready rmedia
+sed "s/^server = 127.0.0.1:$PMS\$/server = 10.231.0.2:$PRS/" "$T/mux.ini" >"$T/mux-rs.ini"
+assert_grep "^server = 10.231.0.2:$PRS\$" "$T/mux-rs.ini"
+start_mux_ready muxrs "$T/mux-rs.ini"
+scenario rserver 127.0.0.1 kernel
+assert_eq "$((N + 19)) $((N + 20))" "$(close_counts muxrs ice-udp media)" "media close line counts"
+stop_mux muxrs
 
 log "3. remote client, lo's defaults: the client's datagrams through user space"
 sysctl -qw net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0
