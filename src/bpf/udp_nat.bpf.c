@@ -124,12 +124,18 @@ static __always_inline void rewrite(struct __sk_buff *skb, const struct un_key *
     bpf_skb_store_bytes(skb, UDP_OFF, ports, sizeof(ports), 0);
 }
 
+/* The headers the program reads, copied out of the packet. */
+struct hdrs {
+    struct iphdr ip;
+    struct udphdr udp;
+    __u8 first; /* the payload's first byte */
+} __attribute__((packed));
+
 SEC("tc")
 int un_ingress(struct __sk_buff *skb)
 {
-    void *data, *end;
-    struct iphdr *ip;
-    struct udphdr *udp;
+    void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+    struct hdrs h;
     struct un_key k;
     struct un_entry *e;
     struct un_nat *n;
@@ -138,33 +144,25 @@ int un_ingress(struct __sk_buff *skb)
     __u64 now;
     enum way way;
     int side, dir, rc;
-    __u8 first;
 
     /* The program sees all of the device's traffic: anything but IPv4 leaves at once. */
     if (skb->protocol != bpf_htons(ETH_P_IP) || skb->len < FIRST_BYTE + 1)
         return TC_ACT_UNSPEC;
-    data = (void *)(long)skb->data;
-    end = (void *)(long)skb->data_end;
-    if (data + FIRST_BYTE + 1 > end) {
-        if (bpf_skb_pull_data(skb, FIRST_BYTE + 1) != 0)
-            return TC_ACT_UNSPEC;
-        data = (void *)(long)skb->data;
-        end = (void *)(long)skb->data_end;
-        if (data + FIRST_BYTE + 1 > end)
-            return TC_ACT_UNSPEC;
-    }
-    ip = data + IP_OFF;
-    udp = data + UDP_OFF;
+    /* Read in place when the headers are in the linear part (always on lo), else copied
+     * (no pull: it could reallocate the head of every packet of the device). */
+    if (data + FIRST_BYTE + 1 <= end)
+        __builtin_memcpy(&h, data + IP_OFF, sizeof(h));
+    else if (bpf_skb_load_bytes(skb, IP_OFF, &h, sizeof(h)) != 0)
+        return TC_ACT_UNSPEC;
     /* Options, fragments and GSO super-packets are user space's. */
-    if (ip->protocol != IPPROTO_UDP || ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)) ||
+    if (h.ip.protocol != IPPROTO_UDP || h.ip.ihl != 5 || (h.ip.frag_off & bpf_htons(0x3fff)) ||
         skb->gso_segs > 1)
         return TC_ACT_UNSPEC;
-    k.saddr = ip->saddr;
-    k.daddr = ip->daddr;
-    k.sport = udp->source;
-    k.dport = udp->dest;
-    first = *((__u8 *)data + FIRST_BYTE);
-    len = bpf_ntohs(udp->len);
+    k.saddr = h.ip.saddr;
+    k.daddr = h.ip.daddr;
+    k.sport = h.udp.source;
+    k.dport = h.udp.dest;
+    len = bpf_ntohs(h.udp.len);
     if (len < sizeof(struct udphdr))
         return TC_ACT_UNSPEC;
     len -= sizeof(struct udphdr);
@@ -174,13 +172,13 @@ int un_ingress(struct __sk_buff *skb)
         return TC_ACT_UNSPEC;
     if (e->dir == UN_FWD) {
         dir = 0;
-        side = e->quic ? 2 : side_of(first);
+        side = e->quic ? 2 : side_of(h.first);
         if (side < 0)
             return TC_ACT_UNSPEC;
     } else {
         dir = 1;
         side = 0;
-        if (!e->quic && first <= 3)
+        if (!e->quic && h.first <= 3)
             return TC_ACT_UNSPEC; /* STUN from the server: user space notes requests */
     }
     if (side == 0)
