@@ -202,6 +202,14 @@ int un_ingress(struct __sk_buff *skb)
     way = route(skb, n);
     if (way == WAY_NONE)
         return TC_ACT_UNSPEC;
+    /* A redirect does not fragment: what the device's MTU does not let out is user
+     * space's, whose send does. */
+    if (way == WAY_OUT) {
+        __u32 mtu_len = 0;
+
+        if (bpf_check_mtu(skb, n->ifindex, &mtu_len, 0, 0) != BPF_MTU_CHK_RET_SUCCESS)
+            return TC_ACT_UNSPEC;
+    }
     rewrite(skb, &k, n);
     if (way == WAY_LO) {
         __u8 zero[ETH_ALEN] = {}; /* lo's address: its input would take it for another host's */

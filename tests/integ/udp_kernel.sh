@@ -17,7 +17,8 @@
 #     leave by the device the route names (bpf_redirect_neigh); with lo's accept_local and
 #     route_localnet its datagrams to the 127.0.0.1 servers enter through lo's input, so
 #     the kernel carries both ways;
-#     and a loopback client whose media server is in the other namespace: its datagrams
+#     datagrams larger than the veth's MTU go through user space (fragmented), smaller
+#     ones still through the kernel; and a loopback client whose media server is in the other namespace: its datagrams
 #     leave by the veth, the answers come into lo's input;
 #  3. the remote client without lo's settings: the answers still cross the kernel, the client's
 #     datagrams go through user space, and nothing is lost;
@@ -162,6 +163,18 @@ assert_eq "$((N + 19)) $((N + 20))" "$(close_counts muxr ice-udp media)" "media 
 metrics "$PA" "$T/m2.prom"
 assert_eq "$((4 * N + 35))" "$(mval "$T/m2.prom" mux443_udp_kernel_datagrams_total)" \
     "datagrams the kernel carried"
+# datagrams the veth's MTU does not let out whole are left to user space (a redirect
+# does not fragment): nothing lost, and the small ones still cross the kernel
+ip link set mk0 mtu 576
+nsenter -t "$CHILD" -n ip link set mk1 mtu 576
+rc=0
+timeout 30 nsenter -t "$CHILD" -n "$PY" "$PEERS/udp_kernel.py" big 10.231.0.1 "$PM" "10.231.0.1:$PA" \
+    >"$T/big.log" 2>&1 || rc=$?
+cat "$T/big.log" >&2
+assert_eq 0 "$rc" "big: client exit status"
+assert_grep '^big done' "$T/big.log"
+ip link set mk0 mtu 1500
+nsenter -t "$CHILD" -n ip link set mk1 mtu 1500
 stop_mux muxr
 
 log "2b. loopback client, media server in the other namespace"

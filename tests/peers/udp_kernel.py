@@ -15,6 +15,9 @@ client HOST PORT N ADMIN EXPECT: the client side, see client() below. ADMIN is t
 hang HOST PORT ADMIN PID: the safety net. With a flow in the kernel, mux443 (PID) is
     stopped (SIGSTOP): the kernel relays until the flow's deadline passes, then a datagram
     goes unanswered (it waits in mux443's socket); after SIGCONT it is answered.
+big HOST PORT ADMIN: with the path's MTU below 1,200 bytes (set by the test), a flow in
+    the kernel still gets 1,200-byte datagrams echoed both ways (fragmented: user space's,
+    since a redirect does not fragment), and small ones still through the kernel.
 quic HOST PORT ADMIN INITIAL: a QUIC flow (opened by the client Initial in file INITIAL):
     short headers, and greased ones whose first byte is in STUN's range, cross the kernel
     both ways."""
@@ -228,6 +231,22 @@ def hang(host, port, admin, pid):
     say("hang done")
 
 
+def big(host, port, admin):
+    mux = (host, int(port))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 0))
+    kernel = metrics(admin).get("mux443_udp_kernel_flows")
+    s.sendto(binding("kmed:big1"), mux)
+    recv(s, "binding")
+    wait_metric(admin, "mux443_udp_kernel_flows", kernel + 1)
+    stream(s, mux, 8, lambda i: rtp(i) + bytes([i]) * 1000, "big")
+    before = user_counts(admin)
+    stream(s, mux, 32, rtp, "small")
+    if user_counts(admin) != before:
+        fail("user space relayed the small ones: %r -> %r" % (before, user_counts(admin)))
+    say("big done")
+
+
 def quic(host, port, admin, initial):
     mux = (host, int(port))
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -251,4 +270,4 @@ def quic(host, port, admin, initial):
 
 
 if __name__ == "__main__":
-    {"backend": backend, "client": client, "quic": quic, "hang": hang}[sys.argv[1]](*sys.argv[2:])
+    {"backend": backend, "client": client, "quic": quic, "hang": hang, "big": big}[sys.argv[1]](*sys.argv[2:])
