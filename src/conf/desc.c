@@ -68,6 +68,7 @@ void cfg_free(struct cfg *c)
     free(c->admin.v);
     free_strlist(&c->admin_hosts);
     free_strlist(&c->admin_origins);
+    free_strlist(&c->krelay_devices);
     free(c->admin_token);
     for (size_t i = 0; i < c->nroutes; i++)
         cfg_route_clear(&c->routes[i]);

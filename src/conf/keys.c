@@ -51,6 +51,11 @@ const struct key_def cfg_keys[] = {
      "Routes with relay = kernel: unacknowledged bytes all kernel-relayed connections may "
      "hold together; past it the connection holding most is closed, one per worker and "
      "watchdog tick."},
+    {SEC_MAIN, "kernel_relay_devices", K_STRLIST, M(krelay_devices), 0, 0, NULL, NULL,
+     "Routes with relay = kernel on a UDP listener: the network devices whose incoming "
+     "datagrams the kernel may relay (a tc program at their ingress, read at start); auto "
+     "(or unset) = every device up at start, lo included. Datagrams arriving elsewhere go to "
+     "user space."},
     {SEC_MAIN, "drain_timeout", K_SECONDS, M(drain_timeout), 0, 86400, NULL, "30s",
      "On SIGTERM/SIGINT, how long open connections may finish before they are closed."},
     {SEC_MAIN, "max_connections", K_MAXCONN, M(max_connections), 0, 10000000, NULL, "auto",
@@ -222,8 +227,9 @@ const struct key_def cfg_keys[] = {
     {SEC_RULE, "relay", K_ENUM, R(r.relay), 0, 0, "user|kernel", "user",
      "kernel: once both legs are plain TCP (not TLS-terminated), the kernel moves the bytes "
      "(sockmap; lowest latency for small packets, e.g. ICE-TCP or TURN/TCP media; not for "
-     "bulk), bounded by kernel_relay_backlog; falls back to user when unavailable. README "
-     "\"Kernel relay\"."},
+     "bulk), bounded by kernel_relay_backlog; on a UDP listener, a flow's IPv4 datagrams once "
+     "its server has answered (a tc program, kernel_relay_devices); falls back to user when "
+     "unavailable. README \"Kernel relay\", \"UDP on 443\"."},
 
     {SEC_TLS, "cert", K_PATHS, T(certs), 0, 0, NULL, NULL,
      "PEM certificate chain files, leaf first (required); repeat for RSA + ECDSA."},

@@ -523,6 +523,18 @@ static void build_main(struct parse *ps, struct cfg *c)
     m->admin_hosts = (struct cfg_strlist){0};
     c->admin_origins = m->admin_origins;
     m->admin_origins = (struct cfg_strlist){0};
+    for (size_t i = 0; i < m->krelay_devices.n; i++) {
+        const char *d = m->krelay_devices.v[i];
+
+        /* A network device name: IFNAMSIZ - 1 bytes, no '/' (nor white space: the list). */
+        if (strlen(d) > 15 || strchr(d, '/') || (strcmp(d, "auto") == 0 && m->krelay_devices.n > 1))
+            cfg_perr(ps, cfg_key_line(sec, "kernel_relay_devices"), sec, "kernel_relay_devices",
+                     "not a device name (got '%s', expected auto, or names of at most 15 "
+                     "characters without '/')",
+                     d);
+    }
+    c->krelay_devices = m->krelay_devices;
+    m->krelay_devices = (struct cfg_strlist){0};
     if (m->admin_token_file) {
         const char *why = NULL;
         c->admin_token = read_token(m->admin_token_file, &why);
@@ -744,6 +756,9 @@ static void parse_free(struct parse *ps)
     for (size_t i = 0; i < ps->main->admin_origins.n; i++)
         free(ps->main->admin_origins.v[i]);
     free(ps->main->admin_origins.v);
+    for (size_t i = 0; i < ps->main->krelay_devices.n; i++)
+        free(ps->main->krelay_devices.v[i]);
+    free(ps->main->krelay_devices.v);
     free(ps->main->admin_token_file);
     free(ps->main->user);
     free(ps->main->group);

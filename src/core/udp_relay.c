@@ -16,6 +16,7 @@
 #include "mux443/core/fanout.h"
 #include "mux443/core/route.h"
 #include "mux443/core/udp_flow.h"
+#include "mux443/core/udp_kernel.h"
 #include "mux443/core/udp_relay.h"
 #include "mux443/lib/log.h"
 #include "mux443/lib/udp_demux.h"
@@ -165,6 +166,7 @@ static void fan_free(struct udp_relay *u, struct udp_flow *f);
 static void flow_close(struct udp_relay *u, struct udp_flow *f, const char *reason)
 {
     fan_free(u, f);
+    udp_kernel_leave(f); /* the kernel's counts join the close lines */
     for (int side = 0; side < UDP_UPS; side++)
         side_close(u, f, side, reason);
     snap_unref(f->snap);
@@ -825,6 +827,10 @@ static void up_answered(struct udp_relay *u, struct udp_flow *f, struct udp_up *
         up->verified = true;
         if (route_idle_ms(up->route) > f->idle_ms)
             f->idle_ms = route_idle_ms(up->route);
+        /* relay = kernel: from now on the kernel may move its datagrams. */
+        udp_kernel_enter(f, (int)(up - f->up),
+                         u->worker * u->t.lim.max_flows + (uint32_t)(f - u->t.flows),
+                         u->transparent);
     }
     f->last_ms = now_ms(u);
 }
@@ -916,6 +922,11 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
 
+    /* What the kernel moved counts as activity, and keeps its entries valid. */
+    if (atomic_load_explicit(&mxu.kernel_sides, memory_order_relaxed) > 0)
+        for (uint32_t i = 0; i < u->t.lim.max_flows; i++)
+            if (u->t.flows[i].used && udp_kernel_has(&u->t.flows[i]))
+                udp_kernel_sweep(&u->t.flows[i], now_ms(u));
     do {
         n = udp_ftab_expired(&u->t, now_ms(u), &u->cursor, u->t.lim.max_flows, v, 64);
         for (size_t i = 0; i < n; i++)
@@ -973,6 +984,14 @@ struct udp_relay *udp_relay_new(struct ev_loop *loop, unsigned worker, const str
     ev_prepare_start(loop, &u->flush);
     ring_open(u, c->udp_io);
     return u;
+}
+
+void udp_relay_kernel_init(const struct cfg *c, unsigned nworkers)
+{
+    struct udp_limits lim;
+
+    limits_of(&lim, c, nworkers);
+    udp_kernel_init(c, lim.max_flows * nworkers);
 }
 
 void udp_relay_limits(struct udp_relay *u, const struct cfg *c, unsigned nworkers)

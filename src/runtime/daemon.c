@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include "mux443/core/krelay.h"
+#include "mux443/core/udp_kernel.h"
+#include "mux443/core/udp_relay.h"
 #include "mux443/lib/log.h"
 #include "mux443/runtime/admin.h"
 #include "mux443/runtime/daemon.h"
@@ -81,6 +83,7 @@ int daemon_run(struct snap *s, const char *path)
         return 3;
     }
     krelay_init(s->cfg); /* loading a BPF program needs the privileges dropped next */
+    udp_relay_kernel_init(s->cfg, workers_count());
     privileges_drop(s->cfg);
 
     signal(SIGPIPE, SIG_IGN);
@@ -117,5 +120,6 @@ int daemon_run(struct snap *s, const char *path)
     health_configure(loop, NULL);
     reload_fini();
     krelay_fini();
+    udp_kernel_fini();
     return 0;
 }

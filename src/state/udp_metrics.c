@@ -47,4 +47,16 @@ void udp_metrics_render(FILE *out)
     fprintf(out, "mux443_udp_table_flows %lld\n", (long long)atomic_load(&mxu.table_flows));
     head(out, "mux443_udp_table_slots", "gauge", "Capacity of the workers' UDP flow tables.");
     fprintf(out, "mux443_udp_table_slots %llu\n", LD(mxu.table_slots));
+    head(out, "mux443_udp_kernel_flows", "gauge",
+         "UDP flow sides whose datagrams the kernel moves (relay = kernel).");
+    fprintf(out, "mux443_udp_kernel_flows %lld\n", (long long)atomic_load(&mxu.kernel_sides));
+    head(out, "mux443_udp_kernel_total", "counter",
+         "Verified UDP flow sides of relay = kernel routes: kernel = handed to the kernel, "
+         "fallback = kept in user space.");
+    fprintf(out, "mux443_udp_kernel_total{result=\"kernel\"} %llu\n", LD(mxu.kernel_total[0]));
+    fprintf(out, "mux443_udp_kernel_total{result=\"fallback\"} %llu\n", LD(mxu.kernel_total[1]));
+    head(out, "mux443_udp_kernel_datagrams_total", "counter",
+         "UDP datagrams the kernel moved, both ways, counted when their flows ended (also in "
+         "mux443_udp_datagrams_total).");
+    fprintf(out, "mux443_udp_kernel_datagrams_total %llu\n", LD(mxu.kernel_dgrams));
 }

@@ -269,6 +269,11 @@ backend = janus2-http
 http = web
 ice-tcp = media
 INI
+# UDP_RELAY=kernel (ctest e2e_janus_udp_kernel): the media side through the UDP kernel
+# path (relay = kernel), DTLS and SRTP in the tc program, ICE checks in user space.
+if [[ ${UDP_RELAY:-user} == kernel ]]; then
+    printf '[route mediak]\nclass = ice-tcp\nbackend = media\nrelay = kernel\n' >>"$T/mux.ini"
+fi
 for n in 1 2; do
     wait_log "janus$n" "HTTP webserver started .*/janus$n" 30
     wait_log "janus$n" 'Loading plugin .libjanus_echotest\.so' 30
@@ -303,11 +308,22 @@ if [[ $TRANSPORT == udp ]]; then
     # UDP flows are logged when they end: at shutdown here (idle timeout 10m). Each
     # Janus got media-side flows (class=ice-udp) routed by its registered ufrag, with
     # datagrams both ways; no TCP ICE connection at all.
+    curl -fsS "http://127.0.0.1:$PA/metrics" >"$T/metrics.txt"
     stop_mux mux
     for srv in "$JA1:$P1" "$JA2:$P2"; do
-        assert_grep "udp flow=[0-9]+ client=[0-9.]+:[0-9]+ listener=main class=ice-udp ufrag=[^ ]+ route=ice-tcp backend=media server=$srv dgrams_in=[1-9][0-9]* bytes_in=[0-9]+ dgrams_out=[1-9][0-9]* " \
+        assert_grep "udp flow=[0-9]+ client=[0-9.]+:[0-9]+ listener=main class=ice-udp ufrag=[^ ]+ route=(ice-tcp|mediak) backend=media server=$srv dgrams_in=[1-9][0-9]* bytes_in=[0-9]+ dgrams_out=[1-9][0-9]* " \
             "$T/mux.log" "media flow to $srv with datagrams both ways"
     done
+    if [[ ${UDP_RELAY:-user} == kernel ]]; then
+        # the media sides entered the kernel, and the close lines count more datagrams
+        # than user space relayed (DTLS and SRTP crossed the tc program)
+        n=$(sed -nE 's/^mux443_udp_kernel_total\{result="kernel"\} ([0-9]+)$/\1/p' "$T/metrics.txt")
+        ((${n:-0} >= 2)) || fail "expected >= 2 media sides in the kernel, got ${n:-none}"
+        user_in=$(sed -nE 's/^mux443_udp_datagrams_total\{direction="in"\} ([0-9]+)$/\1/p' "$T/metrics.txt")
+        closed_in=$(grep -o 'udp flow=.* dgrams_in=[0-9]*' "$T/mux.log" | grep -o 'dgrams_in=[0-9]*' |
+            awk -F= '{ s += $2 } END { print s }')
+        ((closed_in > user_in)) || fail "no datagram crossed the kernel ($closed_in closed, $user_in in user space)"
+    fi
     assert_not_grep 'class=ice-tcp ' "$T/mux.log"
     exit 0
 fi

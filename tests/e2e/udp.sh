@@ -4,7 +4,9 @@
 # `turn:127.0.0.1:PORT?transport=udp`, and exchange data-channel messages through
 # their relays. Proves that both selected pairs are relay/relay with relayProtocol
 # "udp", that mux443 carried the TURN side of both flows (class=stun flow lines and
-# its UDP metrics) and that coturn allocated for them.
+# its UDP metrics) and that coturn allocated for them. UDP_RELAY=kernel (ctest
+# e2e_udp_kernel) routes the TURN side with relay = kernel: the call then goes through the
+# UDP kernel path (ChannelData in the tc program, STUN in user space).
 #
 #   usage: udp.sh PATH/TO/mux443          (ctest: e2e_udp)
 #
@@ -46,6 +48,9 @@ server = 127.0.0.1:$PT
 [route]
 stun = turn
 INI
+if [[ ${UDP_RELAY:-user} == kernel ]]; then
+    printf '[route turnk]\nclass = stun\nbackend = turn\nrelay = kernel\n' >>"$T/mux.ini"
+fi
 wait_log turn "UDP listener opened on|UDP.*127.0.0.1:$PT" 20
 wait_log web "Serving HTTP on 127\.0\.0\.1 port $PW"
 start_mux mux "$T/mux.ini"
@@ -63,6 +68,17 @@ n=$(count_log turn 'ALLOCATE processed, success')
 ((n >= 2)) || fail "coturn: expected >= 2 successful allocations, got $n"
 assert_grep 'CHANNEL_BIND processed, success|CREATE_PERMISSION processed, success' "$T/turn.log" \
     "coturn: permissions or channels for the peers"
+if [[ ${UDP_RELAY:-user} == kernel ]]; then
+    n=$(sed -nE 's/^mux443_udp_kernel_total\{result="kernel"\} ([0-9]+)$/\1/p' "$T/metrics.txt")
+    ((${n:-0} >= 2)) || fail "expected >= 2 flows in the kernel, got ${n:-none}"
+    assert_grep '^mux443_udp_kernel_total\{result="fallback"\} 0$' "$T/metrics.txt"
+fi
 stop_mux mux
-n=$(count_log mux 'udp flow=[0-9]+ client=127\.0\.0\.1:[0-9]+ listener=main class=stun ufrag=- route=stun backend=turn server=127\.0\.0\.1:'"$PT"' dgrams_in=[1-9][0-9]* bytes_in=[1-9][0-9]* dgrams_out=[1-9][0-9]* ')
+n=$(count_log mux 'udp flow=[0-9]+ client=127\.0\.0\.1:[0-9]+ listener=main class=stun ufrag=- route=(stun|turnk) backend=turn server=127\.0\.0\.1:'"$PT"' dgrams_in=[1-9][0-9]* bytes_in=[1-9][0-9]* dgrams_out=[1-9][0-9]* ')
 ((n >= 2)) || fail "expected >= 2 class=stun UDP flow lines with traffic both ways, got $n"
+if [[ ${UDP_RELAY:-user} == kernel ]]; then
+    # the call's ChannelData crossed the kernel: the close lines count more than user space
+    user_in=$(sed -nE 's/^mux443_udp_datagrams_total\{direction="in"\} ([0-9]+)$/\1/p' "$T/metrics.txt")
+    closed_in=$(grep -o 'dgrams_in=[0-9]*' "$T/mux.log" | awk -F= '{ s += $2 } END { print s }')
+    ((closed_in > user_in)) || fail "no datagram crossed the kernel ($closed_in closed, $user_in in user space)"
+fi

@@ -137,8 +137,9 @@ struct cfg {
     /* UDP flows (README "UDP on 443"): all workers together, each enforcing its share */
     double udp_idle_timeout;
     unsigned udp_max_flows, udp_per_prefix, udp_new_per_sec, udp_budget;
-    unsigned krelay_backlog;   /* relay = kernel: unacknowledged bytes per direction */
-    unsigned krelay_budget;    /* ... all connections together */
+    unsigned krelay_backlog;           /* relay = kernel: unacknowledged bytes per direction */
+    unsigned krelay_budget;            /* ... all connections together */
+    struct cfg_strlist krelay_devices; /* the UDP kernel path's devices; "auto" = all up */
     bool udp_transparent;      /* upstream datagrams from the client's address (IP_TRANSPARENT) */
     int udp_io;                /* enum cfg_udp_io */
     char *user, *group;        /* drop privileges to these after binding; NULL = stay */

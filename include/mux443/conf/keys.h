@@ -59,6 +59,7 @@ struct raw_main {
     double peek_timeout, connect_timeout, idle_timeout, drain_timeout;
     unsigned preread_max, max_connections, max_per_client, fanout_max;
     unsigned krelay_backlog, krelay_budget;
+    struct cfg_strlist krelay_devices;
     unsigned client_prefix_v4, client_prefix_v6, preread_budget, fanout_per_client, fanout_rate;
     double ufrag_ttl, ufrag_grace, fanout_timeout;
     bool udp;

@@ -28,6 +28,7 @@
 #include <ev.h>
 
 #include "mux443/lib/ice.h"
+#include "mux443/lib/udpnat.h"
 
 struct ufrag_entry;
 
@@ -64,6 +65,11 @@ struct udp_up {
     uint64_t dgrams_in, bytes_in, dgrams_out, bytes_out;
     uint32_t unverified; /* datagrams relayed up before the server's first answer */
     bool verified;       /* the server has answered */
+    /* The kernel path (core/udp_kernel.c): its slot + 1 (0: user space only), the
+     * rewrite of the client's datagrams, the key of the server's. */
+    uint32_t kslot;
+    struct udpnat_nat knat;
+    struct udpnat_key krev;
 };
 
 struct udp_flow {
@@ -87,6 +93,9 @@ struct udp_flow {
     uint8_t tid_next;
     char ufrag[UFRAG_MAX + 1]; /* the server ufrag that routed the media side, or "" */
     void *fan;                 /* the owner's fan-out in progress for the media side, or NULL */
+    /* The client's datagrams as the kernel path sees them (IPv4, network order). */
+    uint32_t k_client, k_listen;
+    uint16_t k_cport, k_lport;
 };
 
 struct udp_prefix {

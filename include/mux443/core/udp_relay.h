@@ -26,6 +26,9 @@ struct udp_relay *udp_relay_new(struct ev_loop *loop, unsigned worker, const str
                                 unsigned nworkers);
 /* Ends every flow (logged with `reason`) and frees the relay. NULL ok. */
 void udp_relay_free(struct udp_relay *u, const char *reason);
+/* At start, still privileged: the kernel path for the flow tables of nworkers workers
+ * (core/udp_kernel.h; udp_kernel_fini unloads it). */
+void udp_relay_kernel_init(const struct cfg *c, unsigned nworkers);
 /* A reload's limits (the table's capacity stays). */
 void udp_relay_limits(struct udp_relay *u, const struct cfg *c, unsigned nworkers);
 

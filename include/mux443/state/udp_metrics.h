@@ -32,6 +32,12 @@ struct mx_udp {
     atomic_ullong drops[MXU_DROP_COUNT];
     atomic_llong table_flows;  /* flows in the tables (a flow may have two sides) */
     atomic_ullong table_slots; /* the tables' capacity */
+    /* The kernel path (relay = kernel): sides in it now; sides verified on such a route
+     * that entered it [0] or stayed in user space [1]; datagrams it relayed (counted when
+     * their flows end). */
+    atomic_llong kernel_sides;
+    atomic_ullong kernel_total[2];
+    atomic_ullong kernel_dgrams;
 };
 
 extern struct mx_udp mxu;

@@ -1,0 +1,303 @@
+/* The UDP kernel path: which flow sides enter the tc program's NAT, their entries (a
+ * forward one per flow, keyed by the client's 4-tuple, a reverse one per side, keyed by
+ * the server's datagrams to its upstream socket), and the kernel's counts at the end. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "mux443/core/udp_kernel.h"
+#include "mux443/lib/log.h"
+#include "mux443/lib/udp_demux.h"
+#include "mux443/lib/udpnat.h"
+#include "mux443/state/metrics.h"
+#include "mux443/state/udp_metrics.h"
+
+/* How long an entry outlives its last push (three of the relay's 1 s idle sweeps): if the
+ * worker stops sweeping (hung, or lost track of the flow), its datagrams come back to user
+ * space within seconds. */
+#define UDPK_DEADLINE_NS 3000000000u
+
+static struct udpnat *nat;
+static uint32_t nslots;
+static atomic_bool told; /* the one line for a reload that adds a kernel route */
+
+/* A UDP listener and a relay = kernel route that UDP flows can take (class ice-tcp, stun
+ * or quic, or any class): a TCP-only kernel route loads no tc program, which would see
+ * every packet of the devices for nothing. */
+static bool wants_kernel(const struct cfg *cfg)
+{
+    const unsigned udp_classes = 1u << CLASS_ICE_TCP | 1u << CLASS_STUN | 1u << CLASS_QUIC;
+    bool udp = false;
+
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        udp |= cfg->listeners[i].udp;
+    for (size_t i = 0; udp && i < cfg->nroutes; i++) {
+        const struct cfg_route *r = &cfg->routes[i];
+
+        if (r->relay == RELAY_KERNEL && (r->classes == 0 || (r->classes & udp_classes)) &&
+            (r->tls == TLSM_ANY || r->tls == TLSM_NO))
+            return true;
+    }
+    return false;
+}
+
+/* `auto` (or nothing): every device up now. */
+static char *devices_of(const struct cfg *cfg, char *buf, size_t cap)
+{
+    size_t len = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < cfg->krelay_devices.n; i++) {
+        const char *d = cfg->krelay_devices.v[i];
+
+        if (strcmp(d, "auto") == 0)
+            return NULL;
+        if (len + strlen(d) + 2 < cap)
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s", len ? "," : "", d);
+    }
+    return len ? buf : NULL;
+}
+
+void udp_kernel_init(const struct cfg *cfg, uint32_t flows)
+{
+    char err[768], devs[512];
+
+    if (!wants_kernel(cfg) || flows == 0)
+        return;
+    nslots = flows * 2; /* a media and a TURN side at most (a QUIC flow: one) */
+    /* A forward entry per flow and a reverse one per side: the flow tables bound them. */
+    nat = udpnat_open(devices_of(cfg, devs, sizeof(devs)), nslots, flows * 3, err, sizeof(err));
+    if (nat == NULL) {
+        atomic_store(&told, true);
+        log_warnx("udp kernel path unavailable (%s): UDP flows of relay = kernel routes relay "
+                  "in user space",
+                  err);
+        return;
+    }
+    log_info("udp kernel path ready on %s%s%s: verified IPv4 flows of relay = kernel routes "
+             "move in the kernel",
+             udpnat_attached(nat), udpnat_skipped(nat)[0] ? "; not on " : "", udpnat_skipped(nat));
+}
+
+void udp_kernel_fini(void)
+{
+    udpnat_close(nat);
+    nat = NULL;
+}
+
+/* An IPv4 address and port of sa (IPv4, or IPv4 mapped in IPv6), network order. */
+static bool v4_of(const struct sockaddr_storage *ss, uint32_t *ip, uint16_t *port)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+        *ip = s4->sin_addr.s_addr;
+        *port = s4->sin_port;
+        return true;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+        if (!IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) && !IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr))
+            return false;
+        memcpy(ip, &s6->sin6_addr.s6_addr[12], 4);
+        *port = s6->sin6_port;
+        return true;
+    }
+    return false;
+}
+
+static bool sock_v4(int fd, bool peer, uint32_t *ip, uint16_t *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if ((peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
+              : getsockname(fd, (struct sockaddr *)&ss, &len)) != 0)
+        return false;
+    return v4_of(&ss, ip, port);
+}
+
+/* The address the client sent to: the listener's, or for a wildcard listener the one
+ * its replies leave from (the route's source towards the client, as for user space's
+ * replies). A client that sent to another address of this host matches no entry: its
+ * datagrams stay in user space. */
+static bool listen_v4(const struct udp_flow *f, uint32_t client, uint16_t cport, uint32_t *ip,
+                      uint16_t *port)
+{
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = client, .sin_port = cport};
+    uint16_t ignored;
+    bool ok;
+    int fd;
+
+    if (!sock_v4(f->lfd, false, ip, port))
+        return false;
+    if (*ip != htonl(INADDR_ANY))
+        return true;
+    if ((fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+        return false;
+    ok = connect(fd, (const struct sockaddr *)&to, sizeof(to)) == 0 &&
+         sock_v4(fd, false, ip, &ignored);
+    close(fd);
+    return ok;
+}
+
+static struct udpnat_key fwd_key(const struct udp_flow *f)
+{
+    return (struct udpnat_key){f->k_client, f->k_listen, f->k_cport, f->k_lport};
+}
+
+/* The forward entry with every side of f in the kernel. */
+static void fwd_entry(const struct udp_flow *f, struct udpnat_entry *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->dir = UDPNAT_FWD;
+    e->quic = f->kind == UDP_QUIC;
+    for (int side = 0; side < UDP_UPS; side++)
+        if (f->up[side].kslot != 0)
+            e->nat[side] = f->up[side].knat;
+}
+
+static void count(bool kernel)
+{
+    MX_INC(mxu.kernel_total[kernel ? 0 : 1]);
+}
+
+void udp_kernel_enter(struct udp_flow *f, int side, uint32_t index, bool transparent)
+{
+    struct udp_up *up = &f->up[side];
+    const struct cfg_route *r = up->route;
+    struct udpnat_entry rev, fwd;
+    struct udpnat_key fk;
+    struct udpnat_slot *s;
+    uint32_t server, local, slot;
+    uint16_t sport, lport;
+    const char *why;
+
+    if (r == NULL || r->relay != RELAY_KERNEL || up->kslot != 0)
+        return;
+    errno = 0;
+    if (nat == NULL) {
+        if (!atomic_exchange(&told, true))
+            log_warnx("udp kernel path not loaded (the configuration at start had no relay = "
+                      "kernel route with a UDP listener): relaying in user space until a restart");
+        count(false);
+        return;
+    }
+    why = "udp_transparent";
+    if (transparent)
+        goto fallback;
+    why = "not IPv4";
+    if (!udp_kernel_has(f) && (!v4_of(&f->addr, &f->k_client, &f->k_cport) ||
+                               !listen_v4(f, f->k_client, f->k_cport, &f->k_listen, &f->k_lport)))
+        goto fallback;
+    if (!sock_v4(up->fd, true, &server, &sport) || !sock_v4(up->fd, false, &local, &lport))
+        goto fallback;
+    why = "no slot";
+    slot = index * 2 + (side == UDP_UP_TURN);
+    if ((s = udpnat_slot(nat, slot)) == NULL)
+        goto fallback;
+    memset(s, 0, sizeof(*s));
+    __atomic_store_n(&s->deadline_ns, udpnat_now_ns() + UDPK_DEADLINE_NS, __ATOMIC_RELEASE);
+    /* The reverse entry first: the server may answer the first datagram the kernel
+     * forwards before this function returns. */
+    up->krev = (struct udpnat_key){server, local, sport, lport};
+    memset(&rev, 0, sizeof(rev));
+    rev.dir = UDPNAT_REV;
+    rev.quic = f->kind == UDP_QUIC;
+    rev.nat[0] = (struct udpnat_nat){.saddr = f->k_listen,
+                                     .daddr = f->k_client,
+                                     .sport = f->k_lport,
+                                     .dport = f->k_cport,
+                                     .slot = slot + 1};
+    up->knat = (struct udpnat_nat){
+        .saddr = local, .daddr = server, .sport = lport, .dport = sport, .slot = slot + 1};
+    why = "no route to the client or the server";
+    if (!udpnat_route(nat, &rev.nat[0]) || !udpnat_route(nat, &up->knat))
+        goto fallback;
+    why = "the map refused the entry";
+    if (udpnat_put(nat, &up->krev, &rev) != 0)
+        goto fallback;
+    up->kslot = slot + 1;
+    fwd_entry(f, &fwd);
+    fk = fwd_key(f);
+    if (udpnat_put(nat, &fk, &fwd) != 0) {
+        int e = errno;
+        udpnat_del(nat, &up->krev);
+        up->kslot = 0;
+        errno = e;
+        goto fallback;
+    }
+    atomic_fetch_add(&mxu.kernel_sides, 1);
+    count(true);
+    log_debug("udp flow=%llu: side %d in the kernel", (unsigned long long)f->id, side);
+    return;
+fallback:
+    count(false);
+    log_debug("udp flow=%llu: side %d stays in user space (%s%s%s)", (unsigned long long)f->id,
+              side, why, errno ? ": " : "", errno ? strerror(errno) : "");
+}
+
+bool udp_kernel_has(const struct udp_flow *f)
+{
+    for (int side = 0; side < UDP_UPS; side++)
+        if (f->up[side].kslot != 0)
+            return true;
+    return false;
+}
+
+void udp_kernel_sweep(struct udp_flow *f, uint64_t now_ms)
+{
+    uint64_t now = udpnat_now_ns();
+
+    for (int side = 0; side < UDP_UPS; side++) {
+        struct udpnat_slot *s;
+        uint64_t last, age_ms;
+
+        if (f->up[side].kslot == 0 || (s = udpnat_slot(nat, f->up[side].kslot - 1)) == NULL)
+            continue;
+        last = udpnat_load(&s->last_ns);
+        if (last != 0 && last <= now) {
+            age_ms = (now - last) / 1000000u;
+            if (now_ms > age_ms && now_ms - age_ms > f->last_ms)
+                f->last_ms = now_ms - age_ms;
+        }
+        __atomic_store_n(&s->deadline_ns, now + UDPK_DEADLINE_NS, __ATOMIC_RELEASE);
+    }
+}
+
+void udp_kernel_leave(struct udp_flow *f)
+{
+    struct udpnat_key fk;
+
+    if (nat == NULL || !udp_kernel_has(f))
+        return;
+    /* Entries out first: from then on nothing more is counted in the slots. */
+    fk = fwd_key(f);
+    udpnat_del(nat, &fk);
+    for (int side = 0; side < UDP_UPS; side++)
+        if (f->up[side].kslot != 0)
+            udpnat_del(nat, &f->up[side].krev);
+    for (int side = 0; side < UDP_UPS; side++) {
+        struct udp_up *up = &f->up[side];
+        struct udpnat_slot *s;
+
+        if (up->kslot == 0 || (s = udpnat_slot(nat, up->kslot - 1)) == NULL)
+            continue;
+        uint64_t din = udpnat_load(&s->dgrams[0]), bin = udpnat_load(&s->bytes[0]);
+        uint64_t dout = udpnat_load(&s->dgrams[1]), bout = udpnat_load(&s->bytes[1]);
+        up->dgrams_in += din;
+        up->bytes_in += bin;
+        up->dgrams_out += dout;
+        up->bytes_out += bout;
+        MX_ADD(mxu.dgrams_in, din);
+        MX_ADD(mxu.bytes_in, bin);
+        MX_ADD(mxu.dgrams_out, dout);
+        MX_ADD(mxu.bytes_out, bout);
+        MX_ADD(mxu.kernel_dgrams, din + dout);
+        up->kslot = 0;
+        atomic_fetch_sub(&mxu.kernel_sides, 1);
+    }
+}
