@@ -157,7 +157,7 @@ wait_for coturn 'TCP listener opened on : 127.0.0.1:13479'
 # ---------------------------------------------------------------- 5. mux443
 say "starting mux443 on $CONF"
 start mux443 "$MUX443" "$MUX443" -c "$CONF"
-wait_for mux443 'ready:'
+wait_for mux443 'ready: listening on'
 
 V=$REPO/tests/vectors
 CA=$REPO/etc/demo/demo-cert.pem

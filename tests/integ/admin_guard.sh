@@ -145,7 +145,7 @@ log "5. out of descriptors"
 command -v prlimit >/dev/null || fail "prlimit (util-linux) is required"
 write_conf ""
 start_bg muxfd prlimit --nofile=40:40 "$MUX443" -c "$T/mux.ini"
-wait_log muxfd 'ready:' 20
+wait_log muxfd 'ready: listening on' 20
 PID=$(pid_of muxfd)
 start_bg flood2 "$PY" "$PEERS/ops_flood.py" 127.0.0.1 "$PA" 60
 wait_ready flood2 20

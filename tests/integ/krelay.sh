@@ -421,7 +421,7 @@ stop_mux mux
 log "8. without CAP_BPF / CAP_NET_ADMIN: one line, relayed in user space"
 start_bg muxnocap capsh --drop=cap_bpf,cap_net_admin,cap_sys_admin,cap_perfmon -- -c \
     "exec '$MUX443' -c '$T/mux.ini'"
-wait_log muxnocap 'ready:' 20
+wait_log muxnocap 'ready: listening on' 20
 assert_eq 1 "$(count_log muxnocap 'kernel relay unavailable')" "one line says why"
 echo_case muxnocap
 assert_eq "pingpong ok" "$(pingpong "$PM")" "ping-pong in user space"

@@ -216,11 +216,12 @@ start_coturn() {
         --pidfile="$T/$name.pid" --db="$T/$name.db"
 }
 
-# start_mux NAME CONFIG: runs mux443 -c CONFIG, waits for `ready:`.
+# start_mux NAME CONFIG: runs mux443 -c CONFIG, waits for its `ready: listening on` line
+# (not any `ready:`: the kernel relays print theirs earlier).
 start_mux() {
     local name=$1 conf=$2
     start_bg "$name" "$MUX443" -c "$conf"
-    wait_log "$name" 'ready:' 20
+    wait_log "$name" 'ready: listening on' 20
 }
 
 # stop_mux NAME: SIGTERM; asserts exit 0 and no sanitizer report in the log.

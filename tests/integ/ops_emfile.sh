@@ -38,7 +38,7 @@ default = echo
 INI
 
 start_bg mux prlimit --nofile=64:64 "$MUX443" -c "$T/mux.ini"
-wait_log mux 'ready:' 20
+wait_log mux 'ready: listening on' 20
 assert_grep 'open files limit: 64 \(hard limit 64\)' "$T/mux.log" "mux443 runs with 64 descriptors"
 PID=$(pid_of mux)
 # prlimit execs mux443: the pid is mux443's own.

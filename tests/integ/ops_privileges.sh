@@ -119,7 +119,7 @@ stop_mux mux
 
 log "1b. without CAP_DAC_READ_SEARCH (as in Docker's default set): starts, with a warning"
 start_bg muxnodac setpriv --bounding-set=-dac_read_search --inh-caps=-all "$MUX443" -c "$T/mux.ini"
-wait_log muxnodac 'ready:' 20
+wait_log muxnodac 'ready: listening on' 20
 assert_grep 'capabilities for reloads not available \(CAP_DAC_READ_SEARCH missing\)' "$T/muxnodac.log"
 assert_eq 1 "$(count_log muxnodac 'capabilities for reloads not available')" "one warning line"
 PID=$(pid_of muxnodac)

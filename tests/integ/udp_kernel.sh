@@ -95,12 +95,6 @@ wait_ready media
 wait_ready turn
 wait_ready quic
 
-# start_mux's 'ready:' also matches the TCP kernel relay's "kernel relay ready:" line,
-# printed earlier: wait for the listening line itself.
-start_mux_ready() { # NAME CONF
-    start_mux "$1" "$2"
-    wait_log "$1" 'ready: listening on' 20
-}
 
 # scenario NAME HOST EXPECT [nsenter...]: the client side (udp_kernel.py client).
 scenario() {
@@ -127,7 +121,7 @@ assert_eq 1 "$rc" "mux443 -t refuses a device name that cannot be one"
 assert_grep ':4: \[mux443\] kernel_relay_devices: not a device name' "$T/bad.out"
 
 log "1. loopback client: the kernel carries both ways"
-start_mux_ready mux "$T/mux.ini"
+start_mux mux "$T/mux.ini"
 assert_grep 'udp kernel path ready on .*lo' "$T/mux.log" "the program is on lo"
 assert_grep 'udp kernel path ready on .*mk0' "$T/mux.log" "the program is on the veth"
 scenario loop 127.0.0.1 kernel
@@ -157,7 +151,7 @@ stop_mux mux
 
 log "2. remote client through a veth pair, lo accepting our own source address"
 sysctl -qw net.ipv4.conf.lo.accept_local=1 net.ipv4.conf.lo.route_localnet=1
-start_mux_ready muxr "$T/mux.ini"
+start_mux muxr "$T/mux.ini"
 scenario remote 10.231.0.1 kernel nsenter -t "$CHILD" -n
 assert_eq "$((N + 19)) $((N + 20))" "$(close_counts muxr ice-udp media)" "media close line counts"
 metrics "$PA" "$T/m2.prom"
@@ -183,14 +177,14 @@ start_bg rmedia nsenter -t "$CHILD" -n "$PY" "$PEERS/udp_kernel.py" backend 10.2
 wait_ready rmedia
 sed "s/^server = 127.0.0.1:$PMS\$/server = 10.231.0.2:$PRS/" "$T/mux.ini" >"$T/mux-rs.ini"
 assert_grep "^server = 10.231.0.2:$PRS\$" "$T/mux-rs.ini"
-start_mux_ready muxrs "$T/mux-rs.ini"
+start_mux muxrs "$T/mux-rs.ini"
 scenario rserver 127.0.0.1 kernel
 assert_eq "$((N + 19)) $((N + 20))" "$(close_counts muxrs ice-udp media)" "media close line counts"
 stop_mux muxrs
 
 log "3. remote client, lo's defaults: the client's datagrams through user space"
 sysctl -qw net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0
-start_mux_ready muxh "$T/mux.ini"
+start_mux muxh "$T/mux.ini"
 scenario half 10.231.0.1 half nsenter -t "$CHILD" -n
 metrics "$PA" "$T/m3.prom"
 assert_eq "$((2 * N + 18))" "$(mval "$T/m3.prom" mux443_udp_kernel_datagrams_total)" \
@@ -211,7 +205,7 @@ stop_mux muxnocap
 
 log "5. user = nobody: the flows still enter the kernel"
 sed -i 's/^workers = 2$/workers = 2\nuser = nobody\nkernel_relay_devices = lo/' "$T/mux.ini"
-start_mux_ready muxuser "$T/mux.ini"
+start_mux muxuser "$T/mux.ini"
 assert_grep 'udp kernel path ready on lo:' "$T/muxuser.log" "the program on lo only"
 assert_grep 'running as user nobody' "$T/muxuser.log"
 assert_not_grep 'CapEff:.*[1-9a-f]' "/proc/$(pid_of muxuser)/status" "no capability effective"
