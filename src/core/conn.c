@@ -139,7 +139,7 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
     c->lst = lst;
     c->started = c->last_io = ev_now(pool->loop);
     c->cls = CLASS_NONE;
-    memcpy(&c->peer_addr, peer, peerlen < sizeof(c->peer_addr) ? peerlen : sizeof(c->peer_addr));
+    addr_ip_set(&c->peer_addr, peer, peerlen);
     memcpy(c->peer_text, text, sizeof(text));
     leg_init(&c->client, c, &c->backend_leg, fd);
     leg_init(&c->backend_leg, c, &c->client, -1);
@@ -316,7 +316,7 @@ static enum step conn_route(struct conn *c, struct probe_out *p)
         return conn_fail(c, "no route for class %s", class_log_name(c->cls, c->terminated));
     }
     c->backend = c->route->backend;
-    c->first = backend_first(c->snap, c->backend, (struct sockaddr *)&c->peer_addr);
+    c->first = backend_first(c->snap, c->backend, &c->peer_addr.sa);
     c->attempt = 0;
     c->nattempts = (unsigned)c->backend->servers.n;
     if (c->backend->balance == BALANCE_UFRAG && p->cls == CLASS_ICE_TCP &&
@@ -356,8 +356,7 @@ static enum first_write conn_first_write(struct conn *c, bool eager, bool deferr
 
     /* The local address (a getsockname) is looked up only for a header that carries it. */
     if (c->backend->proxy_protocol)
-        n = connect_proxy_header(c->backend, (struct sockaddr *)&c->peer_addr, conn_local_addr(c),
-                                 hdr);
+        n = connect_proxy_header(c->backend, &c->peer_addr.sa, conn_local_addr(c), hdr);
     if (!n && (n = buf_unread(p)))
         data = p->data + p->off;
     if (!n) { /* nothing to send (a timeout route): ask the socket once it is writable */

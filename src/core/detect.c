@@ -99,15 +99,15 @@ enum step detect_proxy(struct conn *c, int revents)
         }
         if (!pi.local) {
             char via[ADDR_TEXT_MAX];
-            c->peer_addr = pi.src;
-            c->local_addr = pi.dst;
+            addr_ip_set(&c->peer_addr, (const struct sockaddr *)&pi.src, sizeof(pi.src));
+            addr_ip_set(&c->local_addr, (const struct sockaddr *)&pi.dst, sizeof(pi.dst));
             memcpy(via, c->peer_text, sizeof(via));
-            addr_format((struct sockaddr *)&c->peer_addr, c->peer_text, sizeof(c->peer_text));
+            addr_format(&c->peer_addr.sa, c->peer_text, sizeof(c->peer_text));
             log_debug("conn=%llu client=%s via PROXY header from %s", (unsigned long long)c->id,
                       c->peer_text, via);
         }
         buf_consume(b, pi.hdr_len);
-        if (!conn_admit_client(c->cfg, (struct sockaddr *)&c->peer_addr, c->client_key, &c->keyed,
+        if (!conn_admit_client(c->cfg, &c->peer_addr.sa, c->client_key, &c->keyed,
                                &c->limit_held)) {
             c->refused = true;
             return conn_fail(c, "max_connections_per_client reached for %s", c->peer_text);

@@ -237,8 +237,7 @@ static void leg_cb(struct ev_loop *loop, ev_io *io, int revents)
         uint8_t buf[PROXY_HDR_MAX + ICE_FRAME_MAX];
         size_t n = 0;
         if (c->backend->proxy_protocol) /* getsockname only for a header that needs it */
-            n = connect_proxy_header(c->backend, (struct sockaddr *)&c->peer_addr,
-                                     conn_local_addr(c), buf);
+            n = connect_proxy_header(c->backend, &c->peer_addr.sa, conn_local_addr(c), buf);
         memcpy(buf + n, cp->data + cp->off, f->frame_len);
         n += f->frame_len;
         ssize_t w = send(l->fd, buf, n, MSG_NOSIGNAL);

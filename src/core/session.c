@@ -91,11 +91,11 @@ void conn_backend_socket(struct conn *c, int fd)
 const struct sockaddr *conn_local_addr(struct conn *c)
 {
     /* Asked for only when a PROXY header is built: most connections never need it. */
-    if (c->local_addr.ss_family == AF_UNSPEC) {
+    if (c->local_addr.sa.sa_family == AF_UNSPEC) {
         socklen_t sl = sizeof(c->local_addr);
-        getsockname(c->client.tp.fd, (struct sockaddr *)&c->local_addr, &sl);
+        getsockname(c->client.tp.fd, &c->local_addr.sa, &sl);
     }
-    return (const struct sockaddr *)&c->local_addr;
+    return &c->local_addr.sa;
 }
 
 void conn_wake(struct conn *c)

@@ -24,6 +24,14 @@ void addr_format(const struct sockaddr *sa, char *dst, size_t cap)
     }
 }
 
+void addr_ip_set(union addr_ip *dst, const struct sockaddr *sa, socklen_t len)
+{
+    memset(dst, 0, sizeof(*dst));
+    if ((sa->sa_family == AF_INET && len >= sizeof(dst->in)) ||
+        (sa->sa_family == AF_INET6 && len >= sizeof(dst->in6)))
+        memcpy(dst, sa, sa->sa_family == AF_INET ? sizeof(dst->in) : sizeof(dst->in6));
+}
+
 bool addr_key(const struct sockaddr *sa, uint8_t key[16])
 {
     memset(key, 0, 16);

@@ -276,6 +276,31 @@ static void test_cidr(void **state)
         assert_false(addr_cidr_parse(bad[i], &n));
 }
 
+/* What a connection keeps of an address: IPv4 and IPv6 whole, anything else AF_UNSPEC. */
+static void test_addr_ip(void **state)
+{
+    (void)state;
+    union addr_ip a;
+    struct sockaddr_storage ss;
+    struct sockaddr_un un = {.sun_family = AF_UNIX, .sun_path = "/run/x"};
+    char text[ADDR_TEXT_MAX];
+
+    ss = sa("192.0.2.7");
+    ((struct sockaddr_in *)&ss)->sin_port = htons(443);
+    addr_ip_set(&a, (struct sockaddr *)&ss, sizeof(ss));
+    addr_format(&a.sa, text, sizeof(text));
+    assert_string_equal(text, "192.0.2.7:443");
+    ss = sa("2001:db8::7");
+    ((struct sockaddr_in6 *)&ss)->sin6_port = htons(8443);
+    addr_ip_set(&a, (struct sockaddr *)&ss, sizeof(struct sockaddr_in6));
+    addr_format(&a.sa, text, sizeof(text));
+    assert_string_equal(text, "[2001:db8::7]:8443");
+    addr_ip_set(&a, (struct sockaddr *)&ss, sizeof(struct sockaddr_in)); /* cut short */
+    assert_int_equal(a.sa.sa_family, AF_UNSPEC);
+    addr_ip_set(&a, (struct sockaddr *)&un, sizeof(un));
+    assert_int_equal(a.sa.sa_family, AF_UNSPEC);
+}
+
 static void test_preread_budget(void **state)
 {
     (void)state;
@@ -297,7 +322,8 @@ int main(void)
         cmocka_unit_test(test_admit_contract), cmocka_unit_test(test_admit_never_exceeds_max),
         cmocka_unit_test(test_per_client),     cmocka_unit_test(test_per_client_other_family),
         cmocka_unit_test(test_client_key),     cmocka_unit_test(test_client_kinds),
-        cmocka_unit_test(test_cidr),           cmocka_unit_test(test_preread_budget),
+        cmocka_unit_test(test_cidr),           cmocka_unit_test(test_addr_ip),
+        cmocka_unit_test(test_preread_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,8 +92,8 @@ struct conn {
     struct leg client, backend_leg;
     ev_timer timer; /* timer.data is the conn; its deadline belongs to the phase */
     ev_tstamp started, last_io;
-    struct sockaddr_storage peer_addr;  /* the client (from the PROXY header if any) */
-    struct sockaddr_storage local_addr; /* what the client connected to */
+    union addr_ip peer_addr;  /* the client (from the PROXY header if any) */
+    union addr_ip local_addr; /* what the client connected to (AF_UNSPEC: not asked yet) */
     char peer_text[ADDR_TEXT_MAX];
     enum mux_class cls;
     bool terminated;           /* mux443 terminated the client TLS: cls is what was inside */

@@ -6,10 +6,23 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 /* "255.255.255.255:65535" / "[v6 address]:65535" fit. */
 #define ADDR_TEXT_MAX 64
+
+/* An IPv4 or IPv6 socket address: what a connection keeps of its client and of the
+ * address it reached, in 28 bytes rather than sockaddr_storage's 128 (TCP listeners and
+ * PROXY headers carry nothing else). */
+union addr_ip {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
+/* Copies sa (len bytes) into dst; another family leaves dst AF_UNSPEC. */
+void addr_ip_set(union addr_ip *dst, const struct sockaddr *sa, socklen_t len);
 
 /* "127.0.0.1:443" / "[::1]:443"; "unknown" for other families. */
 void addr_format(const struct sockaddr *sa, char *dst, size_t cap);
