@@ -207,6 +207,25 @@ static struct udpnat_key6 fwd_key6(const struct udp_flow *f)
     return k;
 }
 
+/* The key of the server's datagrams to side up's upstream socket: its rewrite's
+ * addresses and ports swapped. */
+static struct udpnat_key rev_key(const struct udp_up *up)
+{
+    const struct udpnat_nat *u = &up->knat.v4;
+
+    return (struct udpnat_key){u->daddr, u->saddr, u->dport, u->sport};
+}
+
+static struct udpnat_key6 rev_key6(const struct udp_up *up)
+{
+    const struct udpnat_nat6 *u = &up->knat.v6;
+    struct udpnat_key6 k = {.sport = u->dport, .dport = u->sport};
+
+    memcpy(k.saddr, u->daddr, 16);
+    memcpy(k.daddr, u->saddr, 16);
+    return k;
+}
+
 static void count(bool kernel)
 {
     MX_INC(mxu.kernel_total[kernel ? 0 : 1]);
@@ -218,7 +237,7 @@ static const char *put4(struct udp_flow *f, int side, uint32_t slot1)
 {
     struct udp_up *up = &f->up[side];
     struct udpnat_entry rev, fwd;
-    struct udpnat_key fk;
+    struct udpnat_key fk, rk;
     uint32_t server, local;
     uint16_t sport, lport;
 
@@ -238,8 +257,8 @@ static const char *put4(struct udp_flow *f, int side, uint32_t slot1)
         return "no route to the client or the server";
     /* The reverse entry first: the server may answer the first datagram the kernel
      * forwards before this function returns. */
-    up->krev.v4 = (struct udpnat_key){server, local, sport, lport};
-    if (udpnat_put(nat, &up->krev.v4, &rev) != 0)
+    rk = rev_key(up);
+    if (udpnat_put(nat, &rk, &rev) != 0)
         return "the map refused the entry";
     up->kslot = slot1;
     memset(&fwd, 0, sizeof(fwd));
@@ -251,7 +270,7 @@ static const char *put4(struct udp_flow *f, int side, uint32_t slot1)
     fk = fwd_key(f);
     if (udpnat_put(nat, &fk, &fwd) != 0) {
         int e = errno;
-        udpnat_del(nat, &up->krev.v4);
+        udpnat_del(nat, &rk);
         up->kslot = 0;
         errno = e;
         return "the map refused the entry";
@@ -265,7 +284,7 @@ static const char *put6(struct udp_flow *f, int side, uint32_t slot1)
     struct udp_up *up = &f->up[side];
     struct udpnat_entry6 rev, fwd;
     struct udpnat_nat6 *r = &rev.nat[0], *u = &up->knat.v6;
-    struct udpnat_key6 fk, *rk = &up->krev.v6;
+    struct udpnat_key6 fk, rk;
 
     memset(&rev, 0, sizeof(rev));
     memset(u, 0, sizeof(*u));
@@ -282,11 +301,8 @@ static const char *put6(struct udp_flow *f, int side, uint32_t slot1)
     r->slot = slot1;
     if (!udpnat_route6(nat, r) || !udpnat_route6(nat, u))
         return "no route to the client or the server";
-    memcpy(rk->saddr, u->daddr, 16);
-    memcpy(rk->daddr, u->saddr, 16);
-    rk->sport = u->dport;
-    rk->dport = u->sport;
-    if (udpnat_put6(nat, rk, &rev) != 0)
+    rk = rev_key6(up);
+    if (udpnat_put6(nat, &rk, &rev) != 0)
         return "the map refused the entry";
     up->kslot = slot1;
     memset(&fwd, 0, sizeof(fwd));
@@ -298,7 +314,7 @@ static const char *put6(struct udp_flow *f, int side, uint32_t slot1)
     fk = fwd_key6(f);
     if (udpnat_put6(nat, &fk, &fwd) != 0) {
         int e = errno;
-        udpnat_del6(nat, rk);
+        udpnat_del6(nat, &rk);
         up->kslot = 0;
         errno = e;
         return "the map refused the entry";
@@ -404,10 +420,15 @@ void udp_kernel_leave(struct udp_flow *f)
     for (int side = 0; side < UDP_UPS; side++) {
         if (f->up[side].kslot == 0)
             continue;
-        if (f->k_v6)
-            udpnat_del6(nat, &f->up[side].krev.v6);
-        else
-            udpnat_del(nat, &f->up[side].krev.v4);
+        if (f->k_v6) {
+            struct udpnat_key6 rk = rev_key6(&f->up[side]);
+
+            udpnat_del6(nat, &rk);
+        } else {
+            struct udpnat_key rk = rev_key(&f->up[side]);
+
+            udpnat_del(nat, &rk);
+        }
     }
     for (int side = 0; side < UDP_UPS; side++) {
         struct udp_up *up = &f->up[side];

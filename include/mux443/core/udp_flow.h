@@ -65,17 +65,14 @@ struct udp_up {
     uint64_t dgrams_in, bytes_in, dgrams_out, bytes_out;
     uint32_t unverified; /* datagrams relayed up before the server's first answer */
     bool verified;       /* the server has answered */
-    /* The kernel path (core/udp_kernel.c): its slot + 1 (0: user space only), the
-     * rewrite of the client's datagrams, the key of the server's (v6: the flow's k_v6). */
+    /* The kernel path (core/udp_kernel.c): its slot + 1 (0: user space only) and the
+     * rewrite of the client's datagrams (v6: the flow's k_v6), whose swap is the key of
+     * the server's. */
     uint32_t kslot;
     union {
         struct udpnat_nat v4;
         struct udpnat_nat6 v6;
     } knat;
-    union {
-        struct udpnat_key v4;
-        struct udpnat_key6 v6;
-    } krev;
 };
 
 struct udp_flow {
