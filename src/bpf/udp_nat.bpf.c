@@ -11,6 +11,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
@@ -60,6 +61,34 @@ struct {
     __type(value, struct un_entry);
 } un_flows SEC(".maps");
 
+/* IPv6 flows (lib/udpnat.h's udpnat_key6, udpnat_nat6, udpnat_entry6): a map of their
+ * own, so that IPv4's keys and rewrites stay 4-byte ones. */
+struct un_key6 {
+    __u8 saddr[16], daddr[16];
+    __u16 sport, dport;
+};
+
+struct un_nat6 {
+    __u8 saddr[16], daddr[16];
+    __u16 sport, dport;
+    __u32 slot, ifindex, flags;
+};
+
+struct un_entry6 {
+    __u8 dir;
+    __u8 quic;
+    __u16 pad;
+    struct un_nat6 nat[3];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 1); /* as un_flows */
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, struct un_key6);
+    __type(value, struct un_entry6);
+} un_flows6 SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, 1); /* likewise */
@@ -75,6 +104,17 @@ struct {
 #define IP_ADDRS         (IP_OFF + (int)offsetof(struct iphdr, saddr))
 #define UDP_CSUM         (UDP_OFF + (int)offsetof(struct udphdr, check))
 #define FIRST_BYTE       (UDP_OFF + (int)sizeof(struct udphdr))
+#define UDP6_OFF         (ETH_HLEN + (int)sizeof(struct ipv6hdr))
+#define IP6_ADDRS        (IP_OFF + (int)offsetof(struct ipv6hdr, saddr))
+#define UDP6_CSUM        (UDP6_OFF + (int)offsetof(struct udphdr, check))
+#define FIRST_BYTE6      (UDP6_OFF + (int)sizeof(struct udphdr))
+
+/* bpf_l4_csum_replace's flag (Linux 6.16; Debian 12's headers predate it): the addresses
+ * changed are in the IPv6 header, which a CHECKSUM_COMPLETE sum covers, so that sum is
+ * left as it is. Older kernels refuse it: their IPv6 datagrams stay user space's. */
+#ifndef BPF_F_IPV6
+#define BPF_F_IPV6 (1ULL << 7)
+#endif
 
 /* The side of a client's datagram by its first byte, as user space demultiplexes (README
  * "UDP on 443"); -1: user space's (STUN, or what fits no side). */
@@ -87,21 +127,89 @@ static __always_inline int side_of(__u8 b)
     return -1;
 }
 
-/* How the rewritten datagram reaches n->daddr. */
+/* The nat[] index an entry's datagram takes, and its direction (0: client -> server);
+ * -1: user space's. */
+static __always_inline int pick(__u8 edir, __u8 quic, __u8 first, int *dir)
+{
+    if (edir == UN_FWD) {
+        *dir = 0;
+        return quic ? 2 : side_of(first);
+    }
+    *dir = 1;
+    /* STUN from the server: user space notes requests */
+    return (!quic && first <= 3) ? -1 : 0;
+}
+
+/* How the rewritten datagram reaches its destination. */
 enum way { WAY_NONE, WAY_HERE, WAY_LO, WAY_OUT };
 
 /* WAY_HERE: a local destination, and the datagram came in on lo, whose route (kept from
  * the sender's output) delivers it here; WAY_LO: a local destination reached from another
- * device, through lo's input; WAY_OUT: out of n->ifindex, whose neighbour the kernel
+ * device, through lo's input; WAY_OUT: out of ifindex, whose neighbour the kernel
  * resolves; WAY_NONE: no way, the datagram is left alone. User space looked the route up
  * (bpf_fib_lookup would want forwarding enabled on the device it came in on). */
-static __always_inline enum way route(const struct __sk_buff *skb, const struct un_nat *n)
+static __always_inline enum way route(const struct __sk_buff *skb, __u32 ifindex, __u32 flags)
 {
-    if (n->ifindex != 0)
+    if (ifindex != 0)
         return WAY_OUT;
     if (skb->ingress_ifindex == LOOPBACK_IFINDEX)
         return WAY_HERE;
-    return (n->flags & UN_LO_OK) ? WAY_LO : WAY_NONE;
+    return (flags & UN_LO_OK) ? WAY_LO : WAY_NONE;
+}
+
+/* The slot of a nat whose datagram may go (its deadline not passed, a way to deliver it,
+ * small enough for the device it leaves by), else NULL: user space's. */
+static __always_inline struct un_slot *admit(struct __sk_buff *skb, __u32 slot1, __u32 ifindex,
+                                             __u32 flags, __u64 *now, enum way *way)
+{
+    struct un_slot *s;
+    __u32 slot;
+
+    if (slot1 == 0)
+        return NULL;
+    slot = slot1 - 1;
+    s = bpf_map_lookup_elem(&un_slots, &slot);
+    if (!s)
+        return NULL;
+    /* Past the deadline user space stopped pushing on (hung, or lost the flow): the
+     * datagrams go to it, as without the program. */
+    *now = bpf_ktime_get_ns();
+    if (*now > s->deadline_ns)
+        return NULL;
+    *way = route(skb, ifindex, flags);
+    if (*way == WAY_NONE)
+        return NULL;
+    /* A redirect does not fragment: what the device's MTU does not let out is user
+     * space's, whose send does. */
+    if (*way == WAY_OUT) {
+        __u32 mtu_len = 0;
+
+        if (bpf_check_mtu(skb, ifindex, &mtu_len, 0, 0) != BPF_MTU_CHK_RET_SUCCESS)
+            return NULL;
+    }
+    return s;
+}
+
+/* Sends the rewritten datagram on its way and counts it. */
+static __always_inline int deliver(struct __sk_buff *skb, enum way way, __u32 ifindex,
+                                   struct un_slot *s, int dir, __u32 len, __u64 now)
+{
+    int rc;
+
+    if (way == WAY_LO) {
+        __u8 zero[ETH_ALEN] = {}; /* lo's address: its input would take it for another host's */
+
+        bpf_skb_store_bytes(skb, 0, zero, sizeof(zero), 0);
+        rc = bpf_redirect(LOOPBACK_IFINDEX, BPF_F_INGRESS);
+    } else if (way == WAY_OUT) {
+        rc = bpf_redirect_neigh(ifindex, NULL, 0, 0);
+    } else {
+        rc = TC_ACT_OK;
+    }
+    __sync_fetch_and_add(&s->dgrams[dir], 1);
+    __sync_fetch_and_add(&s->bytes[dir], len);
+    s->last_ns = now;
+    return rc;
 }
 
 static __always_inline void rewrite(struct __sk_buff *skb, const struct un_key *k,
@@ -131,8 +239,7 @@ struct hdrs {
     __u8 first; /* the payload's first byte */
 } __attribute__((packed));
 
-SEC("tc")
-int un_ingress(struct __sk_buff *skb)
+static __always_inline int ingress4(struct __sk_buff *skb)
 {
     void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
     struct hdrs h;
@@ -140,13 +247,12 @@ int un_ingress(struct __sk_buff *skb)
     struct un_entry *e;
     struct un_nat *n;
     struct un_slot *s;
-    __u32 slot, len;
+    __u32 len;
     __u64 now;
     enum way way;
-    int side, dir, rc;
+    int side, dir;
 
-    /* The program sees all of the device's traffic: anything but IPv4 leaves at once. */
-    if (skb->protocol != bpf_htons(ETH_P_IP) || skb->len < FIRST_BYTE + 1)
+    if (skb->len < FIRST_BYTE + 1)
         return TC_ACT_UNSPEC;
     /* Read in place when the headers are in the linear part (always on lo), else copied
      * (no pull: it could reallocate the head of every packet of the device). */
@@ -170,61 +276,102 @@ int un_ingress(struct __sk_buff *skb)
     e = bpf_map_lookup_elem(&un_flows, &k);
     if (!e)
         return TC_ACT_UNSPEC;
-    if (e->dir == UN_FWD) {
-        dir = 0;
-        side = e->quic ? 2 : side_of(h.first);
-        if (side < 0)
-            return TC_ACT_UNSPEC;
-    } else {
-        dir = 1;
-        side = 0;
-        if (!e->quic && h.first <= 3)
-            return TC_ACT_UNSPEC; /* STUN from the server: user space notes requests */
-    }
-    if (side == 0)
-        n = &e->nat[0];
-    else if (side == 1)
-        n = &e->nat[1];
-    else
-        n = &e->nat[2];
-    if (n->slot == 0)
+    side = pick(e->dir, e->quic, h.first, &dir);
+    if (side < 0 || side > 2)
         return TC_ACT_UNSPEC;
-    slot = n->slot - 1;
-    s = bpf_map_lookup_elem(&un_slots, &slot);
+    n = &e->nat[side];
+    s = admit(skb, n->slot, n->ifindex, n->flags, &now, &way);
     if (!s)
         return TC_ACT_UNSPEC;
-    /* Past the deadline user space stopped pushing on (hung, or lost the flow): the
-     * datagrams go to it, as without the program. */
-    now = bpf_ktime_get_ns();
-    if (now > s->deadline_ns)
-        return TC_ACT_UNSPEC;
-
-    way = route(skb, n);
-    if (way == WAY_NONE)
-        return TC_ACT_UNSPEC;
-    /* A redirect does not fragment: what the device's MTU does not let out is user
-     * space's, whose send does. */
-    if (way == WAY_OUT) {
-        __u32 mtu_len = 0;
-
-        if (bpf_check_mtu(skb, n->ifindex, &mtu_len, 0, 0) != BPF_MTU_CHK_RET_SUCCESS)
-            return TC_ACT_UNSPEC;
-    }
     rewrite(skb, &k, n);
-    if (way == WAY_LO) {
-        __u8 zero[ETH_ALEN] = {}; /* lo's address: its input would take it for another host's */
+    return deliver(skb, way, n->ifindex, s, dir, len, now);
+}
 
-        bpf_skb_store_bytes(skb, 0, zero, sizeof(zero), 0);
-        rc = bpf_redirect(LOOPBACK_IFINDEX, BPF_F_INGRESS);
-    } else if (way == WAY_OUT) {
-        rc = bpf_redirect_neigh(n->ifindex, NULL, 0, 0);
-    } else {
-        rc = TC_ACT_OK;
-    }
-    __sync_fetch_and_add(&s->dgrams[dir], 1);
-    __sync_fetch_and_add(&s->bytes[dir], len);
-    s->last_ns = now;
-    return rc;
+/* IPv6: the addresses' change goes into the UDP checksum as one difference (there is no
+ * IP checksum); 0 is never produced (BPF_F_MARK_MANGLED_0: 0xffff), hop_limit is left as
+ * it is. 0, or -1 when the kernel refuses the checksum update: nothing was changed then. */
+static __always_inline int rewrite6(struct __sk_buff *skb, const struct un_key6 *k,
+                                    const struct un_nat6 *n)
+{
+    __u16 ports[2] = {n->sport, n->dport};
+    __s64 diff;
+
+    /* un_key6 and un_nat6 start with saddr, daddr: 32 bytes each side. */
+    diff = bpf_csum_diff((__be32 *)k->saddr, 32, (__be32 *)n->saddr, 32, 0);
+    if (diff < 0)
+        return -1;
+    if (bpf_l4_csum_replace(skb, UDP6_CSUM, 0, (__u32)diff,
+                            BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | BPF_F_IPV6) != 0)
+        return -1;
+    bpf_l4_csum_replace(skb, UDP6_CSUM, k->sport, n->sport, BPF_F_MARK_MANGLED_0 | sizeof(__u16));
+    bpf_l4_csum_replace(skb, UDP6_CSUM, k->dport, n->dport, BPF_F_MARK_MANGLED_0 | sizeof(__u16));
+    bpf_skb_store_bytes(skb, IP6_ADDRS, n->saddr, 32, 0);
+    bpf_skb_store_bytes(skb, UDP6_OFF, ports, sizeof(ports), 0);
+    return 0;
+}
+
+struct hdrs6 {
+    struct ipv6hdr ip;
+    struct udphdr udp;
+    __u8 first;
+} __attribute__((packed));
+
+static __always_inline int ingress6(struct __sk_buff *skb)
+{
+    void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+    struct hdrs6 h;
+    struct un_key6 k;
+    struct un_entry6 *e;
+    struct un_nat6 *n;
+    struct un_slot *s;
+    __u32 len;
+    __u64 now;
+    enum way way;
+    int side, dir;
+
+    if (skb->len < FIRST_BYTE6 + 1)
+        return TC_ACT_UNSPEC;
+    if (data + FIRST_BYTE6 + 1 <= end)
+        __builtin_memcpy(&h, data + IP_OFF, sizeof(h));
+    else if (bpf_skb_load_bytes(skb, IP_OFF, &h, sizeof(h)) != 0)
+        return TC_ACT_UNSPEC;
+    /* UDP right after the fixed header only: extension headers (fragments, jumbograms'
+     * hop-by-hop option among them) and GSO super-packets are user space's, and so is a
+     * checksum of 0, which IPv6 does not allow. */
+    if (h.ip.nexthdr != IPPROTO_UDP || h.ip.version != 6 || skb->gso_segs > 1 || h.udp.check == 0)
+        return TC_ACT_UNSPEC;
+    __builtin_memcpy(k.saddr, &h.ip.saddr, 16);
+    __builtin_memcpy(k.daddr, &h.ip.daddr, 16);
+    k.sport = h.udp.source;
+    k.dport = h.udp.dest;
+    len = bpf_ntohs(h.udp.len);
+    if (len < sizeof(struct udphdr))
+        return TC_ACT_UNSPEC;
+    len -= sizeof(struct udphdr);
+
+    e = bpf_map_lookup_elem(&un_flows6, &k);
+    if (!e)
+        return TC_ACT_UNSPEC;
+    side = pick(e->dir, e->quic, h.first, &dir);
+    if (side < 0 || side > 2)
+        return TC_ACT_UNSPEC;
+    n = &e->nat[side];
+    s = admit(skb, n->slot, n->ifindex, n->flags, &now, &way);
+    if (!s || rewrite6(skb, &k, n) != 0)
+        return TC_ACT_UNSPEC;
+    return deliver(skb, way, n->ifindex, s, dir, len, now);
+}
+
+SEC("tc")
+int un_ingress(struct __sk_buff *skb)
+{
+    /* The program sees all of the device's traffic: anything but IPv4 and IPv6 leaves at
+     * once, IPv4 tested first. */
+    if (skb->protocol == bpf_htons(ETH_P_IP))
+        return ingress4(skb);
+    if (skb->protocol == bpf_htons(ETH_P_IPV6))
+        return ingress6(skb);
+    return TC_ACT_UNSPEC;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

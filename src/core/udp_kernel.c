@@ -78,7 +78,7 @@ void udp_kernel_init(const struct cfg *cfg, uint32_t flows)
                   err);
         return;
     }
-    log_info("udp kernel path ready on %s%s%s: verified IPv4 flows of relay = kernel routes "
+    log_info("udp kernel path ready on %s%s%s: verified flows of relay = kernel routes "
              "move in the kernel",
              udpnat_attached(nat), udpnat_skipped(nat)[0] ? "; not on " : "", udpnat_skipped(nat));
 }
@@ -89,7 +89,8 @@ void udp_kernel_fini(void)
     nat = NULL;
 }
 
-/* An IPv4 address and port of sa (IPv4, or IPv4 mapped in IPv6), network order. */
+/* An IPv4 address and port of ss (IPv4, IPv4 mapped in IPv6, or for a dual-stack
+ * wildcard listener [::]), network order. */
 static bool v4_of(const struct sockaddr_storage *ss, uint32_t *ip, uint16_t *port)
 {
     if (ss->ss_family == AF_INET) {
@@ -144,20 +145,85 @@ static bool listen_v4(const struct udp_flow *f, uint32_t client, uint16_t cport,
     return ok;
 }
 
+/* An IPv6 address and port of ss that is not IPv4 mapped, network order; the
+ * unspecified address only with `any` (a wildcard listener). Link-local addresses are
+ * left to user space: their routes depend on the device, which the entries do not hold. */
+static bool v6_of(const struct sockaddr_storage *ss, bool any, uint8_t ip[16], uint16_t *port)
+{
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+
+    if (ss->ss_family != AF_INET6 || IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) ||
+        IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr) || (!any && IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr)))
+        return false;
+    memcpy(ip, &s6->sin6_addr, 16);
+    *port = s6->sin6_port;
+    return true;
+}
+
+static bool sock_v6(int fd, bool peer, bool any, uint8_t ip[16], uint16_t *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if ((peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
+              : getsockname(fd, (struct sockaddr *)&ss, &len)) != 0)
+        return false;
+    return v6_of(&ss, any, ip, port);
+}
+
+/* listen_v4 for an IPv6 client. */
+static bool listen_v6(const struct udp_flow *f, uint8_t ip[16], uint16_t *port)
+{
+    static const uint8_t any[16];
+    struct sockaddr_in6 to = {.sin6_family = AF_INET6, .sin6_port = f->k_cport};
+    uint16_t ignored;
+    bool ok;
+    int fd;
+
+    if (!sock_v6(f->lfd, false, true, ip, port))
+        return false;
+    if (memcmp(ip, any, sizeof(any)) != 0)
+        return true;
+    memcpy(&to.sin6_addr, f->k6_client, 16);
+    if ((fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+        return false;
+    ok = connect(fd, (const struct sockaddr *)&to, sizeof(to)) == 0 &&
+         sock_v6(fd, false, false, ip, &ignored);
+    close(fd);
+    return ok;
+}
+
 static struct udpnat_key fwd_key(const struct udp_flow *f)
 {
     return (struct udpnat_key){f->k_client, f->k_listen, f->k_cport, f->k_lport};
 }
 
-/* The forward entry with every side of f in the kernel. */
-static void fwd_entry(const struct udp_flow *f, struct udpnat_entry *e)
+static struct udpnat_key6 fwd_key6(const struct udp_flow *f)
 {
-    memset(e, 0, sizeof(*e));
-    e->dir = UDPNAT_FWD;
-    e->quic = f->kind == UDP_QUIC;
-    for (int side = 0; side < UDP_UPS; side++)
-        if (f->up[side].kslot != 0)
-            e->nat[side] = f->up[side].knat;
+    struct udpnat_key6 k = {.sport = f->k_cport, .dport = f->k_lport};
+
+    memcpy(k.saddr, f->k6_client, 16);
+    memcpy(k.daddr, f->k6_listen, 16);
+    return k;
+}
+
+/* The key of the server's datagrams to side up's upstream socket: its rewrite's
+ * addresses and ports swapped. */
+static struct udpnat_key rev_key(const struct udp_up *up)
+{
+    const struct udpnat_nat *u = &up->knat.v4;
+
+    return (struct udpnat_key){u->daddr, u->saddr, u->dport, u->sport};
+}
+
+static struct udpnat_key6 rev_key6(const struct udp_up *up)
+{
+    const struct udpnat_nat6 *u = &up->knat.v6;
+    struct udpnat_key6 k = {.sport = u->dport, .dport = u->sport};
+
+    memcpy(k.saddr, u->daddr, 16);
+    memcpy(k.daddr, u->saddr, 16);
+    return k;
 }
 
 static void count(bool kernel)
@@ -165,15 +231,103 @@ static void count(bool kernel)
     MX_INC(mxu.kernel_total[kernel ? 0 : 1]);
 }
 
+/* The entries of side `side` (slot + 1: slot1) of an IPv4 flow: its reverse one, then the
+ * flow's forward one with every side in the kernel. NULL, or why not. */
+static const char *put4(struct udp_flow *f, int side, uint32_t slot1)
+{
+    struct udp_up *up = &f->up[side];
+    struct udpnat_entry rev, fwd;
+    struct udpnat_key fk, rk;
+    uint32_t server, local;
+    uint16_t sport, lport;
+
+    if (!sock_v4(up->fd, true, &server, &sport) || !sock_v4(up->fd, false, &local, &lport))
+        return "an IPv4 client, an IPv6 server";
+    memset(&rev, 0, sizeof(rev));
+    rev.dir = UDPNAT_REV;
+    rev.quic = f->kind == UDP_QUIC;
+    rev.nat[0] = (struct udpnat_nat){.saddr = f->k_listen,
+                                     .daddr = f->k_client,
+                                     .sport = f->k_lport,
+                                     .dport = f->k_cport,
+                                     .slot = slot1};
+    up->knat.v4 = (struct udpnat_nat){
+        .saddr = local, .daddr = server, .sport = lport, .dport = sport, .slot = slot1};
+    if (!udpnat_route(nat, &rev.nat[0]) || !udpnat_route(nat, &up->knat.v4))
+        return "no route to the client or the server";
+    /* The reverse entry first: the server may answer the first datagram the kernel
+     * forwards before this function returns. */
+    rk = rev_key(up);
+    if (udpnat_put(nat, &rk, &rev) != 0)
+        return "the map refused the entry";
+    up->kslot = slot1;
+    memset(&fwd, 0, sizeof(fwd));
+    fwd.dir = UDPNAT_FWD;
+    fwd.quic = f->kind == UDP_QUIC;
+    for (int i = 0; i < UDP_UPS; i++)
+        if (f->up[i].kslot != 0)
+            fwd.nat[i] = f->up[i].knat.v4;
+    fk = fwd_key(f);
+    if (udpnat_put(nat, &fk, &fwd) != 0) {
+        int e = errno;
+        udpnat_del(nat, &rk);
+        up->kslot = 0;
+        errno = e;
+        return "the map refused the entry";
+    }
+    return NULL;
+}
+
+/* put4 for an IPv6 flow. */
+static const char *put6(struct udp_flow *f, int side, uint32_t slot1)
+{
+    struct udp_up *up = &f->up[side];
+    struct udpnat_entry6 rev, fwd;
+    struct udpnat_nat6 *r = &rev.nat[0], *u = &up->knat.v6;
+    struct udpnat_key6 fk, rk;
+
+    memset(&rev, 0, sizeof(rev));
+    memset(u, 0, sizeof(*u));
+    if (!sock_v6(up->fd, true, false, u->daddr, &u->dport) ||
+        !sock_v6(up->fd, false, false, u->saddr, &u->sport))
+        return "an IPv6 client, an IPv4 or link-local server";
+    u->slot = slot1;
+    rev.dir = UDPNAT_REV;
+    rev.quic = f->kind == UDP_QUIC;
+    memcpy(r->saddr, f->k6_listen, 16);
+    memcpy(r->daddr, f->k6_client, 16);
+    r->sport = f->k_lport;
+    r->dport = f->k_cport;
+    r->slot = slot1;
+    if (!udpnat_route6(nat, r) || !udpnat_route6(nat, u))
+        return "no route to the client or the server";
+    rk = rev_key6(up);
+    if (udpnat_put6(nat, &rk, &rev) != 0)
+        return "the map refused the entry";
+    up->kslot = slot1;
+    memset(&fwd, 0, sizeof(fwd));
+    fwd.dir = UDPNAT_FWD;
+    fwd.quic = f->kind == UDP_QUIC;
+    for (int i = 0; i < UDP_UPS; i++)
+        if (f->up[i].kslot != 0)
+            fwd.nat[i] = f->up[i].knat.v6;
+    fk = fwd_key6(f);
+    if (udpnat_put6(nat, &fk, &fwd) != 0) {
+        int e = errno;
+        udpnat_del6(nat, &rk);
+        up->kslot = 0;
+        errno = e;
+        return "the map refused the entry";
+    }
+    return NULL;
+}
+
 void udp_kernel_enter(struct udp_flow *f, int side, uint32_t index, bool transparent)
 {
     struct udp_up *up = &f->up[side];
     const struct cfg_route *r = up->route;
-    struct udpnat_entry rev, fwd;
-    struct udpnat_key fk;
     struct udpnat_slot *s;
-    uint32_t server, local, slot;
-    uint16_t sport, lport;
+    uint32_t slot;
     const char *why;
 
     if (r == NULL || r->relay != RELAY_KERNEL || up->kslot != 0)
@@ -189,50 +343,31 @@ void udp_kernel_enter(struct udp_flow *f, int side, uint32_t index, bool transpa
     why = "udp_transparent";
     if (transparent)
         goto fallback;
-    why = "not IPv4";
-    if (!udp_kernel_has(f) && (!v4_of(&f->addr, &f->k_client, &f->k_cport) ||
-                               !listen_v4(f, f->k_client, f->k_cport, &f->k_listen, &f->k_lport)))
-        goto fallback;
-    if (!sock_v4(up->fd, true, &server, &sport) || !sock_v4(up->fd, false, &local, &lport))
-        goto fallback;
+    /* The flow's addresses, once: a second side reuses them. */
+    why = "no address the kernel path takes (link-local?)";
+    if (!udp_kernel_has(f)) {
+        if (v4_of(&f->addr, &f->k_client, &f->k_cport))
+            f->k_v6 = false;
+        else if (v6_of(&f->addr, false, f->k6_client, &f->k_cport))
+            f->k_v6 = true;
+        else
+            goto fallback;
+        if (f->k_v6 ? !listen_v6(f, f->k6_listen, &f->k_lport)
+                    : !listen_v4(f, f->k_client, f->k_cport, &f->k_listen, &f->k_lport))
+            goto fallback;
+    }
     why = "no slot";
     slot = index * 2 + (side == UDP_UP_TURN);
     if ((s = udpnat_slot(nat, slot)) == NULL)
         goto fallback;
     memset(s, 0, sizeof(*s));
     __atomic_store_n(&s->deadline_ns, udpnat_now_ns() + UDPK_DEADLINE_NS, __ATOMIC_RELEASE);
-    /* The reverse entry first: the server may answer the first datagram the kernel
-     * forwards before this function returns. */
-    up->krev = (struct udpnat_key){server, local, sport, lport};
-    memset(&rev, 0, sizeof(rev));
-    rev.dir = UDPNAT_REV;
-    rev.quic = f->kind == UDP_QUIC;
-    rev.nat[0] = (struct udpnat_nat){.saddr = f->k_listen,
-                                     .daddr = f->k_client,
-                                     .sport = f->k_lport,
-                                     .dport = f->k_cport,
-                                     .slot = slot + 1};
-    up->knat = (struct udpnat_nat){
-        .saddr = local, .daddr = server, .sport = lport, .dport = sport, .slot = slot + 1};
-    why = "no route to the client or the server";
-    if (!udpnat_route(nat, &rev.nat[0]) || !udpnat_route(nat, &up->knat))
+    if ((why = f->k_v6 ? put6(f, side, slot + 1) : put4(f, side, slot + 1)) != NULL)
         goto fallback;
-    why = "the map refused the entry";
-    if (udpnat_put(nat, &up->krev, &rev) != 0)
-        goto fallback;
-    up->kslot = slot + 1;
-    fwd_entry(f, &fwd);
-    fk = fwd_key(f);
-    if (udpnat_put(nat, &fk, &fwd) != 0) {
-        int e = errno;
-        udpnat_del(nat, &up->krev);
-        up->kslot = 0;
-        errno = e;
-        goto fallback;
-    }
     atomic_fetch_add(&mxu.kernel_sides, 1);
     count(true);
-    log_debug("udp flow=%llu: side %d in the kernel", (unsigned long long)f->id, side);
+    log_debug("udp flow=%llu: side %d in the kernel (IPv%d)", (unsigned long long)f->id, side,
+              f->k_v6 ? 6 : 4);
     return;
 fallback:
     count(false);
@@ -270,16 +405,31 @@ void udp_kernel_sweep(struct udp_flow *f, uint64_t now_ms)
 
 void udp_kernel_leave(struct udp_flow *f)
 {
-    struct udpnat_key fk;
-
     if (nat == NULL || !udp_kernel_has(f))
         return;
     /* Entries out first: from then on nothing more is counted in the slots. */
-    fk = fwd_key(f);
-    udpnat_del(nat, &fk);
-    for (int side = 0; side < UDP_UPS; side++)
-        if (f->up[side].kslot != 0)
-            udpnat_del(nat, &f->up[side].krev);
+    if (f->k_v6) {
+        struct udpnat_key6 fk = fwd_key6(f);
+
+        udpnat_del6(nat, &fk);
+    } else {
+        struct udpnat_key fk = fwd_key(f);
+
+        udpnat_del(nat, &fk);
+    }
+    for (int side = 0; side < UDP_UPS; side++) {
+        if (f->up[side].kslot == 0)
+            continue;
+        if (f->k_v6) {
+            struct udpnat_key6 rk = rev_key6(&f->up[side]);
+
+            udpnat_del6(nat, &rk);
+        } else {
+            struct udpnat_key rk = rev_key(&f->up[side]);
+
+            udpnat_del(nat, &rk);
+        }
+    }
     for (int side = 0; side < UDP_UPS; side++) {
         struct udp_up *up = &f->up[side];
         struct udpnat_slot *s;

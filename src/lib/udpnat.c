@@ -43,7 +43,7 @@ extern const size_t mux443_udp_nat_bpf_len;
 
 struct udpnat {
     struct bpf_object *obj;
-    int flows_fd;
+    int flows_fd, flows6_fd;
     struct udpnat_slot *slots;
     size_t slots_len;
     uint32_t nslots;
@@ -185,28 +185,31 @@ struct udpnat *udpnat_open(const char *devices, uint32_t slots, uint32_t entries
     struct udpnat *n = calloc(1, sizeof(*n));
     const char *step = "out of memory";
     struct bpf_program *prog;
-    struct bpf_map *flows, *slotmap;
+    struct bpf_map *flows, *flows6, *slotmap;
     int prog_fd, slots_fd;
 
     libbpf_set_print(quiet);
     if (!n || slots == 0 || entries == 0)
         goto fail;
-    n->flows_fd = -1;
+    n->flows_fd = n->flows6_fd = -1;
     step = "cannot open the BPF object";
     n->obj = bpf_object__open_mem(mux443_udp_nat_bpf, mux443_udp_nat_bpf_len, NULL);
     if (!n->obj)
         goto fail;
     flows = bpf_object__find_map_by_name(n->obj, "un_flows");
+    flows6 = bpf_object__find_map_by_name(n->obj, "un_flows6");
     slotmap = bpf_object__find_map_by_name(n->obj, "un_slots");
     prog = bpf_object__find_program_by_name(n->obj, "un_ingress");
     step = "BPF object without its program or maps";
-    if (!flows || !slotmap || !prog || bpf_map__set_max_entries(flows, entries) != 0 ||
+    if (!flows || !flows6 || !slotmap || !prog || bpf_map__set_max_entries(flows, entries) != 0 ||
+        bpf_map__set_max_entries(flows6, entries) != 0 ||
         bpf_map__set_max_entries(slotmap, slots) != 0)
         goto fail;
     step = "cannot load the BPF program (needs CAP_BPF and CAP_NET_ADMIN, or root)";
     if (bpf_object__load(n->obj) != 0)
         goto fail;
     n->flows_fd = bpf_map__fd(flows);
+    n->flows6_fd = bpf_map__fd(flows6);
     slots_fd = bpf_map__fd(slotmap);
     prog_fd = bpf_program__fd(prog);
     step = "cannot map the slots";
@@ -276,13 +279,16 @@ static bool loopback(uint32_t ip)
     return (ntohl(ip) >> 24) == 127;
 }
 
-bool udpnat_route(const struct udpnat *n, struct udpnat_nat *nat)
+/* The kernel's route to dst (4 or 16 bytes of family's): its type and output device
+ * (0: none named). False when the kernel has no answer (NLMSG_ERROR: no route). */
+static bool get_route(int family, const void *dst, size_t dst_len, unsigned char *type,
+                      uint32_t *oif)
 {
     struct {
         struct nlmsghdr h;
         struct rtmsg r;
         struct rtattr a;
-        uint32_t dst;
+        uint8_t dst[16];
     } req;
     union {
         struct nlmsghdr h;
@@ -291,44 +297,82 @@ bool udpnat_route(const struct udpnat *n, struct udpnat_nat *nat)
     struct rtmsg *rt;
     struct rtattr *a;
     int fd, len, attr_len;
-    bool found = false;
 
     memset(&req, 0, sizeof(req));
-    req.h.nlmsg_len = sizeof(req);
+    req.h.nlmsg_len = (uint32_t)NLMSG_LENGTH(sizeof(req.r) + RTA_LENGTH(dst_len));
     req.h.nlmsg_type = RTM_GETROUTE;
     req.h.nlmsg_flags = NLM_F_REQUEST;
-    req.r.rtm_family = AF_INET;
-    req.r.rtm_dst_len = 32;
+    req.r.rtm_family = (unsigned char)family;
+    req.r.rtm_dst_len = (unsigned char)(dst_len * 8);
     req.a.rta_type = RTA_DST;
-    req.a.rta_len = RTA_LENGTH(sizeof(req.dst));
-    req.dst = nat->daddr;
+    req.a.rta_len = (unsigned short)RTA_LENGTH(dst_len);
+    memcpy(req.dst, dst, dst_len);
     if ((fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)) < 0)
         return false;
-    len = send(fd, &req, sizeof(req), 0) == (ssize_t)sizeof(req)
+    len = send(fd, &req, req.h.nlmsg_len, 0) == (ssize_t)req.h.nlmsg_len
               ? (int)recv(fd, &ans, sizeof(ans), 0)
               : -1;
     close(fd);
     if (len < (int)NLMSG_LENGTH(sizeof(*rt)) || !NLMSG_OK(&ans.h, (unsigned)len) ||
         ans.h.nlmsg_type != RTM_NEWROUTE)
-        return false; /* NLMSG_ERROR: no route */
+        return false;
     rt = NLMSG_DATA(&ans.h);
+    *type = rt->rtm_type;
+    *oif = 0;
+    attr_len = (int)RTM_PAYLOAD(&ans.h);
+    for (a = RTM_RTA(rt); RTA_OK(a, attr_len); a = RTA_NEXT(a, attr_len))
+        if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) >= sizeof(uint32_t))
+            memcpy(oif, RTA_DATA(a), sizeof(uint32_t));
+    return true;
+}
+
+bool udpnat_route(const struct udpnat *n, struct udpnat_nat *nat)
+{
+    unsigned char type;
+    uint32_t oif;
+
+    if (!get_route(AF_INET, &nat->daddr, sizeof(nat->daddr), &type, &oif))
+        return false;
     nat->ifindex = 0;
     nat->flags = 0;
-    attr_len = (int)RTM_PAYLOAD(&ans.h);
-    for (a = RTM_RTA(rt); RTA_OK(a, attr_len); a = RTA_NEXT(a, attr_len)) {
-        if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) >= sizeof(uint32_t)) {
-            memcpy(&nat->ifindex, RTA_DATA(a), sizeof(uint32_t));
-            found = true;
-        }
-    }
-    if (rt->rtm_type == RTN_LOCAL) {
-        nat->ifindex = 0;
+    if (type == RTN_LOCAL) {
         if (n->accept_local &&
             (n->route_localnet || (!loopback(nat->saddr) && !loopback(nat->daddr))))
             nat->flags |= UDPNAT_LO_OK;
         return true;
     }
-    return rt->rtm_type == RTN_UNICAST && found;
+    nat->ifindex = oif;
+    return type == RTN_UNICAST && oif != 0;
+}
+
+int udpnat_put6(struct udpnat *n, const struct udpnat_key6 *k, const struct udpnat_entry6 *e)
+{
+    return bpf_map_update_elem(n->flows6_fd, k, e, BPF_ANY);
+}
+
+void udpnat_del6(struct udpnat *n, const struct udpnat_key6 *k)
+{
+    bpf_map_delete_elem(n->flows6_fd, k);
+}
+
+bool udpnat_route6(const struct udpnat *n, struct udpnat_nat6 *nat)
+{
+    unsigned char type;
+    uint32_t oif;
+
+    (void)n;
+    if (!get_route(AF_INET6, nat->daddr, sizeof(nat->daddr), &type, &oif))
+        return false;
+    nat->ifindex = 0;
+    nat->flags = 0;
+    /* IPv6 has no accept_local nor route_localnet: lo's input takes ::1 and our own
+     * addresses as a source whatever the device the datagram first came in on. */
+    if (type == RTN_LOCAL) {
+        nat->flags |= UDPNAT_LO_OK;
+        return true;
+    }
+    nat->ifindex = oif;
+    return type == RTN_UNICAST && oif != 0;
 }
 
 #else /* built without libbpf */
@@ -377,6 +421,24 @@ void udpnat_del(struct udpnat *n, const struct udpnat_key *k)
 }
 
 bool udpnat_route(const struct udpnat *n, struct udpnat_nat *nat)
+{
+    (void)n, (void)nat;
+    return false;
+}
+
+int udpnat_put6(struct udpnat *n, const struct udpnat_key6 *k, const struct udpnat_entry6 *e)
+{
+    (void)n, (void)k, (void)e;
+    errno = EOPNOTSUPP;
+    return -1;
+}
+
+void udpnat_del6(struct udpnat *n, const struct udpnat_key6 *k)
+{
+    (void)n, (void)k;
+}
+
+bool udpnat_route6(const struct udpnat *n, struct udpnat_nat6 *nat)
 {
     (void)n, (void)nat;
     return false;

@@ -22,6 +22,10 @@
 #     leave by the veth, the answers come into lo's input;
 #  3. the remote client without lo's settings: the answers still cross the kernel, the client's
 #     datagrams go through user space, and nothing is lost;
+#  3b. IPv6 (servers on [::1], a [::] listener, lo's IPv4 settings off): a client on ::1,
+#     then one in the other namespace over the veth (fd31::/64): both sides of each cross
+#     the kernel both ways byte-exact while user space's counters do not move (the
+#     remote client's datagrams enter through lo's input, which IPv6 allows as it is);
 #  4. fallback: started without CAP_BPF/CAP_NET_ADMIN, one line says why, the flows are
 #     relayed in user space, counted as fallback;
 #  5. user = nobody: no capability left, the flows still enter the kernel; with
@@ -100,7 +104,7 @@ wait_ready quic
 scenario() {
     local name=$1 host=$2 expect=$3 rc=0
     shift 3
-    timeout 50 "$@" "$PY" "$PEERS/udp_kernel.py" client "$host" "$PM" "$N" "$host:$PA" "$expect" \
+    timeout 50 "$@" "$PY" "$PEERS/udp_kernel.py" client "$host" "$PM" "$N" "${ADMIN_HOST:-$host}:$PA" "$expect" \
         >"$T/$name.log" 2>&1 || rc=$?
     cat "$T/$name.log" >&2
     assert_eq 0 "$rc" "$name: client exit status"
@@ -190,6 +194,40 @@ metrics "$PA" "$T/m3.prom"
 assert_eq "$((2 * N + 18))" "$(mval "$T/m3.prom" mux443_udp_kernel_datagrams_total)" \
     "the kernel carried the answers only"
 stop_mux muxh
+
+log "3b. IPv6: a client on ::1, then one across the veth, lo's IPv4 settings off"
+ip -6 addr add fd31::1/64 dev mk0 nodad
+nsenter -t "$CHILD" -n ip -6 addr add fd31::2/64 dev mk1 nodad
+PMS6=$(free_port)
+PTS6=$(free_port)
+start_bg media6 "$PY" "$PEERS/udp_kernel.py" backend ::1 "$PMS6"
+start_bg turn6 "$PY" "$PEERS/udp_kernel.py" backend ::1 "$PTS6"
+wait_ready media6
+wait_ready turn6
+sed -e "s/^listen = 0.0.0.0:$PM\$/listen = [::]:$PM/" \
+    -e "s/^server = 127.0.0.1:$PMS\$/server = [::1]:$PMS6/" \
+    -e "s/^server = 127.0.0.1:$PTS\$/server = [::1]:$PTS6/" "$T/mux.ini" >"$T/mux6.ini"
+assert_grep "^server = \[::1\]:$PTS6\$" "$T/mux6.ini"
+start_mux mux6 "$T/mux6.ini"
+ADMIN_HOST=127.0.0.1 scenario loop6 ::1 kernel
+assert_eq "$((N + 19)) $((N + 20))" "$(close_counts mux6 ice-udp media)" "IPv6 media close line counts"
+assert_eq "$((N + 1)) $((N + 1))" "$(close_counts mux6 stun turn)" "IPv6 turn close line counts"
+metrics "$PA" "$T/m6.prom"
+assert_eq 0 "$(mval "$T/m6.prom" 'mux443_udp_kernel_total{result="fallback"}')" "no IPv6 fallback"
+assert_eq 3 "$(mval "$T/m6.prom" 'mux443_udp_kernel_total{result="kernel"}')" "three IPv6 sides entered"
+assert_eq "$((4 * N + 35))" "$(mval "$T/m6.prom" mux443_udp_kernel_datagrams_total)" \
+    "IPv6 datagrams the kernel carried"
+stop_mux mux6
+# across the veth: the client's datagrams to the ::1 servers enter through lo's input
+# (IPv6 takes ::1 there whatever lo's IPv4 settings), the answers leave by mk0
+start_mux mux6r "$T/mux6.ini"
+ADMIN_HOST=10.231.0.1 scenario remote6 fd31::1 kernel nsenter -t "$CHILD" -n
+assert_eq "$((N + 19)) $((N + 20))" "$(close_counts mux6r ice-udp media)" "IPv6 media close line counts (veth)"
+metrics "$PA" "$T/m6r.prom"
+assert_eq 0 "$(mval "$T/m6r.prom" 'mux443_udp_kernel_total{result="fallback"}')" "no IPv6 fallback (veth)"
+assert_eq "$((4 * N + 35))" "$(mval "$T/m6r.prom" mux443_udp_kernel_datagrams_total)" \
+    "IPv6 datagrams the kernel carried (veth)"
+stop_mux mux6r
 
 log "4. without CAP_BPF / CAP_NET_ADMIN: one line, user space"
 start_bg muxnocap capsh --drop=cap_bpf,cap_net_admin,cap_sys_admin,cap_perfmon -- -c \

@@ -20,7 +20,8 @@ big HOST PORT ADMIN: with the path's MTU below 1,200 bytes (set by the test), a 
     since a redirect does not fragment), and small ones still through the kernel.
 quic HOST PORT ADMIN INITIAL: a QUIC flow (opened by the client Initial in file INITIAL):
     short headers, and greased ones whose first byte is in STUN's range, cross the kernel
-    both ways."""
+    both ways.
+HOST and ADDR may be IPv6 addresses (the sockets are then IPv6 ones)."""
 
 import os
 import re
@@ -38,10 +39,17 @@ from peerlib import exit_on_sigterm, say, stun_attr, stun_message  # noqa: E402
 BACKEND_TID = b"BACKENDREQ01"
 
 
+def udp_socket(host, port=0):
+    """A UDP socket of host's family, bound to its wildcard address (or to host, port)."""
+    v6 = ":" in host
+    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((host if port else ("::" if v6 else "0.0.0.0"), int(port)))
+    return s
+
+
 def backend(addr, port):
     exit_on_sigterm()
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((addr, int(port)))
+    s = udp_socket(addr, port)
     say("ready")
     while True:
         d, a = s.recvfrom(65535)
@@ -136,8 +144,7 @@ def client(host, port, n, admin, expect):
             fail("user space relayed %s: %r -> %r" % (what, before, user_counts(admin)))
         say("ok %s: user space relayed %s" % (what, "none" if expect == "kernel" else "some"))
 
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", 0))
+    s = udp_socket(host)
 
     # 1. the media side opens and is verified in user space, then enters the kernel
     b = binding("kmed:cli1")
@@ -202,8 +209,7 @@ def client(host, port, n, admin, expect):
 def hang(host, port, admin, pid):
     mux = (host, int(port))
     pid = int(pid)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", 0))
+    s = udp_socket(host)
     kernel = metrics(admin).get("mux443_udp_kernel_flows")
     s.sendto(binding("kmed:hang"), mux)
     recv(s, "binding")
@@ -233,8 +239,7 @@ def hang(host, port, admin, pid):
 
 def big(host, port, admin):
     mux = (host, int(port))
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", 0))
+    s = udp_socket(host)
     kernel = metrics(admin).get("mux443_udp_kernel_flows")
     s.sendto(binding("kmed:big1"), mux)
     recv(s, "binding")
@@ -249,8 +254,7 @@ def big(host, port, admin):
 
 def quic(host, port, admin, initial):
     mux = (host, int(port))
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", 0))
+    s = udp_socket(host)
     kernel = metrics(admin).get("mux443_udp_kernel_flows")
     with open(initial, "rb") as f:
         first = f.read()

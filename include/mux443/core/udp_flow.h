@@ -65,11 +65,14 @@ struct udp_up {
     uint64_t dgrams_in, bytes_in, dgrams_out, bytes_out;
     uint32_t unverified; /* datagrams relayed up before the server's first answer */
     bool verified;       /* the server has answered */
-    /* The kernel path (core/udp_kernel.c): its slot + 1 (0: user space only), the
-     * rewrite of the client's datagrams, the key of the server's. */
+    /* The kernel path (core/udp_kernel.c): its slot + 1 (0: user space only) and the
+     * rewrite of the client's datagrams (v6: the flow's k_v6), whose swap is the key of
+     * the server's. */
     uint32_t kslot;
-    struct udpnat_nat knat;
-    struct udpnat_key krev;
+    union {
+        struct udpnat_nat v4;
+        struct udpnat_nat6 v6;
+    } knat;
 };
 
 struct udp_flow {
@@ -93,9 +96,12 @@ struct udp_flow {
     uint8_t tid_next;
     char ufrag[UFRAG_MAX + 1]; /* the server ufrag that routed the media side, or "" */
     void *fan;                 /* the owner's fan-out in progress for the media side, or NULL */
-    /* The client's datagrams as the kernel path sees them (IPv4, network order). */
+    /* The client's datagrams as the kernel path sees them (network order): IPv4 in
+     * k_client and k_listen, or with k_v6 IPv6 in k6_client and k6_listen. */
     uint32_t k_client, k_listen;
     uint16_t k_cport, k_lport;
+    bool k_v6;
+    uint8_t k6_client[16], k6_listen[16];
 };
 
 struct udp_prefix {

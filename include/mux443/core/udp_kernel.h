@@ -22,8 +22,9 @@ void udp_kernel_init(const struct cfg *cfg, uint32_t flows);
 void udp_kernel_fini(void);
 
 /* Side `side` of f (whose slot in all workers' tables is `index`) has just been verified:
- * hands it to the kernel when its route asks for it and the flow can be (IPv4, not
- * transparent). Counted as kernel or fallback; nothing changes on failure. */
+ * hands it to the kernel when its route asks for it and the flow can be (IPv4 or IPv6,
+ * not link-local, client and server of one family, not transparent). Counted as kernel or fallback;
+ * nothing changes on failure. */
 void udp_kernel_enter(struct udp_flow *f, int side, uint32_t index, bool transparent);
 
 /* Whether a side of f is in the kernel. */

@@ -43,6 +43,28 @@ struct udpnat_entry {
     struct udpnat_nat nat[3];
 };
 
+/* The same for IPv6 flows, in a map of their own (the program's un_key6, un_nat6,
+ * un_entry6): IPv4's keys and rewrites stay 4-byte ones. Addresses as 16 bytes. */
+struct udpnat_key6 {
+    uint8_t saddr[16], daddr[16];
+    uint16_t sport, dport;
+};
+
+struct udpnat_nat6 {
+    uint8_t saddr[16], daddr[16];
+    uint16_t sport, dport;
+    uint32_t slot;
+    uint32_t ifindex;
+    uint32_t flags;
+};
+
+struct udpnat_entry6 {
+    uint8_t dir;
+    uint8_t quic;
+    uint16_t pad;
+    struct udpnat_nat6 nat[3];
+};
+
 /* The program's struct un_slot. */
 struct udpnat_slot {
     uint64_t dgrams[2], bytes[2]; /* [0] client -> server, [1] server -> client; payload */
@@ -83,6 +105,12 @@ bool udpnat_route(const struct udpnat *n, struct udpnat_nat *nat);
 
 /* Removes the entry for k (absent is fine). */
 void udpnat_del(struct udpnat *n, const struct udpnat_key *k);
+
+/* IPv6: as udpnat_put, udpnat_route and udpnat_del. A local daddr always gets
+ * UDPNAT_LO_OK: IPv6's input takes our own addresses, ::1 included, as a source on lo. */
+int udpnat_put6(struct udpnat *n, const struct udpnat_key6 *k, const struct udpnat_entry6 *e);
+bool udpnat_route6(const struct udpnat *n, struct udpnat_nat6 *nat);
+void udpnat_del6(struct udpnat *n, const struct udpnat_key6 *k);
 
 /* The program's clock (bpf_ktime_get_ns: CLOCK_MONOTONIC). */
 uint64_t udpnat_now_ns(void);
