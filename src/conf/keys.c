@@ -227,7 +227,7 @@ const struct key_def cfg_keys[] = {
     {SEC_RULE, "relay", K_ENUM, R(r.relay), 0, 0, "user|kernel", "user",
      "kernel: once both legs are plain TCP (not TLS-terminated), the kernel moves the bytes "
      "(sockmap; lowest latency for small packets, e.g. ICE-TCP or TURN/TCP media; not for "
-     "bulk), bounded by kernel_relay_backlog; on a UDP listener, a flow's IPv4 datagrams once "
+     "bulk), bounded by kernel_relay_backlog; on a UDP listener, a flow's datagrams once "
      "its server has answered (a tc program, kernel_relay_devices); falls back to user when "
      "unavailable. README \"Kernel relay\", \"UDP on 443\"."},
 
