@@ -205,6 +205,16 @@ struct udpnat *udpnat_open(const char *devices, uint32_t slots, uint32_t entries
         bpf_map__set_max_entries(flows6, entries) != 0 ||
         bpf_map__set_max_entries(slotmap, slots) != 0)
         goto fail;
+    /* The program declares these layouts again (it cannot include this header): a
+     * mismatch would make every entry garbage, silently. */
+    step = "the BPF program's map layouts differ from lib/udpnat.h";
+    errno = EPROTO;
+    if (bpf_map__key_size(flows) != sizeof(struct udpnat_key) ||
+        bpf_map__value_size(flows) != sizeof(struct udpnat_entry) ||
+        bpf_map__key_size(flows6) != sizeof(struct udpnat_key6) ||
+        bpf_map__value_size(flows6) != sizeof(struct udpnat_entry6) ||
+        bpf_map__value_size(slotmap) != sizeof(struct udpnat_slot))
+        goto fail;
     step = "cannot load the BPF program (needs CAP_BPF and CAP_NET_ADMIN, or root)";
     if (bpf_object__load(n->obj) != 0)
         goto fail;
