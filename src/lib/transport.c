@@ -11,6 +11,13 @@ static ssize_t plain_read(struct transport *t, void *buf, size_t len)
     do
         n = recv(t->fd, buf, len, 0);
     while (n < 0 && errno == EINTR);
+    /* TCP answers less than asked only once its receive queue is empty (tcp_recvmsg stops
+     * there; bytes arriving later raise a new edge), which saves the read that would say
+     * EAGAIN. Not once the FIN is in: that edge was spent, and the next read must see the
+     * end. (Urgent data also stops a read short; no protocol relayed here sends it.) */
+    if (n < 0 ? errno == EAGAIN || errno == EWOULDBLOCK
+              : t->tcp && !t->rdhup && n > 0 && (size_t)n < len)
+        t->ready &= ~(unsigned)TP_WANT_READ;
     return n;
 }
 
@@ -20,6 +27,9 @@ static ssize_t plain_write(struct transport *t, const void *buf, size_t len)
     do
         n = send(t->fd, buf, len, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
+    /* EINPROGRESS: a connect (TCP Fast Open) not complete yet; its completion is an edge. */
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS))
+        t->ready &= ~(unsigned)TP_WANT_WRITE;
     return n;
 }
 

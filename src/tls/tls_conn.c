@@ -56,18 +56,32 @@ static void io_done(struct tls_state *s)
     }
 }
 
-/* Maps an SSL result to the transport contract (errno EAGAIN + wants, or an error). */
-static int tls_result(struct tls_state *s, int r, bool reading)
+/* The socket's readiness after OpenSSL asked for more (e = SSL_ERROR_WANT_*): it answered
+ * EAGAIN, unless the read was served by the replayed bytes (`replayed`: the memory BIO was
+ * still in place), whose end says nothing about the socket. */
+static void tls_unready(struct transport *t, int e, bool replayed)
 {
+    if (e == SSL_ERROR_WANT_WRITE)
+        t->ready &= ~(unsigned)TP_WANT_WRITE;
+    else if (e == SSL_ERROR_WANT_READ && !replayed)
+        t->ready &= ~(unsigned)TP_WANT_READ;
+}
+
+/* Maps an SSL result to the transport contract (errno EAGAIN + wants, or an error). */
+static int tls_result(struct transport *t, int r, bool reading, bool replayed)
+{
+    struct tls_state *s = t->state;
     int e = SSL_get_error(s->ssl, r);
     s->wants = 0;
     switch (e) {
     case SSL_ERROR_WANT_READ:
         s->wants = TP_WANT_READ;
+        tls_unready(t, e, replayed);
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_WANT_WRITE:
         s->wants = TP_WANT_WRITE;
+        tls_unready(t, e, replayed);
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_ZERO_RETURN:
@@ -101,10 +115,11 @@ static ssize_t tls_read(struct transport *t, void *buf, size_t len)
 {
     struct tls_state *s = t->state;
     size_t got = 0;
+    bool replayed = s->replay != NULL;
     ERR_clear_error();
     errno = 0;
     int r = SSL_read_ex(s->ssl, buf, len, &got);
-    int rc = r == 1 ? (s->wants = 0, (int)got) : tls_result(s, 0, true);
+    int rc = r == 1 ? (s->wants = 0, (int)got) : tls_result(t, 0, true, replayed);
     io_done(s);
     return rc;
 }
@@ -113,10 +128,11 @@ static ssize_t tls_write(struct transport *t, const void *buf, size_t len)
 {
     struct tls_state *s = t->state;
     size_t put = 0;
+    bool replayed = s->replay != NULL;
     ERR_clear_error();
     errno = 0;
     int r = SSL_write_ex(s->ssl, buf, len, &put);
-    int rc = r == 1 ? (s->wants = 0, (int)put) : tls_result(s, 0, false);
+    int rc = r == 1 ? (s->wants = 0, (int)put) : tls_result(t, 0, false, replayed);
     io_done(s);
     return rc;
 }
@@ -132,9 +148,10 @@ static int tls_shutdown_wr(struct transport *t)
     if (!s->close_sent) {
         ERR_clear_error();
         errno = 0;
+        bool replayed = s->replay != NULL;
         int r = SSL_shutdown(s->ssl);
         if (r < 0) {
-            int rc = tls_result(s, r, false);
+            int rc = tls_result(t, r, false, replayed);
             if (errno == EAGAIN)
                 return rc;
             /* Any other failure: the peer is gone or broke the protocol; the FIN below
@@ -220,6 +237,7 @@ int tls_conn_handshake(struct transport *t, const char **why, enum tls_fail *kin
     struct tls_state *s = t->state;
     static _Thread_local char reason[160];
 
+    bool replayed = s->replay != NULL;
     ERR_clear_error();
     errno = 0;
     int r = SSL_do_handshake(s->ssl);
@@ -232,6 +250,7 @@ int tls_conn_handshake(struct transport *t, const char **why, enum tls_fail *kin
     unsigned long err = ERR_peek_error();
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
         s->wants = e == SSL_ERROR_WANT_READ ? TP_WANT_READ : TP_WANT_WRITE;
+        tls_unready(t, e, replayed);
         io_done(s);
         return 0;
     }

@@ -18,7 +18,8 @@ struct transport_ops {
      * splice(2) them, and closing the socket is a complete end of the stream. */
     bool raw;
     /* > 0: bytes moved; 0 (read only): end of stream; -1: errno set (EAGAIN = try later,
-     * when wants() or the socket says so). */
+     * when wants() or the socket says so). Each clears its bit of `ready` when the socket
+     * answered EAGAIN (not when TLS only waits for bytes it keeps in memory). */
     ssize_t (*read)(struct transport *t, void *buf, size_t len);
     ssize_t (*write)(struct transport *t, const void *buf, size_t len);
     /* Ends our sending direction: FIN, or close_notify then FIN. 0 when done; -1 with
@@ -39,6 +40,13 @@ struct transport {
     int fd;
     const struct transport_ops *ops;
     void *state; /* the transport's own (TLS: its SSL object) */
+    /* Edge-triggered readiness (core/conn.c registers the socket once, with EPOLLET): the
+     * TP_WANT_* events the socket may be ready for. Set by its events; cleared by the ops
+     * only when the socket itself said so (EAGAIN), since no new event comes for what is
+     * already there. */
+    unsigned ready;
+    bool rdhup; /* an event reported the peer's FIN: every byte it sent is queued already */
+    bool tcp;   /* a TCP socket: a read shorter than asked emptied its receive queue */
 };
 
 /* Plain TCP: recv/send/shutdown on t->fd. */
@@ -50,6 +58,9 @@ static inline void transport_init(struct transport *t, int fd)
     t->fd = fd;
     t->ops = &transport_plain;
     t->state = NULL;
+    t->ready = TP_WANT_READ | TP_WANT_WRITE; /* not known yet: try */
+    t->rdhup = false;
+    t->tcp = false;
 }
 
 #endif
