@@ -3,11 +3,13 @@
  * connecting with failover, and the one teardown. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/epoll.h>
 
 #include "mux443/core/backend.h"
 #include "mux443/core/conn.h"
@@ -27,10 +29,8 @@
 _Static_assert((int)TP_WANT_READ == (int)EV_READ && (int)TP_WANT_WRITE == (int)EV_WRITE,
                "transports speak libev's event bits");
 
-static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
-static void conn_update_io(struct conn *c);
-static void conn_run(struct conn *c, struct leg *l, int revents);
+static bool conn_run(struct conn *c, struct leg *l, int revents);
 
 static void leg_init(struct leg *l, struct conn *c, struct leg *peer, int fd)
 {
@@ -38,8 +38,143 @@ static void leg_init(struct leg *l, struct conn *c, struct leg *peer, int fd)
     l->pipe[0] = l->pipe[1] = -1;
     l->conn = c;
     l->peer = peer;
-    ev_io_init(&l->io, conn_io_cb, fd, 0);
-    l->io.data = l;
+}
+
+/* ---- the pool: one edge-triggered set for its sockets, one run queue ---------------- */
+
+/* Events taken from the set per epoll_wait, and how many times one pass over the run
+ * queue serves each connection at most before the loop looks at its other watchers (a
+ * leg that stays ready, bulk at full speed, must not hold the worker). */
+#define EVENTS_AT_ONCE 128
+#define RUN_ROUNDS     8
+
+static struct conn *conn_of(struct conn_link *k)
+{
+    return (struct conn *)(void *)((char *)k - offsetof(struct conn, queued));
+}
+
+static void link_out(struct conn_link *k)
+{
+    k->prev->next = k->next;
+    k->next->prev = k->prev;
+    k->prev = k->next = NULL;
+}
+
+/* Runs a queued connection: for conn_wake, then for each leg ready for what it waits for.
+ * Edge-triggered, nothing else would say so: a leg read only in part, or one that became
+ * wanted after its event (a peer that drained). */
+static void conn_serve(struct conn *c)
+{
+    struct leg *legs[2] = {&c->client, &c->backend_leg};
+
+    if (c->woken) {
+        c->woken = false;
+        if (!conn_run(c, &c->backend_leg, EV_CUSTOM))
+            return;
+    }
+    for (int i = 0; i < 2; i++) {
+        int ev = legs[i]->want & (int)legs[i]->tp.ready;
+        if (ev && !conn_run(c, legs[i], ev))
+            return;
+    }
+}
+
+static void pool_run(struct conn_pool *p)
+{
+    struct conn_link round;
+
+    if (p->running)
+        return;
+    p->running = true;
+    for (int r = 0; r < RUN_ROUNDS && p->runq.next != &p->runq; r++) {
+        /* This round serves what is queued now; what it queues waits for the next. */
+        round.next = p->runq.next;
+        round.prev = p->runq.prev;
+        round.next->prev = round.prev->next = &round;
+        p->runq.next = p->runq.prev = &p->runq;
+        while (round.next != &round) {
+            struct conn *c = conn_of(round.next);
+            link_out(&c->queued);
+            conn_serve(c); /* may close c, or others of the round: they leave it */
+        }
+    }
+    p->running = false;
+    if (p->runq.next != &p->runq)
+        ev_idle_start(p->loop, &p->run_more);
+    else
+        ev_idle_stop(p->loop, &p->run_more);
+}
+
+static void run_prep_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    pool_run(w->data);
+}
+
+static void run_more_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    /* Only keeps the loop from waiting: the prepare watcher runs the queue. */
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
+/* The set's events: what each leg is ready for now. Nothing runs while they are read (a
+ * connection closed by one event would leave the next ones pointing at freed legs): the
+ * legs ready for what they wait for are queued, then the queue runs. A closed socket
+ * leaves the set with its descriptor, so no event names a connection closed before. */
+static void ready_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct epoll_event evs[EVENTS_AT_ONCE];
+    int n;
+    (void)loop;
+    (void)revents;
+
+    do {
+        n = epoll_wait(w->fd, evs, EVENTS_AT_ONCE, 0);
+        for (int i = 0; i < n; i++) {
+            struct leg *l = evs[i].data.ptr;
+            uint32_t e = evs[i].events;
+            if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                l->tp.ready |= TP_WANT_READ;
+            if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+                l->tp.ready |= TP_WANT_WRITE;
+            if (e & EPOLLRDHUP)
+                l->tp.rdhup = true;
+            if (l->want & (int)l->tp.ready)
+                conn_queue(l->conn);
+        }
+    } while (n == EVENTS_AT_ONCE);
+    pool_run(w->data); /* now rather than before the next wait: no later */
+}
+
+bool conn_pool_init(struct conn_pool *p)
+{
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ev_io_init(&p->ready, ready_cb, fd, EV_READ);
+    p->ready.data = p;
+    ev_io_start(p->loop, &p->ready);
+    ev_prepare_init(&p->run_prep, run_prep_cb);
+    p->run_prep.data = p;
+    ev_prepare_start(p->loop, &p->run_prep);
+    ev_unref(p->loop); /* it alone does not keep the loop running */
+    ev_idle_init(&p->run_more, run_more_cb);
+    p->run_more.data = p;
+    p->runq.prev = p->runq.next = &p->runq;
+    p->running = false;
+    return true;
+}
+
+void conn_pool_fini(struct conn_pool *p)
+{
+    ev_ref(p->loop);
+    ev_prepare_stop(p->loop, &p->run_prep);
+    ev_idle_stop(p->loop, &p->run_more);
+    ev_io_stop(p->loop, &p->ready);
+    close(p->ready.fd);
 }
 
 /* Logs a refusal at most once per second per limit: a flood must not flood the log
@@ -143,6 +278,7 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
     memcpy(c->peer_text, text, sizeof(text));
     leg_init(&c->client, c, &c->backend_leg, fd);
     leg_init(&c->backend_leg, c, &c->client, -1);
+    c->client.tp.tcp = peer->sa_family == AF_INET || peer->sa_family == AF_INET6;
     ev_init(&c->timer, conn_timer_cb);
     c->timer.data = c;
     c->next = pool->conns;
@@ -153,9 +289,8 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
 
     c->phase = lst->proxy_in ? CONN_PROXY : CONN_DETECT;
     conn_deadline(c, lst->peek_timeout);
-    /* The first flight is usually there already: read it now. Detection that completes
-     * here never registers the client socket for it (a wait would cost an epoll_ctl and
-     * an epoll_wait); one that must wait registers it as always. */
+    /* The first flight is usually there already: read it now. The socket is registered
+     * after (conn_update_io): the registration itself reports what is left to read. */
     conn_run(c, &c->client, EV_READ);
     return;
 refused:
@@ -539,27 +674,46 @@ static int leg_interest(const struct conn *c, const struct leg *l)
     return 0;
 }
 
-/* Points each leg's watcher at the events its phase waits for. */
-static void conn_update_io(struct conn *c)
+/* After a step: what each leg waits for now, and whether it is ready for it already
+ * (then the connection is queued to run again). A socket is registered once, with
+ * everything and EPOLLET, when its phase first waits; interest changes cost no system
+ * call. False (errno set) when the set refused a socket. */
+static bool conn_update_io(struct conn *c)
 {
     struct leg *legs[2] = {&c->client, &c->backend_leg};
+    bool run = false;
 
     for (int i = 0; i < 2; i++) {
         struct leg *l = legs[i];
-        int ev = l->tp.fd >= 0 ? leg_interest(c, l) : 0;
-        /* Changed only when it must: libev turns each start/stop into an epoll_ctl. */
-        if ((l->io.events & (EV_READ | EV_WRITE)) == ev && (ev == 0 || ev_is_active(&l->io)))
+        if (l->tp.fd < 0) {
+            l->want = 0;
             continue;
-        ev_io_stop(c->pool->loop, &l->io);
-        ev_io_modify(&l->io, ev); /* same descriptor: not ev_io_set, see leg_set_fd */
-        if (ev)
-            ev_io_start(c->pool->loop, &l->io);
+        }
+        l->want = leg_interest(c, l);
+        /* The kernel relay's sockets leave the set (each segment it moves would be an
+         * event for nothing), except while they wait for something not known ready. */
+        bool watch = !krelay_unwatched(l) || (l->want & ~(int)l->tp.ready);
+        if (watch != l->watched) {
+            struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                    .data.ptr = l};
+            if (epoll_ctl(c->pool->ready.fd, watch ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, l->tp.fd, &e) <
+                0)
+                return false;
+            l->watched = watch;
+            /* Registering reports, as an event, what the socket is ready for now; out of
+             * the set nothing is known: try (what fails brings it back). */
+            l->tp.ready = watch ? 0 : TP_WANT_READ | TP_WANT_WRITE;
+        }
+        run |= (l->want & (int)l->tp.ready) != 0;
     }
+    if (run)
+        conn_queue(c);
+    return true;
 }
 
-/* Runs phases until one has to wait or the connection ends. `l` is the leg whose socket
- * the event is for (NULL: the timer, or no event). */
-static void conn_run(struct conn *c, struct leg *l, int revents)
+/* Runs phases until one has to wait or the connection ends (false: c is freed). `l` is
+ * the leg whose socket is ready for `revents` (NULL: the timer, or no event). */
+static bool conn_run(struct conn *c, struct leg *l, int revents)
 {
     struct probe_out out;
     enum step st;
@@ -589,12 +743,14 @@ static void conn_run(struct conn *c, struct leg *l, int revents)
         if (st == STEP_DONE)
             st = conn_next(c, &out);
         if (st == STEP_AGAIN) {
-            conn_update_io(c);
-            return;
+            if (conn_update_io(c))
+                return true;
+            int err = errno;
+            st = conn_fail(c, "cannot watch its sockets: %s", strerror(err));
         }
         if (st != STEP_DONE) {
             conn_close(c, st == STEP_FAIL, "%s", c->reason ? c->reason : "unknown reason");
-            return;
+            return false;
         }
         /* Entering the next phase: it starts with no event. */
         l = NULL;
@@ -602,17 +758,13 @@ static void conn_run(struct conn *c, struct leg *l, int revents)
     }
 }
 
-static void conn_io_cb(struct ev_loop *loop, ev_io *io, int revents)
-{
-    struct leg *l = io->data;
-    (void)loop;
-    conn_run(l->conn, l, revents);
-}
-
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
+    struct conn *c = t->data;
+    struct conn_pool *p = c->pool;
     (void)loop;
-    conn_run(t->data, NULL, revents);
+    conn_run(c, NULL, revents);
+    pool_run(p);
 }
 
 /* The close line: the same fields in text and JSON (log_format). */
@@ -663,11 +815,12 @@ void conn_close(struct conn *c, bool failure, const char *fmt, ...)
     }
 
     ev_timer_stop(pool->loop, &c->timer);
+    if (c->queued.prev)
+        link_out(&c->queued);
     struct leg *legs[2] = {&c->client, &c->backend_leg};
     for (int i = 0; i < 2; i++) {
         struct leg *l = legs[i];
-        ev_io_stop(pool->loop, &l->io);
-        if (l->tp.fd >= 0) {
+        if (l->tp.fd >= 0) { /* closing it takes it out of the pool's set */
             l->tp.ops->release(&l->tp);
             close(l->tp.fd);
         }

@@ -20,6 +20,10 @@ static enum rd read_some(struct conn *c, size_t max)
 {
     struct buf *b = &c->client.pend;
     size_t before = b->cap;
+    /* A plain read that emptied the socket said so (transport.h): its next bytes come with
+     * an event. TLS may hold decrypted bytes: it is asked. */
+    if (c->client.tp.ops->raw && !(c->client.tp.ready & TP_WANT_READ))
+        return RD_WAIT;
     if (!buf_reserve(b, b->len ? b->len : DETECT_FIRST_BLOCK, max))
         return errno = ENOMEM, RD_ERROR;
     if (b->cap > c->budget_held) {

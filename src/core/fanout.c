@@ -184,11 +184,11 @@ static enum step fanout_win(struct fanout *f, struct fo_leg *w)
     struct buf *bp = &c->backend_leg.pend;
 
     ev_io_stop(c->pool->loop, &w->io);
+    c->server = &b->servers.v[w->idx];
     conn_backend_socket(c, w->fd);
     w->fd = -1;
     leg_uncount(w);
     f->alive--;
-    c->server = &b->servers.v[w->idx];
     if (!buf_reserve(bp, w->len, RELAY_BUF))
         return conn_fail(c, "out of memory");
     buf_put(bp, w->in, w->len);

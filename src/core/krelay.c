@@ -37,6 +37,7 @@ struct krelay {
     uint64_t backlog[2]; /* bytes for the peer of leg i not acknowledged, last tick */
     bool waiting;        /* not in the map yet: user space relays until it can be */
     bool quiet_ok;       /* its sockets are in the pool's end-of-stream set */
+    bool ended[2];       /* that set reported the leg's end (or error): it must be read */
     bool doomed;         /* closed by the watchdog, on the next wake */
 };
 
@@ -98,16 +99,20 @@ static bool tcp_counts(int fd, uint64_t *acked, uint64_t *written, uint8_t *stat
 
 static void watch_cb(struct ev_loop *loop, ev_timer *t, int revents);
 
-/* The end-of-stream set: a leg whose socket ended (or failed) gets the read event its
- * quiet watcher would have had. */
+/* The end-of-stream set: a leg whose socket ended (or failed) is read again, to see it. */
 static void ends_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct epoll_event evs[64];
+    (void)loop;
     (void)revents;
     int n = epoll_wait(w->fd, evs, 64, 0);
     for (int i = 0; i < n; i++) {
         struct leg *l = evs[i].data.ptr;
-        ev_feed_event(loop, &l->io, EV_READ);
+        struct conn *c = l->conn;
+        if (c->krelay)
+            c->krelay->ended[l == &c->backend_leg] = true;
+        l->tp.ready |= TP_WANT_READ;
+        conn_wake(c);
     }
 }
 
@@ -304,12 +309,18 @@ static uint64_t expected(const struct krelay *kr, const struct leg *l, int i)
 bool krelay_quiet(const struct leg *l)
 {
     const struct krelay *kr = l->conn->krelay;
-    if (!active(kr) || !kr->quiet_ok)
-        return false;
     int i = l == &l->conn->backend_leg;
+    if (!active(kr) || !kr->quiet_ok || kr->ended[i])
+        return false;
     uint64_t read = l->bytes - kr->read0[i], passed = sockmap_load(&kr->slot[i]->passed);
     /* Bytes passed to user space (not armed yet, or a redirect failed) must be read. */
     return passed == read && sockmap_load(&kr->slot[i]->armed_at) == read;
+}
+
+bool krelay_unwatched(const struct leg *l)
+{
+    const struct krelay *kr = l->conn->krelay;
+    return active(kr) && kr->quiet_ok;
 }
 
 bool krelay_doomed(const struct conn *c)

@@ -15,11 +15,7 @@
 int relay_interest(const struct leg *l)
 {
     int ev = 0;
-    /* A leg at EOF keeps its read interest until it is reported readable once more: a
-     * socket at EOF stays readable, so the watcher must stop then, but stopping it at once
-     * costs an epoll_ctl (libev removes the descriptor when the kernel reports it again)
-     * that closing both legs first, the usual end of a short connection, makes needless. */
-    if ((!l->rd_eof || !l->eof_parked) && !leg_pending(l) && !krelay_quiet(l))
+    if (!l->rd_eof && !leg_pending(l) && !krelay_quiet(l))
         ev |= EV_READ;
     if (leg_pending(l->peer))
         ev |= EV_WRITE;
@@ -70,8 +66,12 @@ static enum step flush_pipe(struct leg *from)
         ssize_t n = splice(from->pipe[0], NULL, to->tp.fd, NULL, from->piped,
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
+            if (errno == EINTR)
                 return STEP_AGAIN;
+            if (errno == EAGAIN) { /* the pipe holds bytes: the socket is full */
+                to->tp.ready &= ~(unsigned)TP_WANT_WRITE;
+                return STEP_AGAIN;
+            }
             return conn_fail(c, "%s write error: %s", leg_name(to), strerror(errno));
         }
         from->piped -= (uint32_t)n;
@@ -142,13 +142,17 @@ static enum step forward(struct leg *from)
     uint8_t *buf = c->pool->scratch;
 
     maybe_pipe(from);
-    ssize_t n = from->pipe[0] >= 0 ? splice(from->tp.fd, NULL, from->pipe[1], NULL, SPLICE_CHUNK,
-                                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
-                                   : from->tp.ops->read(&from->tp, buf, RELAY_BUF);
+    bool piping = from->pipe[0] >= 0;
+    ssize_t n = piping ? splice(from->tp.fd, NULL, from->pipe[1], NULL, SPLICE_CHUNK,
+                                SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+                       : from->tp.ops->read(&from->tp, buf, RELAY_BUF);
 
     if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (piping) /* read only into an empty pipe: the socket had nothing */
+                from->tp.ready &= ~(unsigned)TP_WANT_READ;
             return STEP_AGAIN;
+        }
         /* A reset is how many clients end (Chromium after a TURN Refresh with lifetime
          * 0): an ordinary end, not a failure. */
         if (errno == ECONNRESET)
@@ -166,7 +170,7 @@ static enum step forward(struct leg *from)
     }
     from->bytes += (uint64_t)n;
     c->last_io = ev_now(c->pool->loop);
-    if (from->pipe[0] >= 0) {
+    if (piping) {
         from->piped = (uint32_t)n;
         return flush_pipe(from);
     }
@@ -238,8 +242,6 @@ static enum step relay_run(struct conn *c, struct leg *l, int revents)
             if ((st = forward(o)) != STEP_AGAIN)
                 return st;
     }
-    if ((revents & EV_READ) && l->rd_eof)
-        l->eof_parked = true; /* readable again at EOF: stop reading it (relay_interest) */
     if ((revents & EV_READ) || crossed) {
         /* Decrypted bytes already inside the transport raise no socket event: take them
          * now, as far as back-pressure allows. */

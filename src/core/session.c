@@ -72,20 +72,20 @@ void conn_deadline(struct conn *c, double after)
     }
 }
 
-/* Gives the (stopped) backend leg a new socket: ev_io_set tells libev the descriptor is
- * new even when the number was used before (a failed attempt's socket). */
-static void leg_set_fd(struct ev_loop *loop, struct leg *l, int fd)
+/* Gives the backend leg a new socket: closing the old one takes it out of the pool's set
+ * (conn.c registers the new one when its phase first waits, with nothing known ready). */
+void conn_backend_socket(struct conn *c, int fd)
 {
-    ev_io_stop(loop, &l->io);
+    struct leg *l = &c->backend_leg;
     if (l->tp.fd >= 0)
         close(l->tp.fd);
     l->tp.fd = fd;
-    ev_io_set(&l->io, fd, 0);
-}
-
-void conn_backend_socket(struct conn *c, int fd)
-{
-    leg_set_fd(c->pool->loop, &c->backend_leg, fd);
+    l->tp.ready = TP_WANT_READ | TP_WANT_WRITE;
+    l->tp.rdhup = false;
+    l->tp.tcp =
+        c->server && (c->server->ss.ss_family == AF_INET || c->server->ss.ss_family == AF_INET6);
+    l->watched = false;
+    l->want = 0;
 }
 
 const struct sockaddr *conn_local_addr(struct conn *c)
@@ -98,9 +98,21 @@ const struct sockaddr *conn_local_addr(struct conn *c)
     return &c->local_addr.sa;
 }
 
+void conn_queue(struct conn *c)
+{
+    struct conn_link *head = &c->pool->runq, *k = &c->queued;
+    if (k->prev)
+        return;
+    k->prev = head->prev;
+    k->next = head;
+    head->prev->next = k;
+    head->prev = k;
+}
+
 void conn_wake(struct conn *c)
 {
-    ev_feed_event(c->pool->loop, &c->backend_leg.io, EV_CUSTOM);
+    c->woken = true;
+    conn_queue(c);
 }
 
 const char *leg_name(const struct leg *l)

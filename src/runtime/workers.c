@@ -236,6 +236,10 @@ int workers_init(struct snap *s)
             log_error("worker %u: out of memory", i);
             return -1;
         }
+        if (!conn_pool_init(&w->pool)) {
+            log_error("worker %u: epoll_create1: %s", i, strerror(errno));
+            return -1;
+        }
         if (!lsocks_open(&w->ls, s->cfg, NULL))
             return -1;
         lsocks_start(w);
@@ -334,6 +338,8 @@ void workers_free(void)
     for (unsigned i = 0; i < nworkers; i++) {
         struct worker *w = &workers[i];
         udp_relay_free(w->udp, "shutdown");
+        if (w->pool.runq.next) /* conn_pool_init ran */
+            conn_pool_fini(&w->pool);
         ev_loop_destroy(w->pool.loop);
         snap_unref(w->snap);
         snap_unref(w->mbox_snap);

@@ -75,6 +75,7 @@ void h_init(struct harness *h, const char *fmt, ...)
     h->pool.scratch = malloc(RELAY_BUF);
     assert_non_null(h->pool.loop);
     assert_non_null(h->pool.scratch);
+    assert_true(conn_pool_init(&h->pool));
     ev_timer_init(&h->watchdog, watchdog_cb, H_DEADLINE, 0);
     h->watchdog.data = h;
     h->open_before = atomic_load(&mx.open_all);
@@ -95,6 +96,7 @@ void h_fini(struct harness *h)
     for (size_t i = 0; i < h->snap->cfg->nlisteners; i++)
         assert_int_equal(atomic_load(&h->snap->listener_mx[i]->open), h->lst_open_before[i]);
     snap_unref(h->snap);
+    conn_pool_fini(&h->pool);
     ev_loop_destroy(h->pool.loop);
     free(h->pool.scratch);
     close(h->log_fd);

@@ -124,7 +124,7 @@ static size_t held(const struct conn *c)
         assert_int_equal(l->piped, 0);
     /* Read iff room: while bytes wait for the client, the backend is not read. */
     if (leg_pending(l))
-        assert_false(l->io.events & EV_READ);
+        assert_false(l->want & EV_READ);
     return pend + l->piped;
 }
 
@@ -181,7 +181,7 @@ static void test_backpressure(void **state)
                   b->sent, (unsigned long long)c->backend_leg.bytes, held(c), queued);
     assert_true(b->sent < BULK);               /* the backend was stopped ... */
     assert_true(leg_pending(&c->backend_leg)); /* ... by mux443 holding bytes back */
-    assert_false(c->backend_leg.io.events & EV_READ);
+    assert_false(c->backend_leg.want & EV_READ);
     assert_int_equal(c->backend_leg.bytes, (uint64_t)queued + held(c));
     assert_int_equal(b->got, 0);
 

@@ -6,6 +6,12 @@
 
 #include "mux443/core/session.h"
 
+/* The pool's edge-triggered set of connection sockets and its run queue, on pool->loop
+ * (set before). False (errno set) if the set cannot be created. */
+bool conn_pool_init(struct conn_pool *p);
+/* After its last connection closed. */
+void conn_pool_fini(struct conn_pool *p);
+
 /* Takes ownership of an accepted socket: admission (max_connections, the listener's and
  * the per-client limits), then the first phase, run at once (the first flight is read
  * before the socket is registered; the connection may even end before this returns). */

@@ -30,6 +30,9 @@ void krelay_after(struct conn *c);
  * is reported apart. */
 bool krelay_quiet(const struct leg *l);
 
+/* Leg l's socket is in the map with its end of stream watched apart: it may leave the
+ * pool's set of sockets (conn.c). */
+bool krelay_unwatched(const struct leg *l);
 /* The kernel relay ended the connection (its watchdog, or a write error while it drained
  * the sockets before insertion; c->reason says why): the relay phase fails it. */
 bool krelay_doomed(const struct conn *c);

@@ -24,8 +24,9 @@
 struct conn;
 
 struct leg {
-    struct transport tp; /* the socket (fd -1 until there is one) and its transport */
-    ev_io io;            /* io.data is this leg; interest set by conn_update_io() */
+    struct transport tp; /* the socket (fd -1 until there is one), transport, readiness */
+    int want;            /* EV_READ/EV_WRITE its phase waits for (set by conn_update_io) */
+    bool watched;        /* in the pool's edge-triggered set (conn.c) */
     struct conn *conn;
     struct leg *peer;
     struct buf pend; /* read from this leg, not yet written to peer (also the preread) */
@@ -34,7 +35,6 @@ struct leg {
     uint64_t bytes;  /* bytes read from this leg */
     bool rd_eof;     /* this leg sent FIN */
     bool wr_shut;    /* our end of stream went out on this leg (FIN, after close_notify) */
-    bool eof_parked; /* at EOF and reported readable again: its watcher stops reading */
     bool nagle_on;   /* TCP_NODELAY still to set before the next write (connect.h) */
 };
 
@@ -56,6 +56,11 @@ enum step {
     STEP_FAIL,  /* close as a failure (warn): c->reason says why */
 };
 
+/* A place in the pool's run queue (a circular list: leaving it needs no head). */
+struct conn_link {
+    struct conn_link *prev, *next;
+};
+
 /* What the connections of one worker thread share. */
 struct conn_pool {
     struct ev_loop *loop;
@@ -63,6 +68,14 @@ struct conn_pool {
     uint8_t *scratch; /* RELAY_BUF bytes: every relayed read lands here first */
     struct conn *conns;
     size_t nconns;
+    /* The connections' sockets, each registered once, edge-triggered (conn.c): libev
+     * watches the set, the pool reads its events and runs the connections they concern
+     * (and those with a leg still ready for what it waits for) from its run queue. */
+    ev_io ready;
+    ev_prepare run_prep; /* runs the queue before the loop waits */
+    ev_idle run_more;    /* active while the queue is not empty: the loop must not wait */
+    struct conn_link runq;
+    bool running;
     /* relay = kernel (krelay.c): the watchdog, the connections it watches, the
      * unacknowledged bytes they held at its last tick */
     ev_timer krelay_watch;
@@ -118,6 +131,8 @@ struct conn {
     bool tfo_unconfirmed;     /* the first write rode on a TFO SYN: not yet known accepted */
     size_t tfo_sent;          /* preread bytes in that write, consumed once it is confirmed */
     bool refused;             /* refused by a limit after the PROXY header (metrics) */
+    bool woken;               /* conn_wake: run the phase once, whatever the sockets say */
+    struct conn_link queued;  /* in pool->runq (prev NULL: not queued) */
     char *desc;               /* escaped ` sni="..." host="..."` fields for the close line */
     char *reason;             /* why the connection ends (STEP_END / STEP_FAIL) */
     struct conn *prev, *next; /* the pool's list, for draining */
@@ -140,9 +155,13 @@ void conn_deadline(struct conn *c, double after);
 /* Gives the backend leg its socket (a connected one, e.g. a fan-out's winner). */
 void conn_backend_socket(struct conn *c, int fd);
 
-/* Makes the connection's driver run its current phase again soon (from the event loop,
- * not from inside the caller): for events on sockets that are not the connection's own
- * (the fan-out's candidates). */
+/* Queues c in its pool's run queue: conn.c runs it (its legs ready for what they wait
+ * for) before the loop waits again. */
+void conn_queue(struct conn *c);
+
+/* Makes the connection's driver run its current phase again soon (from the pool's run
+ * queue, not from inside the caller), with EV_CUSTOM: for events on sockets that are not
+ * the connection's own (the fan-out's candidates, the kernel relay's). */
 void conn_wake(struct conn *c);
 
 /* The address the client connected to (from the PROXY header, else getsockname). */
