@@ -174,7 +174,17 @@ static enum step forward(struct leg *from)
         from->piped = (uint32_t)n;
         return flush_pipe(from);
     }
-    return leg_pass_on(from, buf, (size_t)n);
+    /* An event reported the FIN before this read, and the read was short: it emptied the
+     * queue up to the FIN, so the stream has ended here, without the read that would
+     * answer 0. Plain TCP only: TLS reads its close_notify itself, and bytes the kernel
+     * relay passes to user space may still be on their way to the queue. */
+    bool ended =
+        (size_t)n < RELAY_BUF && from->tp.rdhup && from->tp.tcp && from->tp.ops->raw && !c->krelay;
+    enum step st = leg_pass_on(from, buf, (size_t)n);
+    if (st != STEP_AGAIN || !ended)
+        return st;
+    from->rd_eof = true;
+    return propagate_eof(from);
 }
 
 static bool finished(const struct conn *c)
