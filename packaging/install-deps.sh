@@ -10,7 +10,8 @@ demo="coturn python3 python3-websockets openssl curl"
 test="clang libclang-rt-dev libcmocka-dev procps iproute2 util-linux chromium libnss3-tools
       prometheus debhelper dpkg-dev lintian systemd python3-yaml shellcheck groff-base janus
       podman buildah debootstrap libcap2-bin pebble lego
-      sip-tester sipsak kamailio mosquitto mosquitto-clients openssh-server openssh-client"
+      sip-tester sipsak kamailio mosquitto mosquitto-clients openssh-server openssh-client
+      strace"
 # Needed as commands, from whichever package provides them: a machine may already have
 # Node.js from elsewhere (with its own npm), and Debian's npm would conflict with it.
 test_cmds="node:nodejs npm:npm"
