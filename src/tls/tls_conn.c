@@ -1,6 +1,7 @@
 /* The TLS transport: SSL_read/SSL_write behind the transport ops, the handshake, and a
  * half-close that never lets the FIN overtake close_notify. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -9,6 +10,7 @@
 
 #include "mux443/lib/log.h"
 #include "mux443/tls/tls_conn.h"
+#include "mux443/tls/tls_ctx.h"
 
 struct tls_state {
     SSL *ssl;
@@ -18,12 +20,96 @@ struct tls_state {
     bool truncated;  /* the client's EOF came without close_notify */
 };
 
+/* ---- the worker's socket BIO -------------------------------------------------------
+ * A BIO costs ~200 bytes (the object and its lock) for as long as a connection lives, 1.3 %
+ * of an idle terminated connection. OpenSSL only touches its BIOs inside the SSL_* calls
+ * this file makes, one connection at a time per thread, and keeps nothing in a socket BIO
+ * between calls but its retry and EOF flags, which the same call reads back. So every
+ * connection of a worker thread shares one BIO, pointed at the connection's socket for the
+ * duration of each call (sock_fd); the flags are set again by each read and write. Kernel
+ * TLS needs OpenSSL's own socket BIO (it hands the keys to that socket): with kTLS
+ * available, each connection has its own. */
+static _Thread_local int sock_fd = -1;
+static _Thread_local bool sock_eof;
+static _Thread_local BIO *sock_bio;
+static BIO_METHOD *sock_method;
+static pthread_key_t sock_key;
+static pthread_once_t sock_once = PTHREAD_ONCE_INIT;
+
+static int sock_read(BIO *b, char *buf, int len)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t n = recv(sock_fd, buf, (size_t)len, 0);
+    sock_eof = n == 0;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_read(b);
+    return (int)n;
+}
+
+static int sock_write(BIO *b, const char *buf, int len)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t n = send(sock_fd, buf, (size_t)len, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static long sock_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_EOF: /* asked right after the read that saw it */
+        return sock_eof;
+    default:
+        return 0;
+    }
+}
+
+static void sock_thread_done(void *bio)
+{
+    BIO_free(bio);
+}
+
+static void sock_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "mux443 socket");
+    if (m && BIO_meth_set_read(m, sock_read) && BIO_meth_set_write(m, sock_write) &&
+        BIO_meth_set_ctrl(m, sock_ctrl) && pthread_key_create(&sock_key, sock_thread_done) == 0)
+        sock_method = m;
+    else
+        BIO_meth_free(m);
+}
+
+/* This thread's shared BIO with one more reference for the caller, or NULL. */
+static BIO *sock_bio_get(void)
+{
+    if (!sock_bio) {
+        pthread_once(&sock_once, sock_init);
+        if (!sock_method || !(sock_bio = BIO_new(sock_method)))
+            return NULL;
+        BIO_set_init(sock_bio, 1);
+        pthread_setspecific(sock_key, sock_bio); /* freed when the thread ends */
+    }
+    return BIO_up_ref(sock_bio) ? sock_bio : NULL;
+}
+
+/* Before each SSL_* call that may read or write: the socket the shared BIO stands for. */
+static inline void sock_point(const struct transport *t)
+{
+    sock_fd = t->fd;
+}
+
 bool tls_conn_start(struct transport *t, SSL_CTX *ctx, const uint8_t *pre, size_t n)
 {
     struct tls_state *s = calloc(1, sizeof(*s));
     BIO *wb = NULL;
     if (!s || !(s->ssl = SSL_new(ctx)) || !(s->replay = BIO_new(BIO_s_mem())) ||
-        !(wb = BIO_new_socket(t->fd, BIO_NOCLOSE))) {
+        !(wb = tls_ktls_available() ? BIO_new_socket(t->fd, BIO_NOCLOSE) : sock_bio_get())) {
         if (s) {
             BIO_free(s->replay);
             SSL_free(s->ssl);
@@ -42,9 +128,7 @@ bool tls_conn_start(struct transport *t, SSL_CTX *ctx, const uint8_t *pre, size_
 }
 
 /* Once OpenSSL has consumed the replayed bytes, read from the socket directly, through
- * the socket BIO it writes to (one BIO for both ways, as SSL_set_fd makes: a second one
- * would cost every idle connection ~200 bytes; a socket BIO is also what kernel TLS
- * needs). */
+ * the BIO it writes to (one BIO for both ways, as SSL_set_fd makes). */
 static void io_done(struct tls_state *s)
 {
     if (s->replay && BIO_ctrl_pending(s->replay) == 0) {
@@ -103,6 +187,7 @@ static ssize_t tls_read(struct transport *t, void *buf, size_t len)
     size_t got = 0;
     ERR_clear_error();
     errno = 0;
+    sock_point(t);
     int r = SSL_read_ex(s->ssl, buf, len, &got);
     int rc = r == 1 ? (s->wants = 0, (int)got) : tls_result(s, 0, true);
     io_done(s);
@@ -115,6 +200,7 @@ static ssize_t tls_write(struct transport *t, const void *buf, size_t len)
     size_t put = 0;
     ERR_clear_error();
     errno = 0;
+    sock_point(t);
     int r = SSL_write_ex(s->ssl, buf, len, &put);
     int rc = r == 1 ? (s->wants = 0, (int)put) : tls_result(s, 0, false);
     io_done(s);
@@ -132,6 +218,7 @@ static int tls_shutdown_wr(struct transport *t)
     if (!s->close_sent) {
         ERR_clear_error();
         errno = 0;
+        sock_point(t);
         int r = SSL_shutdown(s->ssl);
         if (r < 0) {
             int rc = tls_result(s, r, false);
@@ -222,6 +309,7 @@ int tls_conn_handshake(struct transport *t, const char **why, enum tls_fail *kin
 
     ERR_clear_error();
     errno = 0;
+    sock_point(t);
     int r = SSL_do_handshake(s->ssl);
     if (r == 1) {
         s->wants = 0;
