@@ -88,6 +88,12 @@ void conn_backend_socket(struct conn *c, int fd)
     leg_set_fd(c->pool->loop, &c->backend_leg, fd);
 }
 
+const char *conn_peer_text(const struct conn *c, char buf[ADDR_TEXT_MAX])
+{
+    addr_format(&c->peer_addr.sa, buf, ADDR_TEXT_MAX);
+    return buf;
+}
+
 const struct sockaddr *conn_local_addr(struct conn *c)
 {
     /* Asked for only when a PROXY header is built: most connections never need it. */

@@ -82,9 +82,17 @@ struct krelay;
 struct conn {
     uint64_t id;
     enum conn_phase phase;
+    enum mux_class cls;
+    enum class_label label; /* once counted */
+    bool terminated;        /* mux443 terminated the client TLS: cls is what was inside */
+    bool preread_full;      /* detection gave up at preread_max */
+    bool counted;           /* in the connection metrics (label) */
+    bool limit_held;        /* counted by limits_client_acquire */
+    bool keyed;             /* client_key is set (the client's address is known) */
+    bool tfo_unconfirmed;   /* the first write rode on a TFO SYN: not yet known accepted */
+    bool refused;           /* refused by a limit after the PROXY header (metrics) */
     struct conn_pool *pool;
-    struct snap *snap;     /* the snapshot this connection was accepted under (a reference) */
-    const struct cfg *cfg; /* snap->cfg */
+    struct snap *snap; /* the snapshot this connection was accepted under (a reference) */
     const struct cfg_listener *lst;
     const struct cfg_route *route;
     const struct cfg_backend *backend;
@@ -94,30 +102,21 @@ struct conn {
     ev_tstamp started, last_io;
     union addr_ip peer_addr;  /* the client (from the PROXY header if any) */
     union addr_ip local_addr; /* what the client connected to (AF_UNSPEC: not asked yet) */
-    char peer_text[ADDR_TEXT_MAX];
-    enum mux_class cls;
-    bool terminated;           /* mux443 terminated the client TLS: cls is what was inside */
-    bool preread_full;         /* detection gave up at preread_max */
-    bool counted;              /* in the connection metrics (label) */
-    bool limit_held;           /* counted by limits_client_acquire */
-    bool keyed;                /* client_key is set (the client's address is known) */
-    uint8_t client_key[16];    /* the client's prefix (limits_client_key) */
-    enum class_label label;    /* once counted */
-    struct probe_state *probe; /* detection in progress */
-    size_t probed;             /* preread bytes the probes have seen */
-    size_t budget_held;        /* preread buffer bytes counted in preread_budget */
-    size_t proxy_need;         /* preread bytes before the PROXY header can progress */
-    struct probe_out *hello;   /* the ClientHello findings, kept during termination */
+    uint8_t client_key[16];   /* the client's prefix (limits_client_key) */
+    /* Preread bytes (all below preread_max, a uint32_t): */
+    uint32_t probed;      /* the probes have seen */
+    uint32_t budget_held; /* the preread buffer counts in preread_budget */
+    uint32_t proxy_need;  /* needed before the PROXY header can progress */
+    uint32_t tfo_sent;    /* in the write that rode on a TFO SYN, consumed once confirmed */
+    unsigned nattempts;   /* servers to try (1 when the ufrag names the server) */
+    unsigned first, attempt;
+    struct probe_state *probe;          /* detection in progress */
+    struct probe_out *hello;            /* the ClientHello findings, kept during termination */
     const struct cfg_route *term_route; /* the tls = terminate rule that terminated, or NULL */
     char *ufrag;                        /* ICE-TCP server ufrag (routing by ufrag), or NULL */
     struct ufrag_entry *ufrag_held;     /* the ufrag table entry this connection holds */
     struct fanout *fanout;              /* ICE-TCP fan-out in progress */
     struct krelay *krelay;              /* relay = kernel: the kernel moves the bytes */
-    unsigned nattempts;                 /* servers to try (1 when the ufrag names the server) */
-    unsigned first, attempt;
-    bool tfo_unconfirmed;     /* the first write rode on a TFO SYN: not yet known accepted */
-    size_t tfo_sent;          /* preread bytes in that write, consumed once it is confirmed */
-    bool refused;             /* refused by a limit after the PROXY header (metrics) */
     char *desc;               /* escaped ` sni="..." host="..."` fields for the close line */
     char *reason;             /* why the connection ends (STEP_END / STEP_FAIL) */
     struct conn *prev, *next; /* the pool's list, for draining */
@@ -144,6 +143,10 @@ void conn_backend_socket(struct conn *c, int fd);
  * not from inside the caller): for events on sockets that are not the connection's own
  * (the fan-out's candidates). */
 void conn_wake(struct conn *c);
+
+/* The client's address as text, in buf (for log lines: formatted when one is written,
+ * not kept by every connection). */
+const char *conn_peer_text(const struct conn *c, char buf[ADDR_TEXT_MAX]);
 
 /* The address the client connected to (from the PROXY header, else getsockname). */
 const struct sockaddr *conn_local_addr(struct conn *c);
