@@ -2,7 +2,6 @@
  * half-close that never lets the FIN overtake close_notify. */
 #include <errno.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -12,13 +11,17 @@
 #include "mux443/tls/tls_conn.h"
 #include "mux443/tls/tls_ctx.h"
 
-struct tls_state {
-    SSL *ssl;
-    BIO *replay;     /* memory BIO holding the preread ClientHello; NULL once drained */
-    int wants;       /* TP_WANT_* the last WANT_READ/WANT_WRITE asked for */
-    bool close_sent; /* close_notify is out of OpenSSL's buffer */
-    bool truncated;  /* the client's EOF came without close_notify */
+/* t->state is the SSL object; t->flags holds the rest, no allocation of its own:
+ * the TP_WANT_* the last WANT_READ/WANT_WRITE asked for, and: */
+enum {
+    TLS_WANTS = TP_WANT_READ | TP_WANT_WRITE,
+    TLS_CLOSE_SENT = 4, /* close_notify is out of OpenSSL's buffer */
+    TLS_TRUNCATED = 8,  /* the client's EOF came without close_notify */
 };
+static void set_wants(struct transport *t, unsigned w)
+{
+    t->flags = (t->flags & ~(unsigned)TLS_WANTS) | w;
+}
 
 /* ---- the worker's socket BIO -------------------------------------------------------
  * A BIO costs ~200 bytes (the object and its lock) for as long as a connection lives, 1.3 %
@@ -106,52 +109,47 @@ static inline void sock_point(const struct transport *t)
 
 bool tls_conn_start(struct transport *t, SSL_CTX *ctx, const uint8_t *pre, size_t n)
 {
-    struct tls_state *s = calloc(1, sizeof(*s));
-    BIO *wb = NULL;
-    if (!s || !(s->ssl = SSL_new(ctx)) || !(s->replay = BIO_new(BIO_s_mem())) ||
+    SSL *ssl = SSL_new(ctx);
+    BIO *replay = NULL, *wb = NULL;
+    if (!ssl || !(replay = BIO_new(BIO_s_mem())) ||
         !(wb = tls_ktls_available() ? BIO_new_socket(t->fd, BIO_NOCLOSE) : sock_bio_get())) {
-        if (s) {
-            BIO_free(s->replay);
-            SSL_free(s->ssl);
-        }
-        free(s);
+        BIO_free(replay);
+        SSL_free(ssl);
         return false;
     }
     /* The bytes already read go to OpenSSL first; then the socket (see io_done). */
-    BIO_write(s->replay, pre, (int)n);
-    BIO_set_mem_eof_return(s->replay, -1);
-    SSL_set_bio(s->ssl, s->replay, wb);
-    SSL_set_accept_state(s->ssl);
+    BIO_write(replay, pre, (int)n);
+    BIO_set_mem_eof_return(replay, -1);
+    SSL_set_bio(ssl, replay, wb);
+    SSL_set_accept_state(ssl);
     t->ops = &transport_tls;
-    t->state = s;
+    t->state = ssl;
+    t->flags = 0;
     return true;
 }
 
-/* Once OpenSSL has consumed the replayed bytes, read from the socket directly, through
- * the BIO it writes to (one BIO for both ways, as SSL_set_fd makes). */
-static void io_done(struct tls_state *s)
+/* Until OpenSSL has consumed the replayed bytes, it reads them from a memory BIO (its
+ * rbio is not its wbio); then from the socket directly, through the BIO it writes to
+ * (one BIO for both ways, as SSL_set_fd makes). */
+static void io_done(SSL *ssl)
 {
-    if (s->replay && BIO_ctrl_pending(s->replay) == 0) {
-        BIO *wb = SSL_get_wbio(s->ssl);
-        if (BIO_up_ref(wb)) {
-            SSL_set0_rbio(s->ssl, wb); /* frees the memory BIO */
-            s->replay = NULL;
-        }
-    }
+    BIO *rb = SSL_get_rbio(ssl), *wb = SSL_get_wbio(ssl);
+    if (rb != wb && BIO_ctrl_pending(rb) == 0 && BIO_up_ref(wb))
+        SSL_set0_rbio(ssl, wb); /* frees the memory BIO */
 }
 
 /* Maps an SSL result to the transport contract (errno EAGAIN + wants, or an error). */
-static int tls_result(struct tls_state *s, int r, bool reading)
+static int tls_result(struct transport *t, int r, bool reading)
 {
-    int e = SSL_get_error(s->ssl, r);
-    s->wants = 0;
+    int e = SSL_get_error(t->state, r);
+    set_wants(t, 0);
     switch (e) {
     case SSL_ERROR_WANT_READ:
-        s->wants = TP_WANT_READ;
+        set_wants(t, TP_WANT_READ);
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_WANT_WRITE:
-        s->wants = TP_WANT_WRITE;
+        set_wants(t, TP_WANT_WRITE);
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_ZERO_RETURN:
@@ -169,7 +167,7 @@ static int tls_result(struct tls_state *s, int r, bool reading)
         /* EOF without close_notify: still the end of the client's stream (the backend gets
          * its FIN), but remembered so that the relay counts and logs it. */
         if (reading && ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-            s->truncated = true;
+            t->flags |= TLS_TRUNCATED;
             ERR_clear_error();
             return 0;
         }
@@ -183,78 +181,70 @@ static int tls_result(struct tls_state *s, int r, bool reading)
 
 static ssize_t tls_read(struct transport *t, void *buf, size_t len)
 {
-    struct tls_state *s = t->state;
     size_t got = 0;
     ERR_clear_error();
     errno = 0;
     sock_point(t);
-    int r = SSL_read_ex(s->ssl, buf, len, &got);
-    int rc = r == 1 ? (s->wants = 0, (int)got) : tls_result(s, 0, true);
-    io_done(s);
+    int r = SSL_read_ex(t->state, buf, len, &got);
+    int rc = r == 1 ? (set_wants(t, 0), (int)got) : tls_result(t, 0, true);
+    io_done(t->state);
     return rc;
 }
 
 static ssize_t tls_write(struct transport *t, const void *buf, size_t len)
 {
-    struct tls_state *s = t->state;
     size_t put = 0;
     ERR_clear_error();
     errno = 0;
     sock_point(t);
-    int r = SSL_write_ex(s->ssl, buf, len, &put);
-    int rc = r == 1 ? (s->wants = 0, (int)put) : tls_result(s, 0, false);
-    io_done(s);
+    int r = SSL_write_ex(t->state, buf, len, &put);
+    int rc = r == 1 ? (set_wants(t, 0), (int)put) : tls_result(t, 0, false);
+    io_done(t->state);
     return rc;
 }
 
 static int tls_shutdown_wr(struct transport *t)
 {
-    struct tls_state *s = t->state;
     /* close_notify, then FIN. When the socket is full, SSL_shutdown keeps the alert in
      * its buffer and asks to be called again: the FIN must wait, or it would end the
      * stream before the alert and the client would see a truncated stream. A return of
      * 0 ("sent, the peer's not seen yet") is fine: the peer's own close_notify or FIN
      * arrives through the normal read path. */
-    if (!s->close_sent) {
+    if (!(t->flags & TLS_CLOSE_SENT)) {
         ERR_clear_error();
         errno = 0;
         sock_point(t);
-        int r = SSL_shutdown(s->ssl);
+        int r = SSL_shutdown(t->state);
         if (r < 0) {
-            int rc = tls_result(s, r, false);
+            int rc = tls_result(t, r, false);
             if (errno == EAGAIN)
                 return rc;
             /* Any other failure: the peer is gone or broke the protocol; the FIN below
              * still ends the stream. */
         }
-        s->wants = 0;
-        s->close_sent = true;
+        set_wants(t, 0);
+        t->flags |= TLS_CLOSE_SENT;
     }
     return shutdown(t->fd, SHUT_WR);
 }
 
 static void tls_release(struct transport *t)
 {
-    struct tls_state *s = t->state;
-    if (!s)
-        return;
-    SSL_free(s->ssl); /* frees both BIOs */
-    free(s);
+    SSL_free(t->state); /* frees both BIOs (SSL_free(NULL) is a no-op) */
     t->state = NULL;
 }
 
 static int tls_wants(const struct transport *t)
 {
-    const struct tls_state *s = t->state;
-    return s ? s->wants : 0;
+    return t->state ? (int)(t->flags & TLS_WANTS) : 0;
 }
 
 static bool tls_pending(const struct transport *t)
 {
-    const struct tls_state *s = t->state;
+    const SSL *ssl = t->state;
     /* SSL_has_pending also sees records read ahead but not decrypted yet: no socket event
      * will announce those. */
-    return s && (SSL_pending(s->ssl) > 0 || SSL_has_pending(s->ssl));
+    return ssl && (SSL_pending(ssl) > 0 || SSL_has_pending(ssl));
 }
 
 const struct transport_ops transport_tls = {
@@ -269,8 +259,7 @@ const struct transport_ops transport_tls = {
 
 bool tls_conn_truncated(const struct transport *t)
 {
-    const struct tls_state *s = t->ops == &transport_tls ? t->state : NULL;
-    return s && s->truncated;
+    return t->ops == &transport_tls && t->state && (t->flags & TLS_TRUNCATED);
 }
 
 /* The class of a failed handshake's error. */
@@ -304,23 +293,23 @@ static enum tls_fail fail_kind(int e, unsigned long err)
 
 int tls_conn_handshake(struct transport *t, const char **why, enum tls_fail *kind)
 {
-    struct tls_state *s = t->state;
+    SSL *ssl = t->state;
     static _Thread_local char reason[160];
 
     ERR_clear_error();
     errno = 0;
     sock_point(t);
-    int r = SSL_do_handshake(s->ssl);
+    int r = SSL_do_handshake(ssl);
     if (r == 1) {
-        s->wants = 0;
-        io_done(s);
+        set_wants(t, 0);
+        io_done(ssl);
         return 1;
     }
-    int e = SSL_get_error(s->ssl, r), saved = errno;
+    int e = SSL_get_error(ssl, r), saved = errno;
     unsigned long err = ERR_peek_error();
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        s->wants = e == SSL_ERROR_WANT_READ ? TP_WANT_READ : TP_WANT_WRITE;
-        io_done(s);
+        set_wants(t, e == SSL_ERROR_WANT_READ ? TP_WANT_READ : TP_WANT_WRITE);
+        io_done(ssl);
         return 0;
     }
     if (e == SSL_ERROR_SSL && err)
@@ -337,23 +326,21 @@ int tls_conn_handshake(struct transport *t, const char **why, enum tls_fail *kin
 
 const char *tls_conn_version(const struct transport *t)
 {
-    const struct tls_state *s = t->state;
-    return s ? SSL_get_version(s->ssl) : "";
+    return t->state ? SSL_get_version(t->state) : "";
 }
 
 void tls_conn_alpn(const struct transport *t, char *dst, size_t cap)
 {
-    const struct tls_state *s = t->state;
     const unsigned char *p = NULL;
     unsigned int n = 0;
-    if (s)
-        SSL_get0_alpn_selected(s->ssl, &p, &n);
+    if (t->state)
+        SSL_get0_alpn_selected(t->state, &p, &n);
     log_escape(dst, cap, p, n);
 }
 
 void tls_conn_ktls(const struct transport *t, bool *tx, bool *rx)
 {
-    const struct tls_state *s = t->state;
-    *tx = s && BIO_get_ktls_send(SSL_get_wbio(s->ssl));
-    *rx = s && BIO_get_ktls_recv(SSL_get_rbio(s->ssl));
+    SSL *ssl = t->state;
+    *tx = ssl && BIO_get_ktls_send(SSL_get_wbio(ssl));
+    *rx = ssl && BIO_get_ktls_recv(SSL_get_rbio(ssl));
 }

@@ -37,6 +37,7 @@ struct transport_ops {
 
 struct transport {
     int fd;
+    unsigned flags; /* the transport's own (TLS: what it waits for, how it ended) */
     const struct transport_ops *ops;
     void *state; /* the transport's own (TLS: its SSL object) */
 };
@@ -48,6 +49,7 @@ extern const struct transport_ops transport_plain;
 static inline void transport_init(struct transport *t, int fd)
 {
     t->fd = fd;
+    t->flags = 0;
     t->ops = &transport_plain;
     t->state = NULL;
 }
