@@ -118,9 +118,9 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
     /* Without a PROXY header the client's address is known now: refuse before
      * anything is allocated (and logged per connection). */
     uint8_t key[16];
-    bool keyed = false, held = false;
+    bool held = false;
     struct conn *c = NULL;
-    if (!lst->proxy_in && !conn_admit_client(cfg, peer, key, &keyed, &held))
+    if (!lst->proxy_in && !conn_admit_client(cfg, peer, key, &held))
         goto refused;
     if (!(c = calloc(1, sizeof(*c)))) {
         if (held)
@@ -129,8 +129,6 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
         goto refused;
     }
     c->limit_held = held;
-    c->keyed = keyed;
-    memcpy(c->client_key, key, sizeof(key));
     c->id = atomic_fetch_add(&next_conn_id, 1) + 1; /* in order of acceptance, all workers */
     c->pool = pool;
     c->snap = snap_ref(s);
@@ -682,8 +680,9 @@ void conn_close(struct conn *c, bool failure, const char *fmt, ...)
         MX_ADD(rm->bytes_in, c->client.bytes);
         MX_ADD(rm->bytes_out, c->backend_leg.bytes);
     }
-    if (c->limit_held)
-        limits_client_release(LIMITS_CONNS, c->client_key);
+    uint8_t key[16];
+    if (c->limit_held && conn_client_key(c, key))
+        limits_client_release(LIMITS_CONNS, key);
     fanout_free(c);
     detect_release(c);
     ufrag_release(c->ufrag_held);

@@ -106,8 +106,8 @@ enum step detect_proxy(struct conn *c, int revents)
                       conn_peer_text(c, client), via);
         }
         buf_consume(b, pi.hdr_len);
-        if (!conn_admit_client(c->snap->cfg, &c->peer_addr.sa, c->client_key, &c->keyed,
-                               &c->limit_held)) {
+        uint8_t key[16];
+        if (!conn_admit_client(c->snap->cfg, &c->peer_addr.sa, key, &c->limit_held)) {
             char client[ADDR_TEXT_MAX];
             c->refused = true;
             return conn_fail(c, "max_connections_per_client reached for %s",

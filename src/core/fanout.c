@@ -38,7 +38,8 @@ struct fo_leg {
 struct fanout {
     struct conn *c;
     size_t frame_len, n, alive;
-    bool started, per_client; /* per_client: counted in LIMITS_FANOUTS */
+    bool started, per_client; /* per_client: counted in LIMITS_FANOUTS under key */
+    uint8_t key[16];
     struct fo_leg *winner;
     unsigned refused, errors, closed;
     struct fo_leg legs[];
@@ -78,7 +79,7 @@ void fanout_free(struct conn *c)
     if (f->started)
         atomic_fetch_sub(&fanouts_active, 1);
     if (f->per_client)
-        limits_client_release(LIMITS_FANOUTS, c->client_key);
+        limits_client_release(LIMITS_FANOUTS, f->key);
     free(f);
     c->fanout = NULL;
 }
@@ -136,7 +137,9 @@ bool fanout_prepare(struct conn *c, const struct probe_out *p)
                       p->why ? ": " : "", p->why ? p->why : "");
     if (!p->stun_integrity)
         return refuse(c, MXF_NO_INTEGRITY, "no MESSAGE-INTEGRITY");
-    switch (fanout_admit(cfg, c->client_key, c->keyed, &log_it)) {
+    uint8_t key[16];
+    bool keyed = conn_client_key(c, key);
+    switch (fanout_admit(cfg, key, keyed, &log_it)) {
     case MXF_PER_CLIENT:
         if (log_it) {
             char client[ADDR_TEXT_MAX];
@@ -154,13 +157,14 @@ bool fanout_prepare(struct conn *c, const struct probe_out *p)
     size_t n = c->backend->servers.n;
     c->fanout = calloc(1, sizeof(*c->fanout) + n * sizeof(c->fanout->legs[0]));
     if (!c->fanout) {
-        if (c->keyed)
-            limits_client_release(LIMITS_FANOUTS, c->client_key);
+        if (keyed)
+            limits_client_release(LIMITS_FANOUTS, key);
         conn_fail(c, "out of memory");
         return false;
     }
     c->fanout->c = c;
-    c->fanout->per_client = c->keyed;
+    c->fanout->per_client = keyed;
+    memcpy(c->fanout->key, key, sizeof(key));
     c->fanout->frame_len = p->consumed;
     return true;
 }

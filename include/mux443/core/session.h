@@ -88,7 +88,6 @@ struct conn {
     bool preread_full;      /* detection gave up at preread_max */
     bool counted;           /* in the connection metrics (label) */
     bool limit_held;        /* counted by limits_client_acquire */
-    bool keyed;             /* client_key is set (the client's address is known) */
     bool tfo_unconfirmed;   /* the first write rode on a TFO SYN: not yet known accepted */
     bool refused;           /* refused by a limit after the PROXY header (metrics) */
     struct conn_pool *pool;
@@ -102,7 +101,6 @@ struct conn {
     ev_tstamp started, last_io;
     union addr_ip peer_addr;  /* the client (from the PROXY header if any) */
     union addr_ip local_addr; /* what the client connected to (AF_UNSPEC: not asked yet) */
-    uint8_t client_key[16];   /* the client's prefix (limits_client_key) */
     /* Preread bytes (all below preread_max, a uint32_t): */
     uint32_t probed;      /* the probes have seen */
     uint32_t budget_held; /* the preread buffer counts in preread_budget */
@@ -122,11 +120,15 @@ struct conn {
     struct conn *prev, *next; /* the pool's list, for draining */
 };
 
-/* The per-client limit for a client whose address is now known: fills key (false: the
- * address has no prefix) and counts it (*held), or refuses (counted, and logged at most
- * once per client prefix per interval). */
+/* The per-client limit for a client whose address is now known: counts it (*held; key
+ * is then its prefix), or refuses (counted, and logged at most once per client prefix
+ * per interval). */
 bool conn_admit_client(const struct cfg *cfg, const struct sockaddr *peer, uint8_t key[16],
-                       bool *keyed, bool *held);
+                       bool *held);
+
+/* The client's prefix, the per-client limits' key (false: its address has none). Worked
+ * out again when needed rather than kept by every connection. */
+bool conn_client_key(const struct conn *c, uint8_t key[16]);
 
 /* Sets c->reason and returns STEP_FAIL (or STEP_END): what phases return to end. */
 enum step conn_fail(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
