@@ -252,11 +252,10 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
     }
     /* Without a PROXY header the client's address is known now: refuse before
      * anything is allocated (and logged per connection). */
-    addr_format(peer, text, sizeof(text));
     uint8_t key[16];
-    bool keyed = false, held = false;
+    bool held = false;
     struct conn *c = NULL;
-    if (!lst->proxy_in && !conn_admit_client(cfg, peer, key, &keyed, &held))
+    if (!lst->proxy_in && !conn_admit_client(cfg, peer, key, &held))
         goto refused;
     if (!(c = calloc(1, sizeof(*c)))) {
         if (held)
@@ -265,17 +264,13 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
         goto refused;
     }
     c->limit_held = held;
-    c->keyed = keyed;
-    memcpy(c->client_key, key, sizeof(key));
     c->id = atomic_fetch_add(&next_conn_id, 1) + 1; /* in order of acceptance, all workers */
     c->pool = pool;
     c->snap = snap_ref(s);
-    c->cfg = cfg;
     c->lst = lst;
     c->started = c->last_io = ev_now(pool->loop);
     c->cls = CLASS_NONE;
     addr_ip_set(&c->peer_addr, peer, peerlen);
-    memcpy(c->peer_text, text, sizeof(text));
     leg_init(&c->client, c, &c->backend_leg, fd);
     leg_init(&c->backend_leg, c, &c->client, -1);
     c->client.tp.tcp = peer->sa_family == AF_INET || peer->sa_family == AF_INET6;
@@ -413,11 +408,11 @@ static enum step conn_route(struct conn *c, struct probe_out *p)
         p->alpn_len = c->hello->alpn_len;
         free(c->hello);
         c->hello = NULL;
-        c->route = route_select(c->cfg, c->lst, p, VIA_TERMINATED);
+        c->route = route_select(c->snap->cfg, c->lst, p, VIA_TERMINATED);
         if (!c->route)
-            c->route = route_inside_fallback(c->cfg, c->term_route);
+            c->route = route_inside_fallback(c->snap->cfg, c->term_route);
     } else if (p->cls == CLASS_TLS) {
-        c->route = route_tls_hello(c->cfg, c->lst, p, &term);
+        c->route = route_tls_hello(c->snap->cfg, c->lst, p, &term);
         if (c->route && c->route->tls == TLSM_TERMINATE) {
             c->term_route = c->route; /* routes what is inside, once decrypted */
             c->route = NULL;
@@ -429,7 +424,7 @@ static enum step conn_route(struct conn *c, struct probe_out *p)
             }
         }
     } else {
-        c->route = route_select(c->cfg, c->lst, p, VIA_PLAIN);
+        c->route = route_select(c->snap->cfg, c->lst, p, VIA_PLAIN);
     }
     conn_describe(c, p);
     if (term)
@@ -516,7 +511,7 @@ static enum first_write conn_first_write(struct conn *c, bool eager, bool deferr
     }
     if (deferred) {
         c->tfo_unconfirmed = true;
-        c->tfo_sent = data == hdr ? 0 : (size_t)w;
+        c->tfo_sent = data == hdr ? 0 : (uint32_t)w;
         return FW_WAIT;
     }
     if (data != hdr)
@@ -689,7 +684,7 @@ static bool conn_update_io(struct conn *c)
             l->want = 0;
             continue;
         }
-        l->want = leg_interest(c, l);
+        l->want = (uint8_t)leg_interest(c, l);
         /* The kernel relay's sockets leave the set (each segment it moves would be an
          * event for nothing), except while they wait for something not known ready. */
         bool watch = !krelay_unwatched(l) || (l->want & ~(int)l->tp.ready);
@@ -771,7 +766,7 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 static void conn_log_close(struct conn *c, bool failure, const char *reason)
 {
     struct log_field f[32];
-    char id[24], in[24], out[24], dur[32];
+    char id[24], in[24], out[24], dur[32], client[ADDR_TEXT_MAX];
     size_t n = 0;
 
     snprintf(id, sizeof(id), "%llu", (unsigned long long)c->id);
@@ -779,7 +774,7 @@ static void conn_log_close(struct conn *c, bool failure, const char *reason)
     snprintf(out, sizeof(out), "%llu", (unsigned long long)c->backend_leg.bytes);
     snprintf(dur, sizeof(dur), "%.3f", ev_now(c->pool->loop) - c->started);
     f[n++] = (struct log_field){"conn", id, LOG_NUMBER};
-    f[n++] = (struct log_field){"client", c->peer_text, LOG_BARE};
+    f[n++] = (struct log_field){"client", conn_peer_text(c, client), LOG_BARE};
     f[n++] = (struct log_field){"listener", c->lst->name, LOG_BARE};
     f[n++] = (struct log_field){"class", class_log_name(c->cls, c->terminated), LOG_BARE};
     for (const char *d = c->desc; d && *d && n < 24; d += strlen(d) + 1) {
@@ -838,8 +833,9 @@ void conn_close(struct conn *c, bool failure, const char *fmt, ...)
         MX_ADD(rm->bytes_in, c->client.bytes);
         MX_ADD(rm->bytes_out, c->backend_leg.bytes);
     }
-    if (c->limit_held)
-        limits_client_release(LIMITS_CONNS, c->client_key);
+    uint8_t key[16];
+    if (c->limit_held && conn_client_key(c, key))
+        limits_client_release(LIMITS_CONNS, key);
     fanout_free(c);
     detect_release(c);
     ufrag_release(c->ufrag_held);

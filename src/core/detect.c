@@ -28,13 +28,13 @@ static enum rd read_some(struct conn *c, size_t max)
         return errno = ENOMEM, RD_ERROR;
     if (b->cap > c->budget_held) {
         size_t grow = b->cap - c->budget_held;
-        if (!limits_preread_take(grow, c->cfg->preread_budget, c->budget_held == 0)) {
+        if (!limits_preread_take(grow, c->snap->cfg->preread_budget, c->budget_held == 0)) {
             MX_INC(mx.refused[MXR_PREREAD_BUDGET]);
             if (!before)
                 buf_release(b); /* nothing counted for it */
             return RD_BUDGET;
         }
-        c->budget_held = b->cap;
+        c->budget_held = (uint32_t)b->cap;
     }
     ssize_t n = c->client.tp.ops->read(&c->client.tp, b->data + b->len, b->cap - b->len);
     if (n < 0)
@@ -53,12 +53,12 @@ static enum step read_failed(struct conn *c, enum rd why)
         return conn_fail(c,
                          "preread_budget (%u bytes, all clients) spent: this client cannot be "
                          "read",
-                         c->cfg->preread_budget);
+                         c->snap->cfg->preread_budget);
     if (why == RD_BUDGET)
         return conn_fail(c,
                          "preread_budget (%u bytes, all clients) spent: this client's %u-byte "
                          "detection buffer cannot grow",
-                         c->cfg->preread_budget, (unsigned)c->budget_held);
+                         c->snap->cfg->preread_budget, (unsigned)c->budget_held);
     return conn_fail(c, "client error during detection: %s", strerror(errno));
 }
 
@@ -91,7 +91,7 @@ enum step detect_proxy(struct conn *c, int revents)
         const char *why = "not a PROXY header";
         switch (proxy_parse(b->data + b->off, buf_unread(b), &pi, &why)) {
         case PROBE_AGAIN:
-            c->proxy_need = pi.need > buf_unread(b) ? pi.need : buf_unread(b) + 1;
+            c->proxy_need = (uint32_t)(pi.need > buf_unread(b) ? pi.need : buf_unread(b) + 1);
             if (b->len >= max)
                 return conn_fail(c, "PROXY header longer than preread_max");
             continue;
@@ -102,19 +102,20 @@ enum step detect_proxy(struct conn *c, int revents)
             break;
         }
         if (!pi.local) {
-            char via[ADDR_TEXT_MAX];
+            char via[ADDR_TEXT_MAX], client[ADDR_TEXT_MAX];
+            conn_peer_text(c, via);
             addr_ip_set(&c->peer_addr, (const struct sockaddr *)&pi.src, sizeof(pi.src));
             addr_ip_set(&c->local_addr, (const struct sockaddr *)&pi.dst, sizeof(pi.dst));
-            memcpy(via, c->peer_text, sizeof(via));
-            addr_format(&c->peer_addr.sa, c->peer_text, sizeof(c->peer_text));
             log_debug("conn=%llu client=%s via PROXY header from %s", (unsigned long long)c->id,
-                      c->peer_text, via);
+                      conn_peer_text(c, client), via);
         }
         buf_consume(b, pi.hdr_len);
-        if (!conn_admit_client(c->cfg, &c->peer_addr.sa, c->client_key, &c->keyed,
-                               &c->limit_held)) {
+        uint8_t key[16];
+        if (!conn_admit_client(c->snap->cfg, &c->peer_addr.sa, key, &c->limit_held)) {
+            char client[ADDR_TEXT_MAX];
             c->refused = true;
-            return conn_fail(c, "max_connections_per_client reached for %s", c->peer_text);
+            return conn_fail(c, "max_connections_per_client reached for %s",
+                             conn_peer_text(c, client));
         }
         return STEP_DONE;
     }
@@ -140,7 +141,7 @@ enum step detect_first_bytes(struct conn *c, int revents, struct probe_out *out)
         /* Bytes that arrived with an earlier read (after a PROXY header, or decrypted with
          * the handshake's last record) are probed before anything is read. */
         if (buf_unread(b) > c->probed) {
-            c->probed = buf_unread(b);
+            c->probed = (uint32_t)buf_unread(b);
             /* A PROXY header where none is expected claims another client's address to
              * the backend: a spoofing attempt, never relayed. */
             enum probe_result sig = PROBE_NOMATCH;

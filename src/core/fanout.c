@@ -38,7 +38,8 @@ struct fo_leg {
 struct fanout {
     struct conn *c;
     size_t frame_len, n, alive;
-    bool started, per_client; /* per_client: counted in LIMITS_FANOUTS */
+    bool started, per_client; /* per_client: counted in LIMITS_FANOUTS under key */
+    uint8_t key[16];
     struct fo_leg *winner;
     unsigned refused, errors, closed;
     struct fo_leg legs[];
@@ -78,7 +79,7 @@ void fanout_free(struct conn *c)
     if (f->started)
         atomic_fetch_sub(&fanouts_active, 1);
     if (f->per_client)
-        limits_client_release(LIMITS_FANOUTS, c->client_key);
+        limits_client_release(LIMITS_FANOUTS, f->key);
     free(f);
     c->fanout = NULL;
 }
@@ -123,7 +124,7 @@ enum mx_fanout_refuse fanout_admit(const struct cfg *cfg, const uint8_t *key, bo
 
 bool fanout_prepare(struct conn *c, const struct probe_out *p)
 {
-    const struct cfg *cfg = c->cfg;
+    const struct cfg *cfg = c->snap->cfg;
     bool log_it;
 
     /* Only what a browser's connectivity check is: a media server answers nothing else,
@@ -136,12 +137,16 @@ bool fanout_prepare(struct conn *c, const struct probe_out *p)
                       p->why ? ": " : "", p->why ? p->why : "");
     if (!p->stun_integrity)
         return refuse(c, MXF_NO_INTEGRITY, "no MESSAGE-INTEGRITY");
-    switch (fanout_admit(cfg, c->client_key, c->keyed, &log_it)) {
+    uint8_t key[16];
+    bool keyed = conn_client_key(c, key);
+    switch (fanout_admit(cfg, key, keyed, &log_it)) {
     case MXF_PER_CLIENT:
-        if (log_it)
+        if (log_it) {
+            char client[ADDR_TEXT_MAX];
             log_warnx("client %s: fanout_per_client (%u) fan-outs in progress: refusing "
                       "its new ones (logged once per %ds)",
-                      c->peer_text, cfg->fanout_per_client, LIMITS_LOG_INTERVAL);
+                      conn_peer_text(c, client), cfg->fanout_per_client, LIMITS_LOG_INTERVAL);
+        }
         return refuse(c, MXF_PER_CLIENT, "fanout_per_client (%u) in progress for this client",
                       cfg->fanout_per_client);
     case MXF_RATE:
@@ -152,13 +157,14 @@ bool fanout_prepare(struct conn *c, const struct probe_out *p)
     size_t n = c->backend->servers.n;
     c->fanout = calloc(1, sizeof(*c->fanout) + n * sizeof(c->fanout->legs[0]));
     if (!c->fanout) {
-        if (c->keyed)
-            limits_client_release(LIMITS_FANOUTS, c->client_key);
+        if (keyed)
+            limits_client_release(LIMITS_FANOUTS, key);
         conn_fail(c, "out of memory");
         return false;
     }
     c->fanout->c = c;
-    c->fanout->per_client = c->keyed;
+    c->fanout->per_client = keyed;
+    memcpy(c->fanout->key, key, sizeof(key));
     c->fanout->frame_len = p->consumed;
     return true;
 }
@@ -275,12 +281,12 @@ static enum step fanout_start(struct fanout *f)
     struct conn *c = f->c;
     const struct cfg_backend *b = c->backend;
 
-    if (atomic_fetch_add(&fanouts_active, 1) >= c->cfg->fanout_max) {
+    if (atomic_fetch_add(&fanouts_active, 1) >= c->snap->cfg->fanout_max) {
         atomic_fetch_sub(&fanouts_active, 1);
         MX_INC(mx.fanout_failures);
         MX_INC(mx.fanout_refused[MXF_FANOUT_MAX]);
         return conn_fail(c, "ICE-TCP fan-out: fanout_max (%u) fan-outs already in progress",
-                         c->cfg->fanout_max);
+                         c->snap->cfg->fanout_max);
     }
     f->started = true;
     MX_INC(mx.fanouts);
@@ -293,7 +299,7 @@ static enum step fanout_start(struct fanout *f)
         l->idx = i;
         l->fd = -1;
         /* Each candidate holds a descriptor like a connection does. */
-        if (!limits_admit(&mx.open_all, c->cfg->max_connections)) {
+        if (!limits_admit(&mx.open_all, c->snap->cfg->max_connections)) {
             MX_INC(mx.fanout_refused[MXF_MAX_CONNECTIONS]);
             break;
         }
@@ -313,7 +319,7 @@ static enum step fanout_start(struct fanout *f)
     }
     if (!f->alive)
         return fanout_fail(f, "no server in service could be reached");
-    conn_deadline(c, c->cfg->fanout_timeout);
+    conn_deadline(c, c->snap->cfg->fanout_timeout);
     return STEP_AGAIN;
 }
 

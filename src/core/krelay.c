@@ -242,7 +242,7 @@ static void insert(struct conn *c)
         kr->read0[i] = l->bytes;
         kr->base[i] = (int64_t)written[i ^ 1] - (int64_t)l->bytes;
     }
-    uint64_t limit = 2ull * c->cfg->krelay_backlog;
+    uint64_t limit = 2ull * c->snap->cfg->krelay_backlog;
     if (!(kr->slot[0] = sockmap_add(sm, c->client.tp.fd, kr->cookie[0], kr->cookie[1], limit))) {
         give_up(c, "sockmap insertion", errno);
         return;
@@ -379,7 +379,7 @@ void krelay_stop(struct conn *c)
 static bool watch_one(struct conn *c, ev_tstamp now)
 {
     struct krelay *kr = c->krelay;
-    uint32_t cap = c->cfg->krelay_backlog;
+    uint32_t cap = c->snap->cfg->krelay_backlog;
 
     for (int i = 0; i < 2; i++) {
         struct leg *l = leg_of(c, i);
@@ -466,7 +466,7 @@ static void watch_cb(struct ev_loop *loop, ev_timer *t, int revents)
     /* Over the budget of all workers: this worker closes its largest until the sum it
      * knows of is back under (the others do the same on their ticks). */
     while (all > 0 && (worst = worst_of(p, &held))) {
-        uint32_t budget = worst->cfg->krelay_budget;
+        uint32_t budget = worst->snap->cfg->krelay_budget;
         if (all <= (int64_t)budget)
             break;
         DOOM(worst,

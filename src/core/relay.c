@@ -69,7 +69,7 @@ static enum step flush_pipe(struct leg *from)
             if (errno == EINTR)
                 return STEP_AGAIN;
             if (errno == EAGAIN) { /* the pipe holds bytes: the socket is full */
-                to->tp.ready &= ~(unsigned)TP_WANT_WRITE;
+                to->tp.ready &= (uint8_t)~TP_WANT_WRITE;
                 return STEP_AGAIN;
             }
             return conn_fail(c, "%s write error: %s", leg_name(to), strerror(errno));
@@ -150,7 +150,7 @@ static enum step forward(struct leg *from)
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             if (piping) /* read only into an empty pipe: the socket had nothing */
-                from->tp.ready &= ~(unsigned)TP_WANT_READ;
+                from->tp.ready &= (uint8_t)~TP_WANT_READ;
             return STEP_AGAIN;
         }
         /* A reset is how many clients end (Chromium after a TURN Refresh with lifetime

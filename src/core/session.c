@@ -14,22 +14,22 @@
 #include "mux443/state/metrics.h"
 
 bool conn_admit_client(const struct cfg *cfg, const struct sockaddr *peer, uint8_t key[16],
-                       bool *keyed, bool *held)
+                       bool *held)
 {
     char text[ADDR_TEXT_MAX];
     bool log_it;
 
     *held = false;
-    *keyed = limits_client_key(peer, cfg->client_prefix_v4, cfg->client_prefix_v6, key, text,
-                               sizeof(text));
-    if (!*keyed || !cfg->max_per_client)
+    if (!cfg->max_per_client ||
+        !limits_client_key(peer, cfg->client_prefix_v4, cfg->client_prefix_v6, key, NULL, 0))
         return true;
     if (limits_client_acquire(LIMITS_CONNS, key, cfg->max_per_client, &log_it)) {
         *held = true;
         return true;
     }
     MX_INC(mx.refused[MXR_PER_CLIENT]);
-    if (log_it)
+    if (log_it && limits_client_key(peer, cfg->client_prefix_v4, cfg->client_prefix_v6, key, text,
+                                    sizeof(text)))
         log_warnx("client %s: max_connections_per_client (%u) reached: refusing its new "
                   "connections (logged once per %ds)",
                   text, cfg->max_per_client, LIMITS_LOG_INTERVAL);
@@ -86,6 +86,19 @@ void conn_backend_socket(struct conn *c, int fd)
         c->server && (c->server->ss.ss_family == AF_INET || c->server->ss.ss_family == AF_INET6);
     l->watched = false;
     l->want = 0;
+}
+
+bool conn_client_key(const struct conn *c, uint8_t key[16])
+{
+    const struct cfg *cfg = c->snap->cfg;
+    return limits_client_key(&c->peer_addr.sa, cfg->client_prefix_v4, cfg->client_prefix_v6, key,
+                             NULL, 0);
+}
+
+const char *conn_peer_text(const struct conn *c, char buf[ADDR_TEXT_MAX])
+{
+    addr_format(&c->peer_addr.sa, buf, ADDR_TEXT_MAX);
+    return buf;
 }
 
 const struct sockaddr *conn_local_addr(struct conn *c)

@@ -17,7 +17,7 @@ static ssize_t plain_read(struct transport *t, void *buf, size_t len)
      * end. (Urgent data also stops a read short; no protocol relayed here sends it.) */
     if (n < 0 ? errno == EAGAIN || errno == EWOULDBLOCK
               : t->tcp && !t->rdhup && n > 0 && (size_t)n < len)
-        t->ready &= ~(unsigned)TP_WANT_READ;
+        t->ready &= (uint8_t)~TP_WANT_READ;
     return n;
 }
 
@@ -29,7 +29,7 @@ static ssize_t plain_write(struct transport *t, const void *buf, size_t len)
     while (n < 0 && errno == EINTR);
     /* EINPROGRESS: a connect (TCP Fast Open) not complete yet; its completion is an edge. */
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS))
-        t->ready &= ~(unsigned)TP_WANT_WRITE;
+        t->ready &= (uint8_t)~TP_WANT_WRITE;
     return n;
 }
 

@@ -1,5 +1,6 @@
 /* The main thread's loop: signals, admin, health checks, ufrag expiry; workers do the
  * rest. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -44,11 +45,34 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     /* The main loop keeps running until the workers are done: a second signal is seen. */
 }
 
+/* Each TLS handshake in flight holds ~35 KB of OpenSSL's working memory, freed when it
+ * ends, but among long-lived allocations: after a burst (clients reconnecting at once)
+ * the heap keeps those holes resident. Once a burst is over (a second with few new
+ * connections after one with many), the free pages go back to the system. Called once a
+ * second; never during sustained load, where the next handshakes reuse the holes (giving
+ * them back there would only cost page faults). */
+static void heap_after_burst(void)
+{
+    enum { BURST = 256, CALM = 16 };
+    static unsigned long long last;
+    static bool burst;
+    unsigned long long now = atomic_load(&mx.accepted), n = now - last;
+
+    last = now;
+    if (n >= BURST) {
+        burst = true;
+    } else if (burst && n < CALM) {
+        burst = false;
+        malloc_trim(0);
+    }
+}
+
 static void sweep_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)t;
     (void)revents;
+    heap_after_burst();
     ufrag_sweep();
     /* The status page's sparklines: one sample a second. */
     struct snap *s = reload_current();

@@ -174,9 +174,12 @@ static SSL_CTX *ctx_new(const struct cfg *c, const struct cfg_tls *t, char *err,
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (ktls)
         SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
-    /* Idle terminated connections keep no record buffers. */
+    /* Idle terminated connections keep no record buffers. The chain sent is the one the
+     * certificate file holds (fullchain.pem): without NO_AUTO_CHAIN, OpenSSL would build
+     * one for every handshake of a leaf-only file (X509_verify_cert against a store mux443
+     * never fills: the same leaf alone, for ~1,600 instructions and an error queue). */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
     /* Resumption by stateless tickets only: no per-session state on the server. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     /* Tickets are encrypted with process-wide keys: bind each session to its [tls]

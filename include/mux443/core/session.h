@@ -25,8 +25,6 @@ struct conn;
 
 struct leg {
     struct transport tp; /* the socket (fd -1 until there is one), transport, readiness */
-    int want;            /* EV_READ/EV_WRITE its phase waits for (set by conn_update_io) */
-    bool watched;        /* in the pool's edge-triggered set (conn.c) */
     struct conn *conn;
     struct leg *peer;
     struct buf pend; /* read from this leg, not yet written to peer (also the preread) */
@@ -36,6 +34,8 @@ struct leg {
     bool rd_eof;     /* this leg sent FIN */
     bool wr_shut;    /* our end of stream went out on this leg (FIN, after close_notify) */
     bool nagle_on;   /* TCP_NODELAY still to set before the next write (connect.h) */
+    bool watched;    /* in the pool's edge-triggered set (conn.c) */
+    uint8_t want;    /* EV_READ/EV_WRITE its phase waits for (set by conn_update_io) */
 };
 
 /* The phases, in the order a connection usually goes through them. */
@@ -95,9 +95,17 @@ struct krelay;
 struct conn {
     uint64_t id;
     enum conn_phase phase;
+    enum mux_class cls;
+    enum class_label label; /* once counted */
+    bool terminated;        /* mux443 terminated the client TLS: cls is what was inside */
+    bool preread_full;      /* detection gave up at preread_max */
+    bool counted;           /* in the connection metrics (label) */
+    bool limit_held;        /* counted by limits_client_acquire */
+    bool tfo_unconfirmed;   /* the first write rode on a TFO SYN: not yet known accepted */
+    bool refused;           /* refused by a limit after the PROXY header (metrics) */
+    bool woken;             /* conn_wake: run the phase once, whatever the sockets say */
     struct conn_pool *pool;
-    struct snap *snap;     /* the snapshot this connection was accepted under (a reference) */
-    const struct cfg *cfg; /* snap->cfg */
+    struct snap *snap; /* the snapshot this connection was accepted under (a reference) */
     const struct cfg_listener *lst;
     const struct cfg_route *route;
     const struct cfg_backend *backend;
@@ -107,42 +115,35 @@ struct conn {
     ev_tstamp started, last_io;
     union addr_ip peer_addr;  /* the client (from the PROXY header if any) */
     union addr_ip local_addr; /* what the client connected to (AF_UNSPEC: not asked yet) */
-    char peer_text[ADDR_TEXT_MAX];
-    enum mux_class cls;
-    bool terminated;           /* mux443 terminated the client TLS: cls is what was inside */
-    bool preread_full;         /* detection gave up at preread_max */
-    bool counted;              /* in the connection metrics (label) */
-    bool limit_held;           /* counted by limits_client_acquire */
-    bool keyed;                /* client_key is set (the client's address is known) */
-    uint8_t client_key[16];    /* the client's prefix (limits_client_key) */
-    enum class_label label;    /* once counted */
-    struct probe_state *probe; /* detection in progress */
-    size_t probed;             /* preread bytes the probes have seen */
-    size_t budget_held;        /* preread buffer bytes counted in preread_budget */
-    size_t proxy_need;         /* preread bytes before the PROXY header can progress */
-    struct probe_out *hello;   /* the ClientHello findings, kept during termination */
+    /* Preread bytes (all below preread_max, a uint32_t): */
+    uint32_t probed;      /* the probes have seen */
+    uint32_t budget_held; /* the preread buffer counts in preread_budget */
+    uint32_t proxy_need;  /* needed before the PROXY header can progress */
+    uint32_t tfo_sent;    /* in the write that rode on a TFO SYN, consumed once confirmed */
+    unsigned nattempts;   /* servers to try (1 when the ufrag names the server) */
+    unsigned first, attempt;
+    struct probe_state *probe;          /* detection in progress */
+    struct probe_out *hello;            /* the ClientHello findings, kept during termination */
     const struct cfg_route *term_route; /* the tls = terminate rule that terminated, or NULL */
     char *ufrag;                        /* ICE-TCP server ufrag (routing by ufrag), or NULL */
     struct ufrag_entry *ufrag_held;     /* the ufrag table entry this connection holds */
     struct fanout *fanout;              /* ICE-TCP fan-out in progress */
     struct krelay *krelay;              /* relay = kernel: the kernel moves the bytes */
-    unsigned nattempts;                 /* servers to try (1 when the ufrag names the server) */
-    unsigned first, attempt;
-    bool tfo_unconfirmed;     /* the first write rode on a TFO SYN: not yet known accepted */
-    size_t tfo_sent;          /* preread bytes in that write, consumed once it is confirmed */
-    bool refused;             /* refused by a limit after the PROXY header (metrics) */
-    bool woken;               /* conn_wake: run the phase once, whatever the sockets say */
-    struct conn_link queued;  /* in pool->runq (prev NULL: not queued) */
     char *desc;               /* escaped ` sni="..." host="..."` fields for the close line */
     char *reason;             /* why the connection ends (STEP_END / STEP_FAIL) */
     struct conn *prev, *next; /* the pool's list, for draining */
+    struct conn_link queued;  /* in pool->runq (prev NULL: not queued) */
 };
 
-/* The per-client limit for a client whose address is now known: fills key (false: the
- * address has no prefix) and counts it (*held), or refuses (counted, and logged at most
- * once per client prefix per interval). */
+/* The per-client limit for a client whose address is now known: counts it (*held; key
+ * is then its prefix), or refuses (counted, and logged at most once per client prefix
+ * per interval). */
 bool conn_admit_client(const struct cfg *cfg, const struct sockaddr *peer, uint8_t key[16],
-                       bool *keyed, bool *held);
+                       bool *held);
+
+/* The client's prefix, the per-client limits' key (false: its address has none). Worked
+ * out again when needed rather than kept by every connection. */
+bool conn_client_key(const struct conn *c, uint8_t key[16]);
 
 /* Sets c->reason and returns STEP_FAIL (or STEP_END): what phases return to end. */
 enum step conn_fail(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -163,6 +164,10 @@ void conn_queue(struct conn *c);
  * queue, not from inside the caller), with EV_CUSTOM: for events on sockets that are not
  * the connection's own (the fan-out's candidates, the kernel relay's). */
 void conn_wake(struct conn *c);
+
+/* The client's address as text, in buf (for log lines: formatted when one is written,
+ * not kept by every connection). */
+const char *conn_peer_text(const struct conn *c, char buf[ADDR_TEXT_MAX]);
 
 /* The address the client connected to (from the PROXY header, else getsockname). */
 const struct sockaddr *conn_local_addr(struct conn *c);

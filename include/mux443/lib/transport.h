@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct transport;
@@ -38,15 +39,16 @@ struct transport_ops {
 
 struct transport {
     int fd;
-    const struct transport_ops *ops;
-    void *state; /* the transport's own (TLS: its SSL object) */
+    uint16_t flags; /* the transport's own (TLS: what it waits for, how it ended) */
     /* Edge-triggered readiness (core/conn.c registers the socket once, with EPOLLET): the
      * TP_WANT_* events the socket may be ready for. Set by its events; cleared by the ops
      * only when the socket itself said so (EAGAIN), since no new event comes for what is
      * already there. */
-    unsigned ready;
-    bool rdhup; /* an event reported the peer's FIN: every byte it sent is queued already */
-    bool tcp;   /* a TCP socket: a read shorter than asked emptied its receive queue */
+    uint8_t ready;
+    bool rdhup : 1; /* an event reported the peer's FIN: every byte it sent is queued */
+    bool tcp : 1;   /* a TCP socket: a read shorter than asked emptied its receive queue */
+    const struct transport_ops *ops;
+    void *state; /* the transport's own (TLS: its SSL object) */
 };
 
 /* Plain TCP: recv/send/shutdown on t->fd. */
@@ -56,6 +58,7 @@ extern const struct transport_ops transport_plain;
 static inline void transport_init(struct transport *t, int fd)
 {
     t->fd = fd;
+    t->flags = 0;
     t->ops = &transport_plain;
     t->state = NULL;
     t->ready = TP_WANT_READ | TP_WANT_WRITE; /* not known yet: try */
