@@ -32,12 +32,11 @@ _Static_assert((int)TP_WANT_READ == (int)EV_READ && (int)TP_WANT_WRITE == (int)E
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static bool conn_run(struct conn *c, struct leg *l, int revents);
 
-static void leg_init(struct leg *l, struct conn *c, struct leg *peer, int fd)
+static void leg_init(struct leg *l, bool backend, int fd)
 {
     transport_init(&l->tp, fd);
     l->pipe[0] = l->pipe[1] = -1;
-    l->conn = c;
-    l->peer = peer;
+    l->backend = backend;
 }
 
 /* ---- the pool: one edge-triggered set for its sockets, one run queue ---------------- */
@@ -143,7 +142,7 @@ static void ready_cb(struct ev_loop *loop, ev_io *w, int revents)
             if (e & EPOLLRDHUP)
                 l->tp.rdhup = true;
             if (l->want & (int)l->tp.ready)
-                conn_queue(l->conn);
+                conn_queue(leg_conn(l));
         }
     } while (n == EVENTS_AT_ONCE);
     pool_run(w->data); /* now rather than before the next wait: no later */
@@ -271,8 +270,8 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
     c->started = c->last_io = ev_now(pool->loop);
     c->cls = CLASS_NONE;
     addr_ip_set(&c->peer_addr, peer, peerlen);
-    leg_init(&c->client, c, &c->backend_leg, fd);
-    leg_init(&c->backend_leg, c, &c->client, -1);
+    leg_init(&c->client, false, fd);
+    leg_init(&c->backend_leg, true, -1);
     c->client.tp.tcp = peer->sa_family == AF_INET || peer->sa_family == AF_INET6;
     ev_init(&c->timer, conn_timer_cb);
     c->timer.data = c;

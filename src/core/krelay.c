@@ -108,7 +108,7 @@ static void ends_cb(struct ev_loop *loop, ev_io *w, int revents)
     int n = epoll_wait(w->fd, evs, 64, 0);
     for (int i = 0; i < n; i++) {
         struct leg *l = evs[i].data.ptr;
-        struct conn *c = l->conn;
+        struct conn *c = leg_conn(l);
         if (c->krelay)
             c->krelay->ended[l == &c->backend_leg] = true;
         l->tp.ready |= TP_WANT_READ;
@@ -308,8 +308,8 @@ static uint64_t expected(const struct krelay *kr, const struct leg *l, int i)
 
 bool krelay_quiet(const struct leg *l)
 {
-    const struct krelay *kr = l->conn->krelay;
-    int i = l == &l->conn->backend_leg;
+    const struct krelay *kr = leg_conn(l)->krelay;
+    int i = l->backend;
     if (!active(kr) || !kr->quiet_ok || kr->ended[i])
         return false;
     uint64_t read = l->bytes - kr->read0[i], passed = sockmap_load(&kr->slot[i]->passed);
@@ -319,7 +319,7 @@ bool krelay_quiet(const struct leg *l)
 
 bool krelay_unwatched(const struct leg *l)
 {
-    const struct krelay *kr = l->conn->krelay;
+    const struct krelay *kr = leg_conn(l)->krelay;
     return active(kr) && kr->quiet_ok;
 }
 
@@ -330,14 +330,14 @@ bool krelay_doomed(const struct conn *c)
 
 bool krelay_fin_ready(const struct leg *from)
 {
-    struct conn *c = from->conn;
+    struct conn *c = leg_conn(from);
     struct krelay *kr = c->krelay;
     uint64_t acked, written;
 
     if (!active(kr))
         return true;
     int i = from == &c->backend_leg;
-    if (!tcp_counts(from->peer->tp.fd, &acked, &written, NULL))
+    if (!tcp_counts(leg_peer(from)->tp.fd, &acked, &written, NULL))
         return true; /* the peer socket is gone: nothing more can reach it */
     return written >= expected(kr, from, i);
 }
@@ -390,7 +390,7 @@ static bool watch_one(struct conn *c, ev_tstamp now)
             DOOM(c,
                  "kernel backlog: the %s does not read (twice kernel_relay_backlog %u "
                  "waited for it): bytes dropped",
-                 leg_name(l->peer), cap);
+                 leg_name(leg_peer(l)), cap);
             return false;
         }
         if (passed != read && kr->quiet_ok)
@@ -400,7 +400,7 @@ static bool watch_one(struct conn *c, ev_tstamp now)
         if (moved != kr->seen[i])
             c->last_io = now;
         kr->seen[i] = moved;
-        if (!tcp_counts(l->peer->tp.fd, &acked, NULL, NULL))
+        if (!tcp_counts(leg_peer(l)->tp.fd, &acked, NULL, NULL))
             continue;
         /* Moved by the kernel or read by us and not acknowledged, plus passed to us and
          * not read yet: both are kernel memory nothing else bounds. */
@@ -412,7 +412,7 @@ static bool watch_one(struct conn *c, ev_tstamp now)
             DOOM(c,
                  "kernel backlog: %llu bytes not acknowledged by the %s "
                  "(kernel_relay_backlog %u)",
-                 (unsigned long long)backlog, leg_name(l->peer), cap);
+                 (unsigned long long)backlog, leg_name(leg_peer(l)), cap);
             return false;
         }
         kr->backlog[i] = backlog;

@@ -17,7 +17,7 @@ int relay_interest(const struct leg *l)
     int ev = 0;
     if (!l->rd_eof && !leg_pending(l) && !krelay_quiet(l))
         ev |= EV_READ;
-    if (leg_pending(l->peer))
+    if (leg_pending(leg_peer(l)))
         ev |= EV_WRITE;
     return ev | l->tp.ops->wants(&l->tp); /* TLS: a read that must write first, or the reverse */
 }
@@ -43,7 +43,7 @@ static void maybe_pipe(struct leg *from)
 {
     /* splice(2) reads the socket's own queue, past what the kernel relay passes us. */
     if (from->pipe[0] >= 0 || from->bytes < SPLICE_AFTER || leg_pending(from) ||
-        !from->tp.ops->raw || !from->peer->tp.ops->raw || from->conn->krelay)
+        !from->tp.ops->raw || !leg_peer(from)->tp.ops->raw || leg_conn(from)->krelay)
         return;
     /* Out of descriptors is not an error: the copying path goes on. */
     if (pipe2(from->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
@@ -60,8 +60,8 @@ static void maybe_pipe(struct leg *from)
 /* Moves what waits in the pipe to the peer. */
 static enum step flush_pipe(struct leg *from)
 {
-    struct leg *to = from->peer;
-    struct conn *c = from->conn;
+    struct leg *to = leg_peer(from);
+    struct conn *c = leg_conn(from);
     while (from->piped) {
         ssize_t n = splice(from->pipe[0], NULL, to->tp.fd, NULL, from->piped,
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -86,8 +86,8 @@ static enum step flush_pipe(struct leg *from)
 static enum step flush(struct leg *from)
 {
     struct buf *p = &from->pend;
-    struct leg *to = from->peer;
-    struct conn *c = from->conn;
+    struct leg *to = leg_peer(from);
+    struct conn *c = leg_conn(from);
 
     if (from->piped)
         return flush_pipe(from);
@@ -111,7 +111,7 @@ static enum step flush(struct leg *from)
  * close_notify first, and the FIN only once that is out). */
 static enum step propagate_eof(struct leg *from)
 {
-    struct leg *to = from->peer;
+    struct leg *to = leg_peer(from);
     if (!from->rd_eof || to->wr_shut || leg_pending(from))
         return STEP_AGAIN;
     /* Kernel relay: shutting down before the peer socket took every byte the kernel moved
@@ -128,7 +128,8 @@ static enum step propagate_eof(struct leg *from)
         if (errno == EAGAIN)
             return STEP_AGAIN; /* the transport waits for room (wants() says so) */
         if (errno != ENOTCONN)
-            return conn_fail(from->conn, "%s shutdown error: %s", leg_name(to), strerror(errno));
+            return conn_fail(leg_conn(from), "%s shutdown error: %s", leg_name(to),
+                             strerror(errno));
     }
     to->wr_shut = true;
     return STEP_AGAIN;
@@ -138,7 +139,7 @@ static enum step propagate_eof(struct leg *from)
  * is kept in from->pend, which stops reading `from` until it has drained. */
 static enum step forward(struct leg *from)
 {
-    struct conn *c = from->conn;
+    struct conn *c = leg_conn(from);
     uint8_t *buf = c->pool->scratch;
 
     maybe_pipe(from);
@@ -243,7 +244,7 @@ static enum step relay_run(struct conn *c, struct leg *l, int revents)
     /* TLS may have parked a read behind a write or the reverse: then retry both. */
     bool crossed = l->tp.ops->wants(&l->tp) != 0;
     if ((revents & EV_WRITE) || crossed) {
-        struct leg *o = l->peer;
+        struct leg *o = leg_peer(l);
         if ((st = flush(o)) != STEP_AGAIN || (st = propagate_eof(o)) != STEP_AGAIN)
             return st;
         /* The peer leg stopped reading for back-pressure with decrypted bytes still

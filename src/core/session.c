@@ -130,7 +130,7 @@ void conn_wake(struct conn *c)
 
 const char *leg_name(const struct leg *l)
 {
-    return l == &l->conn->client ? "client" : "backend";
+    return l->backend ? "backend" : "client";
 }
 
 void leg_before_write(struct leg *to)
@@ -143,18 +143,18 @@ void leg_before_write(struct leg *to)
 
 enum step leg_pass_on(struct leg *from, const uint8_t *buf, size_t n)
 {
-    struct leg *to = from->peer;
+    struct leg *to = leg_peer(from);
 
     leg_before_write(to);
     ssize_t w = to->tp.ops->write(&to->tp, buf, n);
     if (w < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return conn_fail(from->conn, "%s write error: %s", leg_name(to), strerror(errno));
+            return conn_fail(leg_conn(from), "%s write error: %s", leg_name(to), strerror(errno));
         w = 0;
     }
     if ((size_t)w < n) {
         if (!buf_reserve(&from->pend, n - (size_t)w, RELAY_BUF))
-            return conn_fail(from->conn, "out of memory");
+            return conn_fail(leg_conn(from), "out of memory");
         buf_put(&from->pend, buf + w, n - (size_t)w);
     }
     return STEP_AGAIN;

@@ -7,6 +7,7 @@
 
 #include <ev.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -23,19 +24,20 @@
 
 struct conn;
 
+/* One side of a connection. Its connection and its peer (the other leg) follow from
+ * which of the two it is (leg_conn, leg_peer): two pointers less in every leg. */
 struct leg {
     struct transport tp; /* the socket (fd -1 until there is one), transport, readiness */
-    struct conn *conn;
-    struct leg *peer;
-    struct buf pend; /* read from this leg, not yet written to peer (also the preread) */
-    int pipe[2];     /* plain<->plain bulk: splice(2) through this pipe; -1 until then */
-    uint32_t piped;  /* bytes of this leg waiting in the pipe */
-    uint64_t bytes;  /* bytes read from this leg */
-    bool rd_eof;     /* this leg sent FIN */
-    bool wr_shut;    /* our end of stream went out on this leg (FIN, after close_notify) */
-    bool nagle_on;   /* TCP_NODELAY still to set before the next write (connect.h) */
-    bool watched;    /* in the pool's edge-triggered set (conn.c) */
-    uint8_t want;    /* EV_READ/EV_WRITE its phase waits for (set by conn_update_io) */
+    struct buf pend;     /* read from this leg, not yet written to peer (also the preread) */
+    int pipe[2];         /* plain<->plain bulk: splice(2) through this pipe; -1 until then */
+    uint32_t piped;      /* bytes of this leg waiting in the pipe */
+    bool backend : 1;    /* the connection's backend leg (else its client leg) */
+    bool rd_eof : 1;     /* this leg sent FIN */
+    bool wr_shut : 1;    /* our end of stream went out on this leg (FIN, after close_notify) */
+    bool nagle_on : 1;   /* TCP_NODELAY still to set before the next write (connect.h) */
+    bool watched : 1;    /* in the pool's edge-triggered set (conn.c) */
+    uint8_t want;        /* EV_READ/EV_WRITE its phase waits for (set by conn_update_io) */
+    uint64_t bytes;      /* bytes read from this leg */
 };
 
 /* The phases, in the order a connection usually goes through them. */
@@ -134,6 +136,18 @@ struct conn {
     struct conn *prev, *next; /* the pool's list, for draining */
     struct conn_link queued;  /* in pool->runq (prev NULL: not queued) */
 };
+
+static inline struct conn *leg_conn(const struct leg *l)
+{
+    size_t at = l->backend ? offsetof(struct conn, backend_leg) : offsetof(struct conn, client);
+    return (struct conn *)(void *)((char *)(uintptr_t)l - at);
+}
+
+static inline struct leg *leg_peer(const struct leg *l)
+{
+    struct conn *c = leg_conn(l);
+    return l->backend ? &c->client : &c->backend_leg;
+}
 
 /* The per-client limit for a client whose address is now known: counts it (*held; key
  * is then its prefix), or refuses (counted, and logged at most once per client prefix
