@@ -141,6 +141,8 @@ static void ready_cb(struct ev_loop *loop, ev_io *w, int revents)
                 l->tp.ready |= TP_WANT_WRITE;
             if (e & EPOLLRDHUP)
                 l->tp.rdhup = true;
+            if (e & EPOLLERR)
+                l->tp.error = true;
             if (l->want & (int)l->tp.ready)
                 conn_queue(leg_conn(l));
         }
@@ -468,8 +470,9 @@ enum first_write { FW_CONNECTED, FW_WAIT, FW_FAILED };
  * connect(), before the socket said it is writable; EAGAIN then means "not connected
  * yet" (FW_WAIT). On loopback and same-host servers the handshake is usually complete
  * by then: the connection goes straight to the relay, and the backend socket is
- * registered once, for reading. `deferred`: the connect was deferred by TCP Fast Open,
- * the write carried the SYN and only writability will confirm it (FW_WAIT too). On
+ * registered once, for reading. `deferred`: TCP Fast Open, the socket is not connecting
+ * yet: the write connects (connect_fastopen, the bytes in the SYN when the kernel holds a
+ * cookie) and only writability will confirm it (FW_WAIT too). On
  * FW_FAILED *why says why; nothing of the preread is consumed unless connected, so the
  * next server gets it whole. */
 static enum first_write conn_first_write(struct conn *c, bool eager, bool deferred,
@@ -497,7 +500,8 @@ static enum first_write conn_first_write(struct conn *c, bool eager, bool deferr
         }
         return FW_CONNECTED;
     }
-    if ((w = t->ops->write(t, data, n)) < 0) {
+    w = deferred ? connect_fastopen(t->fd, c->server, data, n) : t->ops->write(t, data, n);
+    if (w < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS)
             return eager ? FW_WAIT : FW_CONNECTED; /* writable yet full: the relay retries */
         *why = strerror(errno);
@@ -518,11 +522,13 @@ static enum first_write conn_first_write(struct conn *c, bool eager, bool deferr
     return FW_CONNECTED;
 }
 
-/* After a TFO write: the socket is writable, so the handshake is over; accepted or not
- * (the bytes that rode on the SYN are then consumed). */
+/* After a TFO write: the socket is writable, so the handshake is over; accepted, unless
+ * its event came with an error (then the bytes that rode on the SYN are not consumed:
+ * the next server gets them). */
 static enum first_write conn_tfo_confirm(struct conn *c, const char **why)
 {
-    int err = connect_result(c->backend_leg.tp.fd);
+    const struct transport *t = &c->backend_leg.tp;
+    int err = t->error ? connect_result(t->fd) : 0;
     if (err) {
         *why = strerror(err);
         return FW_FAILED;

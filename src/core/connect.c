@@ -6,13 +6,9 @@
 
 #include "mux443/core/connect.h"
 
-#ifndef TCP_FASTOPEN_CONNECT
-#define TCP_FASTOPEN_CONNECT 30 /* Linux 4.11; older libc headers lack it */
-#endif
-
 int connect_begin(const struct cfg_addr *a, unsigned opts, bool *deferred)
 {
-    int one = 1, r;
+    int one = 1;
     bool tcp = a->ss.ss_family == AF_INET || a->ss.ss_family == AF_INET6;
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
@@ -21,19 +17,29 @@ int connect_begin(const struct cfg_addr *a, unsigned opts, bool *deferred)
         return -1;
     if (tcp && !(opts & CONNECT_NODELAY_LATER))
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    /* A kernel without client TFO refuses the option: the connect goes on without it. */
-    bool tfo = tcp && (opts & CONNECT_FASTOPEN) &&
-               setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof(one)) == 0;
-    if ((r = connect(fd, (const struct sockaddr *)&a->ss, a->len)) < 0 && errno != EINPROGRESS) {
+    /* TFO: sendto(MSG_FASTOPEN) connects and writes in one call (connect_fastopen), where
+     * TCP_FASTOPEN_CONNECT would cost a setsockopt, a connect and the write. */
+    if (tcp && (opts & CONNECT_FASTOPEN)) {
+        *deferred = true;
+        return fd;
+    }
+    if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);
         errno = e;
         return -1;
     }
-    /* With a cookie cached for the server, connect() sends nothing and answers 0: the
-     * SYN leaves with the first write. */
-    *deferred = tfo && r == 0;
     return fd;
+}
+
+ssize_t connect_fastopen(int fd, const struct cfg_addr *a, const void *data, size_t n)
+{
+    ssize_t w =
+        sendto(fd, data, n, MSG_FASTOPEN | MSG_NOSIGNAL, (const struct sockaddr *)&a->ss, a->len);
+    if (w < 0 && errno == EOPNOTSUPP && /* net.ipv4.tcp_fastopen without its client bit */
+        connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0)
+        errno = EINPROGRESS; /* connected already (loopback): the write follows as usual */
+    return w;
 }
 
 int connect_start(const struct cfg_addr *a)

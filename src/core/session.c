@@ -82,6 +82,7 @@ void conn_backend_socket(struct conn *c, int fd)
     l->tp.fd = fd;
     l->tp.ready = TP_WANT_READ | TP_WANT_WRITE;
     l->tp.rdhup = false;
+    l->tp.error = false;
     l->tp.tcp =
         c->server && (c->server->ss.ss_family == AF_INET || c->server->ss.ss_family == AF_INET6);
     l->watched = false;

@@ -29,6 +29,7 @@
  *              in flight per flow (closed loop: datagrams relayed per second, and per
  *              second of proxy CPU), or with --gap the next one MS after each answer
  *              (paced: round-trip p50/p99)
+ *   serve with LOADGEN_FASTOPEN set in the environment: listeners accept TCP Fast Open
  *   common: --host 127.0.0.1 --sni NAME --pids P1,P2 (proxy tree: CPU and RSS read from /proc)
  *           --bpids P (backends: CPU) --expect N (reply bytes) --warm S
  */
@@ -615,6 +616,10 @@ static int listen_on(int port)
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (getenv("LOADGEN_FASTOPEN")) { /* accept data in SYNs (net.ipv4.tcp_fastopen & 2) */
+        int qlen = 4096;
+        setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof(qlen));
+    }
     if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4096) < 0) {
         fprintf(stderr, "port %d: ", port);
         die("listen");

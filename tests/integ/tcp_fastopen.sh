@@ -4,8 +4,9 @@
 # counter says so, and the server's TCPFastOpenPassive); the bytes arrive whole; a server
 # that refuses a SYN carrying data (nothing listens there, but the cookie is the host's)
 # is still failed over, with the next server getting the preread whole; a silent
-# client's route (nothing to put in a SYN) connects as usual; and a backend without the
-# key never uses TFO.
+# client's route (nothing to put in a SYN) connects as usual; a backend without the
+# key never uses TFO; and a connection with the cookie costs one sendto(MSG_FASTOPEN),
+# not a connect and a write.
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
 
@@ -88,5 +89,18 @@ log "5. a backend without tcp_fastopen: no TFO"
 a1=$(counter TcpExtTCPFastOpenActive)
 exchange plain.test
 assert_eq "$a1" "$(counter TcpExtTCPFastOpenActive)" "no TFO without the key"
+
+log "6. one system call connects and sends: sendto(MSG_FASTOPEN), no connect(2)"
+if ! command -v strace >/dev/null; then
+    fail "strace is not installed (packaging/install-deps.sh test installs it)"
+fi
+start_bg strace strace -f -e trace=connect,sendto -o "$T/strace.txt" -p "$(pid_of mux)"
+wait_log strace 'attached' 15 # tracing from here on
+a2=$(counter TcpExtTCPFastOpenActive)
+exchange six.test # round robin: the live server first
+stop strace
+assert_eq "$((a2 + 1))" "$(counter TcpExtTCPFastOpenActive)" "the flight rode on the SYN"
+assert_eq 1 "$(grep -c 'sendto(.*MSG_FASTOPEN' "$T/strace.txt")" "one sendto(MSG_FASTOPEN)"
+assert_eq 0 "$(grep -c 'connect(' "$T/strace.txt")" "no connect(2)"
 
 stop_mux mux

@@ -23,15 +23,22 @@ enum {
      * socket's second write: a first write on a fresh connection goes out at once with or
      * without Nagle, and a short exchange then never pays the setsockopt. */
     CONNECT_NODELAY_LATER = 1,
-    /* TCP Fast Open (TCP_FASTOPEN_CONNECT): the first write rides on the SYN when the
-     * kernel holds a cookie for the server; else an ordinary connect that asks for one. */
+    /* TCP Fast Open: no connect() here; the first bytes go with connect_fastopen. */
     CONNECT_FASTOPEN = 2,
 };
 
-/* connect_start with options. *deferred: the kernel deferred the connect to the first
- * write (TFO with a cookie): that write "succeeds" before the server has answered, so
- * only the socket's later writability (connect_result) says whether it accepted. */
+/* connect_start with options. *deferred: CONNECT_FASTOPEN took effect, the socket is not
+ * connecting yet: connect_fastopen must follow. */
 int connect_begin(const struct cfg_addr *a, unsigned opts, bool *deferred);
+
+/* Connects a deferred socket (connect_begin) with n bytes of data in one sendto: in the
+ * SYN when the kernel holds a TFO cookie for the server. Returns the bytes taken, which
+ * "succeeds" before the server has answered (only the socket's writability or error
+ * says whether it accepted); or -1 with errno EINPROGRESS when nothing was taken (no
+ * cookie yet: the connect that asks for one is under way, write once it is writable),
+ * or the connect's failure. A kernel with client TFO turned off gets a plain connect
+ * (EINPROGRESS too). */
+ssize_t connect_fastopen(int fd, const struct cfg_addr *a, const void *data, size_t n);
 
 /* Sets TCP_NODELAY (see CONNECT_NODELAY_LATER). */
 void connect_nodelay(int fd);

@@ -47,6 +47,7 @@ struct transport {
     uint8_t ready;
     bool rdhup : 1; /* an event reported the peer's FIN: every byte it sent is queued */
     bool tcp : 1;   /* a TCP socket: a read shorter than asked emptied its receive queue */
+    bool error : 1; /* an event reported an error on the socket (EPOLLERR) */
     const struct transport_ops *ops;
     void *state; /* the transport's own (TLS: its SSL object) */
 };
@@ -64,6 +65,7 @@ static inline void transport_init(struct transport *t, int fd)
     t->ready = TP_WANT_READ | TP_WANT_WRITE; /* not known yet: try */
     t->rdhup = false;
     t->tcp = false;
+    t->error = false;
 }
 
 #endif
