@@ -41,19 +41,27 @@ static pthread_once_t sock_once = PTHREAD_ONCE_INIT;
 
 static int sock_read(BIO *b, char *buf, int len)
 {
+    ssize_t n;
     BIO_clear_retry_flags(b);
-    ssize_t n = recv(sock_fd, buf, (size_t)len, 0);
+    do
+        n = recv(sock_fd, buf, (size_t)len, 0);
+    while (n < 0 && errno == EINTR);
     sock_eof = n == 0;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    /* A retry means the socket answered EAGAIN (the edge-triggered readiness relies on
+     * it, lib/transport.h). */
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         BIO_set_retry_read(b);
     return (int)n;
 }
 
 static int sock_write(BIO *b, const char *buf, int len)
 {
+    ssize_t n;
     BIO_clear_retry_flags(b);
-    ssize_t n = send(sock_fd, buf, (size_t)len, MSG_NOSIGNAL);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    do
+        n = send(sock_fd, buf, (size_t)len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         BIO_set_retry_write(b);
     return (int)n;
 }
