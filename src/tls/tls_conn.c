@@ -137,20 +137,19 @@ bool tls_conn_start(struct transport *t, SSL_CTX *ctx, const uint8_t *pre, size_
 }
 
 /* Until OpenSSL has consumed the replayed bytes, it reads them from a memory BIO (its
- * rbio is not its wbio); then from the socket directly, through the BIO it writes to
- * (one BIO for both ways, as SSL_set_fd makes). */
-static void io_done(SSL *ssl)
-{
-    BIO *rb = SSL_get_rbio(ssl), *wb = SSL_get_wbio(ssl);
-    if (rb != wb && BIO_ctrl_pending(rb) == 0 && BIO_up_ref(wb))
-        SSL_set0_rbio(ssl, wb); /* frees the memory BIO */
-}
-
-/* Whether OpenSSL still reads the replayed bytes (its rbio is the memory BIO, see
- * io_done): then a WANT_READ says nothing about the socket. */
+ * rbio is not its wbio): then a WANT_READ says nothing about the socket. */
 static bool replaying(SSL *ssl)
 {
     return SSL_get_rbio(ssl) != SSL_get_wbio(ssl);
+}
+
+/* Once the replayed bytes are consumed, OpenSSL reads the socket directly, through the
+ * BIO it writes to (one BIO for both ways, as SSL_set_fd makes). */
+static void io_done(SSL *ssl)
+{
+    BIO *wb = SSL_get_wbio(ssl);
+    if (replaying(ssl) && BIO_ctrl_pending(SSL_get_rbio(ssl)) == 0 && BIO_up_ref(wb))
+        SSL_set0_rbio(ssl, wb); /* frees the memory BIO */
 }
 
 /* The socket's readiness after OpenSSL asked for more (e = SSL_ERROR_WANT_*): it answered
