@@ -24,8 +24,11 @@ int relay_interest(const struct leg *l)
 
 /* ---- splice: plain <-> plain bulk without copying through user space ------------- */
 
-/* A direction gets a pipe once it has carried this much: short exchanges and idle
- * TURN / ICE-TCP connections never pay two descriptors and a pipe for it. */
+/* A direction gets a pipe once it has carried this much, and while its reads come in
+ * large (a quarter of RELAY_BUF or more: the sender is ahead of us): short exchanges,
+ * idle TURN / ICE-TCP connections and small-packet media never pay two descriptors and a
+ * pipe, nor a splice per packet (whose EAGAIN, unlike a short read, does not tell that
+ * the socket is empty: one more call per wakeup). */
 #define SPLICE_AFTER (256 * 1024)
 #define SPLICE_CHUNK (256 * 1024)
 
@@ -42,7 +45,7 @@ void relay_release_pipe(struct leg *l)
 static void maybe_pipe(struct leg *from)
 {
     /* splice(2) reads the socket's own queue, past what the kernel relay passes us. */
-    if (from->pipe[0] >= 0 || from->bytes < SPLICE_AFTER || leg_pending(from) ||
+    if (from->pipe[0] >= 0 || from->bytes < SPLICE_AFTER || !from->bulk || leg_pending(from) ||
         !from->tp.ops->raw || !leg_peer(from)->tp.ops->raw || leg_conn(from)->krelay)
         return;
     /* Out of descriptors is not an error: the copying path goes on. */
@@ -181,6 +184,7 @@ static enum step forward(struct leg *from)
      * relay passes to user space may still be on their way to the queue. */
     bool ended =
         (size_t)n < RELAY_BUF && from->tp.rdhup && from->tp.tcp && from->tp.ops->raw && !c->krelay;
+    from->bulk = (size_t)n >= RELAY_BUF / 4;
     enum step st = leg_pass_on(from, buf, (size_t)n);
     if (st != STEP_AGAIN || !ended)
         return st;

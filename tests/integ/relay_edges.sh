@@ -13,6 +13,8 @@
 #     although no new event announces the bytes already waiting.
 #  4. System calls: each connection's two sockets are registered once (2 epoll_ctl per
 #     connection; level-triggered libev took 3), counted with strace.
+#  5. splice(2) for bulk only: 6,000 round trips of 64 bytes on one connection (past the
+#     splice threshold in bytes) never splice, a 2 MB upload does.
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
 # shellcheck source=tests/peers/tls_certs.sh
@@ -202,21 +204,60 @@ wait_log upload '^(ok|reply)' 30
 assert_grep '^ok$' "$T/upload.log" "the whole upload reached the backend"
 wait_count mux 'conn=[0-9]+ .*reason="done"' 29
 
+command -v strace >/dev/null ||
+    fail "strace is not installed (packaging/install-deps.sh test installs it)"
+# calls FILE NAME: how many NAME calls strace -c counted
+calls() { awk -v n="$2" '$NF == n && $1 ~ /^[0-9.]+$/ { print $4 }' "$1"; }
+
 log "4. each socket registered once"
-if ! command -v strace >/dev/null; then
-    log "SKIP part 4: strace is not installed"
-else
-    start_bg strace strace -c -f -o "$T/strace.txt" -p "$(pid_of mux)"
-    wait_log strace 'attached' 15 # tracing from here on
-    N=20
-    for _ in $(seq $N); do
-        "$PY" "$T/echo_client.py" "$PM" plain - 1000 >>"$T/count.out" 2>&1
-    done
-    wait_count mux 'conn=[0-9]+ .*reason="done"' $((29 + N))
-    stop strace # SIGTERM: detaches and writes the counts
-    calls() { awk -v n="$1" '$NF == n && $1 ~ /^[0-9.]+$/ { print $4 }' "$T/strace.txt"; }
-    ctl=$(calls epoll_ctl)
-    log "epoll_ctl: ${ctl:-0} for $N connections"
-    ((${ctl:-0} <= 2 * N)) || fail "epoll_ctl ${ctl} for $N connections (at most $((2 * N)))"
-fi
+start_bg strace strace -c -f -o "$T/strace.txt" -p "$(pid_of mux)"
+wait_log strace 'attached' 15 # tracing from here on
+N=20
+for _ in $(seq $N); do
+    "$PY" "$T/echo_client.py" "$PM" plain - 1000 >>"$T/count.out" 2>&1
+done
+wait_count mux 'conn=[0-9]+ .*reason="done"' $((29 + N))
+stop strace # SIGTERM: detaches and writes the counts
+ctl=$(calls "$T/strace.txt" epoll_ctl)
+log "epoll_ctl: ${ctl:-0} for $N connections"
+((${ctl:-0} <= 2 * N)) || fail "epoll_ctl ${ctl} for $N connections (at most $((2 * N)))"
+
+log "5. splice for bulk, not for small packets"
+cat >"$T/pingpong.py" <<'PYEOF'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+head = b"POST /p HTTP/1.1\r\nHost: echo.test\r\n\r\n"
+s.sendall(head)
+got = b""
+while len(got) < len(head):
+    got += s.recv(4096)
+for i in range(6000):
+    msg = i.to_bytes(4, "big") * 16
+    s.sendall(msg)
+    got = b""
+    while len(got) < 64:
+        d = s.recv(64 - len(got))
+        if not d:
+            sys.exit(f"closed at round trip {i}")
+        got += d
+    if got != msg:
+        sys.exit(f"round trip {i}: wrong echo")
+s.close()
+print("ok")
+PYEOF
+start_bg strace6 strace -c -f -e trace=splice -o "$T/splice-small.txt" -p "$(pid_of mux)"
+wait_log strace6 'attached' 15
+"$PY" "$T/pingpong.py" "$PM" >"$T/pingpong.out" 2>&1 || fail "ping-pong: $(cat "$T/pingpong.out")"
+wait_count mux 'conn=[0-9]+ .*reason="done"' $((30 + N))
+stop strace6
+assert_eq "" "$(calls "$T/splice-small.txt" splice)" "no splice for 384 KB of 64-byte round trips"
+start_bg strace7 strace -c -f -e trace=splice -o "$T/splice-bulk.txt" -p "$(pid_of mux)"
+wait_log strace7 'attached' 15
+"$PY" "$T/echo_client.py" "$PM" plain - 2000000 >"$T/bulk.out" 2>&1 || fail "bulk: $(cat "$T/bulk.out")"
+wait_count mux 'conn=[0-9]+ .*reason="done"' $((31 + N))
+stop strace7
+spliced=$(calls "$T/splice-bulk.txt" splice)
+log "splice calls for a 2 MB upload and its echo: ${spliced:-0}"
+((${spliced:-0} > 0)) || fail "a 2 MB upload was not spliced"
 stop_mux mux

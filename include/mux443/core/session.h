@@ -36,6 +36,7 @@ struct leg {
     bool wr_shut : 1;    /* our end of stream went out on this leg (FIN, after close_notify) */
     bool nagle_on : 1;   /* TCP_NODELAY still to set before the next write (connect.h) */
     bool watched : 1;    /* in the pool's edge-triggered set (conn.c) */
+    bool bulk : 1;       /* its last read filled a quarter of RELAY_BUF (relay.c: splice) */
     uint8_t want;        /* EV_READ/EV_WRITE its phase waits for (set by conn_update_io) */
     uint64_t bytes;      /* bytes read from this leg */
 };
