@@ -1,6 +1,7 @@
 # Turns results.txt ("REP SCEN PEER key=value ...") into markdown tables: medians with
 # min-max over the repetitions, and ratios to the best peer (HAProxy, nginx, sslh, hitch,
-# stunnel: not mux443, not the physical limits `direct` and `openssl`). Portable awk.
+# stunnel: not mux443, not the physical limits `direct` and `openssl`, not a peer that
+# lost connections in the scenario). Portable awk.
 
 function add(s, p, k, v) {
     key = s SUBSEP p SUBSEP k
@@ -35,12 +36,22 @@ function cell(s, p, k,    c, key, m) {
     return fmt(m) " (" fmt(sv[1]) "–" fmt(sv[c]) ")"
 }
 function ispeer(p) { return p == "haproxy" || p == "nginx" || p == "sslh" || p == "hitch" || p == "stunnel" }
-# best peer's median for key k; hi=1: higher is better
+# 1 if a peer lost connections in any repetition of scenario s (errors, or a run that
+# failed): such a peer is not a candidate for the best peer (issue 14's rule).
+function lossy(s, p,    key, i) {
+    if (failed[s, p]) return 1
+    key = s SUBSEP p SUBSEP "err"
+    if (!(key in n)) return 0
+    for (i = 1; i <= n[key]; i++) if (val[key, i] + 0 > 0) return 1
+    return 0
+}
+# best peer's median for key k among the peers without lost connections; hi=1: higher
+# is better
 function best(s, k, hi,    i, np, ps, b, m, bp) {
     np = split(order[s], ps, " ")
     b = ""; bp = ""
     for (i = 1; i <= np; i++) {
-        if (!ispeer(ps[i])) continue
+        if (!ispeer(ps[i]) || lossy(s, ps[i])) continue
         m = med(s, ps[i], k)
         if (m == "" || m + 0 <= 0) continue
         if (b == "" || (hi && m + 0 > b + 0) || (!hi && m + 0 < b + 0)) { b = m; bp = ps[i] }
