@@ -113,6 +113,7 @@ static BIO *sock_bio_get(void)
 static inline void sock_point(const struct transport *t)
 {
     sock_fd = t->fd;
+    sock_eof = false; /* no read of this call has seen the FIN yet */
 }
 
 bool tls_conn_start(struct transport *t, SSL_CTX *ctx, const uint8_t *pre, size_t n)
@@ -179,10 +180,17 @@ static int tls_result(struct transport *t, int r, bool reading, bool replayed)
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_ZERO_RETURN:
-        if (reading)
-            return 0;
-        errno = EPIPE;
-        return -1;
+        if (!reading) {
+            errno = EPIPE;
+            return -1;
+        }
+        /* The end of the client's stream: its close_notify, or (SSL_OP_IGNORE_UNEXPECTED_EOF,
+         * tls_ctx.c) a FIN without it, which this call's read of the socket answered with
+         * 0. OpenSSL stops reading at a close_notify, so a clean end never reaches the
+         * FIN within the same call. Remembered so that the relay counts and logs it. */
+        if (!replayed && BIO_eof(SSL_get_rbio(t->state)))
+            t->flags |= TLS_TRUNCATED;
+        return 0;
     case SSL_ERROR_SYSCALL:
         if (errno == 0)
             errno = reading ? 0 : EPIPE;
@@ -190,13 +198,6 @@ static int tls_result(struct transport *t, int r, bool reading, bool replayed)
             return 0;
         return -1;
     case SSL_ERROR_SSL:
-        /* EOF without close_notify: still the end of the client's stream (the backend gets
-         * its FIN), but remembered so that the relay counts and logs it. */
-        if (reading && ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
-            t->flags |= TLS_TRUNCATED;
-            ERR_clear_error();
-            return 0;
-        }
         errno = EPROTO;
         return -1;
     default:
@@ -313,8 +314,6 @@ static enum tls_fail fail_kind(int e, unsigned long err)
     case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
     case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
         return TLS_FAIL_CERTIFICATE;
-    case SSL_R_UNEXPECTED_EOF_WHILE_READING:
-        return TLS_FAIL_CLOSED;
     default:
         return TLS_FAIL_OTHER;
     }

@@ -144,8 +144,11 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 
 /* Applies mux443's TLS policy to a new context: the section's versions and suites
  * (checked: a list OpenSSL refuses, or one that leaves no suite, fails with *bad_key set
- * to its key). A truncated stream (EOF without close_notify) is an error, not a clean
- * end: no SSL_OP_IGNORE_UNEXPECTED_EOF (tls_conn.c counts it). */
+ * to its key). A truncated stream (EOF without close_notify) ends the client's half like a
+ * close_notify (SSL_OP_IGNORE_UNEXPECTED_EOF): without it OpenSSL would put the connection
+ * in its fatal state, and the backend's answer to a request that ended with a bare FIN
+ * could not be written. tls_conn.c still tells the two apart, and the relay counts and
+ * logs the truncated ones. */
 static SSL_CTX *ctx_new(const struct cfg *c, const struct cfg_tls *t, char *err, size_t cap,
                         const char **bad_key)
 {
@@ -171,7 +174,7 @@ static SSL_CTX *ctx_new(const struct cfg *c, const struct cfg_tls *t, char *err,
         goto bad;
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
     if (ktls)
         SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
     /* Idle terminated connections keep no record buffers. The chain sent is the one the

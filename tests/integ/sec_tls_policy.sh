@@ -7,7 +7,10 @@
 #     ECDHE-ECDSA-AES128-GCM-SHA256 is served; TLS 1.3 works with OpenSSL's defaults.
 #  2. min_version = tls1.3: a TLS 1.2 client is refused (reason="protocol_version").
 #  3. A client that ends its stream without close_notify (truncated TLS stream): logged
-#     at info, counted in mux443_tls_truncated_total; the backend still gets its FIN.
+#     at info, counted in mux443_tls_truncated_total; the backend still gets its FIN,
+#     and a reply the backend sends after that FIN still reaches the client, followed by
+#     close_notify (a request, a bare FIN, then the answer of a backend that answers at
+#     EOF: tcp_echo.py --mode hash).
 #  4. -t checks ciphers / ciphersuites / min_version: FILE:LINE errors.
 # shellcheck source=tests/integ/lib.sh
 source "$(dirname "$0")/lib.sh" "$@"
@@ -24,8 +27,10 @@ tls_leaf "$P" termrsa rsa ca term.test term.test
 PM=$(free_port)
 PA=$(free_port)
 PE=$(free_port)
+PH=$(free_port)
 start_bg echo "$PY" "$PEERS/tcp_echo.py" echo "$PE"
-conf() { # EXTRA [tls] LINES
+start_bg hash "$PY" "$PEERS/tcp_echo.py" hash "$PH" --mode hash
+conf() { # EXTRA [tls] LINES, [STUN BACKEND]
     cat >"$T/mux.ini" <<INI
 [mux443]
 listen = 127.0.0.1:$PM
@@ -39,9 +44,11 @@ $1
 
 [backend echo]
 server = 127.0.0.1:$PE
+[backend hash]
+server = 127.0.0.1:$PH
 
 [route]
-stun = echo
+stun = ${2:-echo}
 INI
 }
 # sc NAME ARGS...: an s_client handshake through mux443; its output in $T/NAME.out.
@@ -52,6 +59,7 @@ sc() {
         -servername term.test "$@" </dev/null >"$T/$name.out" 2>&1 || true
 }
 wait_ready echo
+wait_ready hash
 conf ""
 start_mux mux "$T/mux.ini"
 
@@ -77,6 +85,18 @@ wait_log mux 'client ended without close_notify \(truncated TLS stream\)' 5
 wait_metric "$PA" 'mux443_tls_truncated_total' -eq 1 5
 wait_log echo 'eof in=20 ' 5 # the backend got its FIN after the 20 bytes
 stop_mux mux
+
+log "3b. a truncated stream still gets the reply sent after its end"
+conf "" hash
+start_mux mux3 "$T/mux.ini"
+sha=$(printf "$STUN" | sha256sum | cut -d' ' -f1)
+out=$("$PY" "$PEERS/tls_client.py" 127.0.0.1 "$PM" --sni term.test --data "$STUN" \
+    --fin-first --timeout 10 2>"$T/fin.err") || fail "tls_client: $(cat "$T/fin.err")"
+assert_contains "$out" "reply: bytes=20 sha256=$sha" "the backend's answer to the whole request"
+assert_contains "$out" "eof close_notify" "close_notify after the answer"
+wait_log mux3 'client ended without close_notify \(truncated TLS stream\)' 5
+wait_metric "$PA" 'mux443_tls_truncated_total' -eq 1 5
+stop_mux mux3
 
 log "2. min_version = tls1.3"
 conf "min_version = tls1.3"

@@ -2,7 +2,8 @@
 """TLS client peer for mux443's TLS termination tests (Python ssl module).
 
 usage: tls_client.py HOST PORT [--sni NAME] [--ca FILE] [--alpn P1,P2] [--bind ADDR]
-                     [--data TEXT] [--timeout S] [--hold | --truncate] [--ws PATH --message M [--count N]]
+                     [--data TEXT] [--timeout S] [--hold | --truncate | --fin-first]
+                     [--ws PATH --message M [--count N]]
 
   Verifies the server certificate against --ca (and --sni as the host name) when --ca
   is given, otherwise accepts any certificate. After the handshake prints one line
@@ -13,6 +14,9 @@ usage: tls_client.py HOST PORT [--sni NAME] [--ca FILE] [--alpn P1,P2] [--bind A
   --truncate (raw mode): the reply must echo --data; then ends its stream with a bare
     FIN, no close_notify (a truncated TLS stream), and prints `eof truncated` once the
     server closed too.
+  --fin-first (raw mode): sends --data, then at once a bare FIN (no close_notify), keeps
+    its TLS state (memory BIOs) and prints what comes back as `reply: ...` lines, then
+    `eof close_notify` (the server ended cleanly) or `eof fin` (a FIN alone).
   --hold (raw mode): the reply must echo --data; prints `ready hold`, then on each
     SIGUSR1 sends `ping N\\n`, expects it back and prints `hold: ping N ok` or
     `hold: ping N FAILED ...`; exits 0 on SIGTERM.
@@ -59,6 +63,53 @@ def describe(tls):
 
 def unescape(s):
     return codecs.escape_decode(s.encode())[0]
+
+
+def fin_first(args):
+    """The request, then a FIN without close_notify before any reply: Python's
+    SSLSocket.shutdown would drop the TLS state, so the TLS runs over memory BIOs."""
+    sock = socket.create_connection((args.host, args.port), timeout=args.timeout,
+                                    source_address=(args.bind, 0) if args.bind else None)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = make_ctx(args).wrap_bio(inc, out, server_hostname=args.sni or None)
+
+    def feed():
+        d = sock.recv(1 << 16)
+        if d:
+            inc.write(d)
+        return bool(d)
+
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            sock.sendall(out.read())
+            if not feed():
+                raise EOFError("closed during the handshake")
+    sock.sendall(out.read())
+    say(describe(tls))
+    tls.write(unescape(args.data))
+    sock.sendall(out.read())
+    sock.shutdown(socket.SHUT_WR)
+    got, end = b"", None
+    while not end:
+        try:
+            d = tls.read(1 << 16)
+            if d:
+                got += d
+                continue
+            end = "close_notify"  # read() answers b"" to a close_notify we have not sent
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            end = "close_notify"
+        if not end and not feed():
+            end = "fin"
+    for line in got.decode("utf-8", "replace").splitlines():
+        say(f"reply: {line}")
+    say(f"eof {end}")
+    return 0
 
 
 def raw(args):
@@ -155,6 +206,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=10)
     ap.add_argument("--hold", action="store_true")
     ap.add_argument("--truncate", action="store_true")
+    ap.add_argument("--fin-first", action="store_true")
     ap.add_argument("--ws")
     ap.add_argument("--message", default="hello")
     ap.add_argument("--count", type=int, default=1)
@@ -164,7 +216,7 @@ def main():
     try:
         if args.ws:
             return asyncio.run(ws(args))
-        return raw(args)
+        return fin_first(args) if args.fin_first else raw(args)
     except Exception as e:
         print(f"tls_client: {e.__class__.__name__}: {e}", file=sys.stderr, flush=True)
         return 1
