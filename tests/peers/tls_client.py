@@ -2,7 +2,7 @@
 """TLS client peer for mux443's TLS termination tests (Python ssl module).
 
 usage: tls_client.py HOST PORT [--sni NAME] [--ca FILE] [--alpn P1,P2] [--bind ADDR]
-                     [--data TEXT] [--timeout S] [--hold | --truncate | --fin-first]
+                     [--data TEXT] [--timeout S] [--hold | --truncate | --fin-first | --notify-first]
                      [--ws PATH --message M [--count N]]
 
   Verifies the server certificate against --ca (and --sni as the host name) when --ca
@@ -17,6 +17,7 @@ usage: tls_client.py HOST PORT [--sni NAME] [--ca FILE] [--alpn P1,P2] [--bind A
   --fin-first (raw mode): sends --data, then at once a bare FIN (no close_notify), keeps
     its TLS state (memory BIOs) and prints what comes back as `reply: ...` lines, then
     `eof close_notify` (the server ended cleanly) or `eof fin` (a FIN alone).
+  --notify-first: the same with a clean half-close (close_notify, then the FIN).
   --hold (raw mode): the reply must echo --data; prints `ready hold`, then on each
     SIGUSR1 sends `ping N\\n`, expects it back and prints `hold: ping N ok` or
     `hold: ping N FAILED ...`; exits 0 on SIGTERM.
@@ -65,9 +66,10 @@ def unescape(s):
     return codecs.escape_decode(s.encode())[0]
 
 
-def fin_first(args):
-    """The request, then a FIN without close_notify before any reply: Python's
-    SSLSocket.shutdown would drop the TLS state, so the TLS runs over memory BIOs."""
+def half_close(args):
+    """The request, then a FIN (after a close_notify with --notify-first) before any
+    reply: Python's SSLSocket.shutdown would drop the TLS state, so the TLS runs over
+    memory BIOs."""
     sock = socket.create_connection((args.host, args.port), timeout=args.timeout,
                                     source_address=(args.bind, 0) if args.bind else None)
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -90,6 +92,11 @@ def fin_first(args):
     sock.sendall(out.read())
     say(describe(tls))
     tls.write(unescape(args.data))
+    if args.notify_first:
+        try:
+            tls.unwrap()  # close_notify into `out`; its wait for the server's WantRead
+        except ssl.SSLWantReadError:
+            pass
     sock.sendall(out.read())
     sock.shutdown(socket.SHUT_WR)
     got, end = b"", None
@@ -207,6 +214,7 @@ def main():
     ap.add_argument("--hold", action="store_true")
     ap.add_argument("--truncate", action="store_true")
     ap.add_argument("--fin-first", action="store_true")
+    ap.add_argument("--notify-first", action="store_true")
     ap.add_argument("--ws")
     ap.add_argument("--message", default="hello")
     ap.add_argument("--count", type=int, default=1)
@@ -216,7 +224,7 @@ def main():
     try:
         if args.ws:
             return asyncio.run(ws(args))
-        return fin_first(args) if args.fin_first else raw(args)
+        return half_close(args) if args.fin_first or args.notify_first else raw(args)
     except Exception as e:
         print(f"tls_client: {e.__class__.__name__}: {e}", file=sys.stderr, flush=True)
         return 1
