@@ -274,7 +274,7 @@ void conn_accept(struct conn_pool *pool, struct snap *s, const struct cfg_listen
     addr_ip_set(&c->peer_addr, peer, peerlen);
     leg_init(&c->client, false, fd);
     leg_init(&c->backend_leg, true, -1);
-    c->client.tp.tcp = peer->sa_family == AF_INET || peer->sa_family == AF_INET6;
+    c->client.tp.tcp = addr_family_ip(peer->sa_family);
     ev_init(&c->timer, conn_timer_cb);
     c->timer.data = c;
     c->next = pool->conns;
@@ -599,7 +599,7 @@ static enum step conn_connect(struct conn *c, int revents)
             continue;
         }
         conn_backend_socket(c, fd);
-        bl->nagle_on = a->ss.ss_family == AF_INET || a->ss.ss_family == AF_INET6;
+        bl->nagle_on = bl->tp.tcp;
         c->tfo_unconfirmed = false;
         if (deferred || conn_eager_worth(c, sm)) {
             fw = conn_first_write(c, true, deferred, &failure);
@@ -656,7 +656,7 @@ static enum step conn_next(struct conn *c, struct probe_out *out)
 static int leg_interest(const struct conn *c, const struct leg *l)
 {
     const struct transport *t = &l->tp;
-    bool client = l == &c->client;
+    bool client = !l->backend;
 
     switch (c->phase) {
     case CONN_PROXY:

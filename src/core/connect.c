@@ -5,11 +5,12 @@
 #include <unistd.h>
 
 #include "mux443/core/connect.h"
+#include "mux443/lib/addr.h"
 
 int connect_begin(const struct cfg_addr *a, unsigned opts, bool *deferred)
 {
     int one = 1;
-    bool tcp = a->ss.ss_family == AF_INET || a->ss.ss_family == AF_INET6;
+    bool tcp = addr_family_ip(a->ss.ss_family);
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
     *deferred = false;

@@ -110,7 +110,7 @@ static void ends_cb(struct ev_loop *loop, ev_io *w, int revents)
         struct leg *l = evs[i].data.ptr;
         struct conn *c = leg_conn(l);
         if (c->krelay)
-            c->krelay->ended[l == &c->backend_leg] = true;
+            c->krelay->ended[l->backend] = true;
         l->tp.ready |= TP_WANT_READ;
         conn_wake(c);
     }
@@ -336,7 +336,7 @@ bool krelay_fin_ready(const struct leg *from)
 
     if (!active(kr))
         return true;
-    int i = from == &c->backend_leg;
+    int i = from->backend;
     if (!tcp_counts(leg_peer(from)->tp.fd, &acked, &written, NULL))
         return true; /* the peer socket is gone: nothing more can reach it */
     return written >= expected(kr, from, i);

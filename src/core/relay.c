@@ -165,7 +165,7 @@ static enum step forward(struct leg *from)
     }
     if (n == 0) {
         from->rd_eof = true;
-        if (from == &c->client && c->terminated && tls_conn_truncated(&from->tp)) {
+        if (!from->backend && c->terminated && tls_conn_truncated(&from->tp)) {
             MX_INC(mx.tls_truncated);
             log_info("conn=%llu client ended without close_notify (truncated TLS stream)",
                      (unsigned long long)c->id);

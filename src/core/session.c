@@ -79,12 +79,8 @@ void conn_backend_socket(struct conn *c, int fd)
     struct leg *l = &c->backend_leg;
     if (l->tp.fd >= 0)
         close(l->tp.fd);
-    l->tp.fd = fd;
-    l->tp.ready = TP_WANT_READ | TP_WANT_WRITE;
-    l->tp.rdhup = false;
-    l->tp.error = false;
-    l->tp.tcp =
-        c->server && (c->server->ss.ss_family == AF_INET || c->server->ss.ss_family == AF_INET6);
+    transport_init(&l->tp, fd); /* the backend leg is always plain */
+    l->tp.tcp = c->server && addr_family_ip(c->server->ss.ss_family);
     l->watched = false;
     l->want = 0;
 }

@@ -21,6 +21,12 @@ union addr_ip {
     struct sockaddr_in6 in6;
 };
 
+/* AF_INET or AF_INET6: a TCP socket of that family (the others here are AF_UNIX). */
+static inline bool addr_family_ip(sa_family_t f)
+{
+    return f == AF_INET || f == AF_INET6;
+}
+
 /* Copies sa (len bytes) into dst; another family leaves dst AF_UNSPEC. */
 void addr_ip_set(union addr_ip *dst, const struct sockaddr *sa, socklen_t len);
 
